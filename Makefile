@@ -1,0 +1,60 @@
+# Two commands on a fresh machine: `make synth` and `make test`. Each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CDK := node_modules/.bin/cdk
+ENV ?= dev
+
+# Offline, quiet, reproducible synth: no telemetry, no notices, no version check, no Node EOL banner from jsii.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := true
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+export SAGEMAKER_TELEMETRY_OPT_OUT := true
+export PYSPARK_PYTHON := $(abspath $(PY))
+
+.PHONY: synth test test-fast lint demo bench clean install install-dev lambda-deps
+
+$(VENV)/.synth-installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt requirements.txt $(VENV)/.synth-installed
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Third-party packages of the model-in-Lambda function, built for Lambda's platform from wheels (no Docker).
+build/lambda-deps/.installed: lambda_src/inference/requirements.txt scripts/build_lambda_deps.sh
+	bash scripts/build_lambda_deps.sh lambda_src/inference/requirements.txt build/lambda-deps
+	touch $@
+
+install: $(VENV)/.synth-installed node_modules/.installed build/lambda-deps/.installed
+install-dev: install $(VENV)/.dev-installed
+
+## Synthesize every stack of ENV (default dev) into cdk.out/, offline.
+synth: install
+	env -u AWS_PROFILE $(CDK) synth --all --quiet --no-notices -c env=$(ENV)
+	@echo "Templates in cdk.out/:" && ls cdk.out/*.template.json | sed 's/^/  /'
+
+## Run the whole test suite (runtime code, constructs, stacks, compliance).
+test: install-dev
+	$(PY) -m pytest
+
+## Rehearse the whole MLOps loop locally, without an AWS account.
+demo: install-dev
+	$(PY) -m demo
+
+## Benchmarks (not part of the tests): synth time and inference latency.
+bench: install-dev
+	$(PY) benchmarks/inference_latency.py
+	bash benchmarks/synth_time.sh
+
+clean:
+	rm -rf cdk.out build .pytest_cache

@@ -1,0 +1,263 @@
+"""Typed configuration of one environment (``config/<env>.yaml``).
+
+Every field has a safe default unless no sensible default exists. Stacks translate this object into construct props;
+constructs never read it (see DESIGN.md, "Layers").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Names that end up in physical resource names (pipeline, model package group, endpoint, Glue job) must fit the
+# strictest of those services: SageMaker names allow [a-zA-Z0-9-] and 63 characters.
+NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+# Metrics evaluate.py writes, per problem type, and whether a larger value is better.
+METRICS: dict[str, dict[str, bool]] = {
+    "regression": {"rmse": False, "mae": False, "r2": True},
+    "binary_classification": {"auc": True, "accuracy": True, "f1": True},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tags(_Strict):
+    cost_center: str = Field(min_length=1, description="Cost allocation tag `cost-center` on every resource.")
+    owner: Optional[str] = Field(default=None, description="Optional `owner` tag.")
+
+
+class DataLakeConfig(_Strict):
+    noncurrent_version_expiration_days: int = Field(default=90, ge=1, le=3650)
+    raw_transition_to_ia_days: int = Field(default=30, ge=30, le=3650)
+    etl_schedule: Optional[str] = Field(
+        default=None,
+        description="EventBridge schedule for the ETL job, e.g. 'cron(0 3 * * ? *)'. None: no schedule.",
+    )
+    etl_on_raw_upload: bool = Field(default=True, description="Start the ETL job when an object lands in raw/.")
+    etl_worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
+    etl_workers: int = Field(default=2, ge=2, le=100)
+    etl_timeout_minutes: int = Field(default=60, ge=1, le=2880)
+    dataset: str = Field(default="abalone", pattern=r"^[a-z][a-z0-9_]*$", description="Dataset (table) name.")
+
+    @field_validator("etl_schedule")
+    @classmethod
+    def _schedule(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^(cron|rate)\(.+\)$", v):
+            raise ValueError("must be an EventBridge expression such as 'cron(0 3 * * ? *)' or 'rate(1 day)'")
+        return v
+
+
+class AutoscalingConfig(_Strict):
+    min_capacity: int = Field(default=1, ge=1)
+    max_capacity: int = Field(default=2, ge=1)
+    target_invocations_per_instance: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> "AutoscalingConfig":
+        if self.max_capacity < self.min_capacity:
+            raise ValueError(
+                f"max_capacity ({self.max_capacity}) must be at least min_capacity ({self.min_capacity})"
+            )
+        return self
+
+
+class ServerlessConfig(_Strict):
+    memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    max_concurrency: int = Field(default=5, ge=1, le=200)
+
+
+class EndpointConfig(_Strict):
+    enabled: bool = True
+    instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    initial_instance_count: int = Field(default=1, ge=1)
+    serverless: Optional[ServerlessConfig] = Field(
+        default=None, description="Serverless inference instead of instances (no autoscaling, no blue/green)."
+    )
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
+    data_capture_percent: int = Field(default=100, ge=0, le=100)
+    traffic_shifting: Literal["canary", "linear", "all_at_once"] = "canary"
+    canary_percent: int = Field(default=10, ge=1, le=50)
+    wait_minutes: int = Field(default=10, ge=0, le=60, description="Bake time per traffic shift step.")
+
+
+class LambdaServingConfig(_Strict):
+    enabled: bool = True
+    mode: Literal["model", "endpoint_proxy"] = "model"
+    memory_mb: int = Field(default=1024, ge=128, le=10240)
+    timeout_seconds: int = Field(default=10, ge=1, le=900)
+    reserved_concurrency: Optional[int] = Field(default=10, ge=1)
+    provisioned_concurrency: int = Field(default=0, ge=0)
+    max_batch_rows: int = Field(default=1000, ge=1, le=100000)
+    deployment: Literal["canary", "linear", "all_at_once"] = "canary"
+
+
+class AlarmThresholds(_Strict):
+    endpoint_5xx_rate_percent: float = Field(default=1.0, gt=0, le=100)
+    model_latency_p99_ms: float = Field(default=500.0, gt=0)
+    lambda_errors: int = Field(default=5, ge=1)
+    lambda_throttles: int = Field(default=1, ge=1)
+    lambda_duration_p99_ms: float = Field(default=1000.0, gt=0)
+    glue_job_failures: int = Field(default=1, ge=1)
+    pipeline_failures: int = Field(default=1, ge=1)
+
+
+class StageConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9]*$", max_length=10)
+    account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
+    region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+class ModelConfig(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=20)
+    target_column: str = Field(min_length=1)
+    problem_type: Literal["regression", "binary_classification"] = "regression"
+    framework: Literal["xgboost", "sklearn"] = "xgboost"
+    metric: str = Field(description="Metric the condition step checks; see METRICS for allowed values.")
+    threshold: float = Field(description="Register only if the metric is at most (rmse, mae) or at least this.")
+    positive_threshold: Optional[float] = Field(
+        default=None,
+        description="binary_classification only: the label is target >= positive_threshold (for a numeric target).",
+    )
+    hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
+    processing_instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    training_instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    pipeline_schedule: Optional[str] = None
+    model_package_arn: Optional[str] = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$",
+        description="Approved package to serve; the deploy pipeline passes it as a stack parameter instead.",
+    )
+    endpoint: EndpointConfig = EndpointConfig()
+    lambda_: LambdaServingConfig = Field(default=LambdaServingConfig(), alias="lambda")
+    alarms: AlarmThresholds = AlarmThresholds()
+    stages: list[StageConfig] = Field(
+        default_factory=lambda: [StageConfig(name="staging"), StageConfig(name="prod")],
+        min_length=1,
+        description="Serving stages the deploy pipeline rolls through, in order; a manual approval precedes the last.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _metric(self) -> "ModelConfig":
+        allowed = METRICS[self.problem_type]
+        if self.metric not in allowed:
+            raise ValueError(
+                f"metric '{self.metric}' is not computed for problem_type {self.problem_type}; "
+                f"use one of {sorted(allowed)}"
+            )
+        if self.problem_type == "regression" and self.positive_threshold is not None:
+            raise ValueError("positive_threshold applies to binary_classification only; remove it")
+        if self.lambda_.enabled and self.lambda_.mode == "model" and self.framework != "xgboost":
+            raise ValueError(
+                "lambda.mode 'model' serves xgboost models only (an sklearn stack exceeds Lambda's size limits); "
+                "use lambda.mode: endpoint_proxy or framework: xgboost"
+            )
+        if self.lambda_.enabled and self.lambda_.mode == "endpoint_proxy" and not self.endpoint.enabled:
+            raise ValueError("lambda.mode 'endpoint_proxy' needs endpoint.enabled: true")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages names must be unique, got {names}")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.problem_type][self.metric]
+
+
+class WorkstationConfig(_Strict):
+    enabled: bool = False
+    instance_type: str = Field(default="g5.xlarge", pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    volume_gb: int = Field(default=100, ge=75, le=16384)
+    idle_minutes: int = Field(default=60, ge=5, le=1440)
+
+
+class SourceRepoConfig(_Strict):
+    connection_arn: Optional[str] = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/.+$",
+        description="CodeConnections ARN. None: an S3 source bucket is the fallback.",
+    )
+    repository: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    branch: str = "main"
+
+    @model_validator(mode="after")
+    def _both(self) -> "SourceRepoConfig":
+        if (self.connection_arn is None) != (self.repository is None):
+            raise ValueError("set both connection_arn and repository (owner/name), or neither for the S3 source")
+        return self
+
+
+class PlatformPipelineConfig(_Strict):
+    enabled: bool = False
+    environments: list[str] = Field(
+        default_factory=lambda: ["dev", "prod"],
+        description="Config files (config/<name>.yaml) deployed in order; a manual approval precedes 'prod'.",
+    )
+
+
+class PlatformConfig(_Strict):
+    project: str = Field(pattern=NAME_PATTERN, max_length=16)
+    environment: str = Field(pattern=r"^[a-z][a-z0-9]*$", max_length=8)
+    account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
+    region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    tags: Tags
+    removal_policy: Literal["retain", "destroy"] = Field(
+        default="retain", description="'destroy' deletes buckets, data and keys with the stack: dev only."
+    )
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 90
+    alarm_emails: list[str] = Field(default_factory=list)
+    data_lake: DataLakeConfig = DataLakeConfig()
+    models: list[ModelConfig] = Field(min_length=1)
+    workstation: WorkstationConfig = WorkstationConfig()
+    source: SourceRepoConfig = SourceRepoConfig()
+    platform_pipeline: PlatformPipelineConfig = PlatformPipelineConfig()
+    trusted_accounts: list[str] = Field(
+        default_factory=list,
+        description="Accounts (e.g. staging, prod) that may read this environment's model package groups.",
+    )
+
+    @field_validator("alarm_emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for email in v:
+            if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
+                raise ValueError(f"'{email}' is not an email address")
+        return v
+
+    @field_validator("trusted_accounts")
+    @classmethod
+    def _accounts(cls, v: list[str]) -> list[str]:
+        for acct in v:
+            if not re.match(r"^\d{12}$", acct):
+                raise ValueError(f"'{acct}' is not a 12-digit AWS account ID")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> "PlatformConfig":
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models names must be unique; repeated: {dupes}")
+        if self.removal_policy == "destroy" and self.environment == "prod":
+            raise ValueError("removal_policy 'destroy' is refused for environment 'prod'; use 'retain'")
+        # Longest physical name: "<project>-<env>-<model>-<stage>-endpoint" must stay within SageMaker's 63 chars.
+        for m in self.models:
+            for s in m.stages:
+                name = f"{self.project}-{self.environment}-{m.name}-{s.name}"
+                if len(name) > 54:
+                    raise ValueError(
+                        f"'{name}' (project-environment-model-stage) is {len(name)} characters; keep it within 54 "
+                        "so endpoint names fit SageMaker's 63-character limit"
+                    )
+        return self
+
+    def prefix(self) -> str:
+        """Prefix of every physical name: '<project>-<environment>'."""
+        return f"{self.project}-{self.environment}"
