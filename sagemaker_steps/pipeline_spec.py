@@ -1,0 +1,339 @@
+"""The single source of truth for the model-build pipeline: step order, scripts, containers and wiring.
+
+Plain data, no SageMaker SDK import. Two readers:
+- the CDK/SDK side (``mlops_constructs``) builds the SageMaker Pipeline definition from it;
+- ``local_runner.py`` executes the same steps as subprocesses in the same order with the same wiring.
+
+Wiring notation: a channel's ``source`` is ``"<Step>.<output>"`` (an earlier step's output) or
+``"param:<PipelineParameterName>"`` (a pipeline parameter holding an S3 URI). Container paths are the paths the
+script sees inside the job; ``flag``/``env`` name how the script lets a plain run override that path.
+
+Print it as JSON: ``python -m sagemaker_steps.pipeline_spec [xgboost|sklearn]``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import string
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
+PROCESSING_BASE = "/opt/ml/processing"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Containers (SageMaker framework images; sagemaker.image_uris.retrieve(framework, region, version))
+# ---------------------------------------------------------------------------------------------------------------
+SKLEARN_PROCESSING = "sklearn-processing"
+SKLEARN_TRAINING = "sklearn-training"
+XGBOOST_TRAINING = "xgboost-training"
+XGBOOST_PROCESSING = "xgboost-processing"
+# The versions the scripts are written for (Python 3.8/3.9 syntax, xgboost 1.7 APIs, scikit-learn 1.2).
+CONTAINER_FRAMEWORK_VERSIONS: dict[str, str] = {"sklearn": "1.2-1", "xgboost": "1.7-1"}
+CONTAINER_IMAGES: dict[str, dict[str, str]] = {
+    SKLEARN_PROCESSING: {"framework": "sklearn", "version": CONTAINER_FRAMEWORK_VERSIONS["sklearn"]},
+    SKLEARN_TRAINING: {"framework": "sklearn", "version": CONTAINER_FRAMEWORK_VERSIONS["sklearn"]},
+    XGBOOST_TRAINING: {"framework": "xgboost", "version": CONTAINER_FRAMEWORK_VERSIONS["xgboost"]},
+    XGBOOST_PROCESSING: {"framework": "xgboost", "version": CONTAINER_FRAMEWORK_VERSIONS["xgboost"]},
+}
+FRAMEWORKS = ("xgboost", "sklearn")
+PROBLEM_TYPES = ("regression", "binary_classification")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics and the registration condition
+# ---------------------------------------------------------------------------------------------------------------
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "rmse": False, "mae": False, "r2": True, "auc": True, "accuracy": True, "f1": True,
+}
+METRICS_BY_PROBLEM_TYPE: dict[str, tuple[str, ...]] = {
+    "regression": ("rmse", "mae", "r2"),
+    "binary_classification": ("auc", "accuracy", "f1"),
+}
+FAIL_MESSAGE_TEMPLATE = "Model {model} {metric}={value} does not meet the threshold {threshold}; not registered."
+
+# Pipeline parameters the wiring refers to (name -> (type, default, meaning)); build-time choices such as the
+# problem type, framework and metric come from the model config and are not parameters (the condition's JSON
+# path depends on them).
+PIPELINE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "InputDataUrl": {"type": "String", "default": None,
+                     "description": "S3 URI of the curated dataset prefix (Parquet partitioned by ingest_date)"},
+    "MetricThreshold": {"type": "Float", "default": None,
+                        "description": "Register only if the metric meets this (model config 'threshold')"},
+    "ModelApprovalStatus": {"type": "String", "default": "PendingManualApproval",
+                            "description": "Status of the registered model package"},
+}
+
+
+def metric_json_path(problem_type: str, metric: str) -> str:
+    """The JSON path into evaluation.json the condition step (JsonGet) and the local runner read."""
+    if problem_type not in METRICS_BY_PROBLEM_TYPE:
+        raise ValueError(f"unknown problem_type {problem_type!r}; use one of {list(METRICS_BY_PROBLEM_TYPE)}")
+    if metric not in METRICS_BY_PROBLEM_TYPE[problem_type]:
+        raise ValueError(f"metric {metric!r} is not computed for problem_type {problem_type}; "
+                         f"use one of {list(METRICS_BY_PROBLEM_TYPE[problem_type])}")
+    return f"{problem_type}_metrics.{metric}.value"
+
+
+def read_json_path(document: Mapping[str, Any], json_path: str) -> Any:
+    """Follow a dotted JSON path (the subset of JsonPath the condition step uses); KeyError if absent."""
+    node: Any = document
+    for key in json_path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            raise KeyError(f"{json_path!r} not found in the evaluation report (missing {key!r})")
+        node = node[key]
+    return node
+
+
+def metric_passes(value: float | None, threshold: float, higher_is_better: bool) -> bool:
+    """The registration condition: value >= threshold if higher is better, else value <= threshold.
+
+    A missing or non-finite value never passes (ConditionGreaterThanOrEqualTo/LessThanOrEqualTo semantics).
+    """
+    if value is None:
+        return False
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return False
+    return value >= threshold if higher_is_better else value <= threshold
+
+
+def condition_operator(metric: str) -> str:
+    """Which SageMaker condition implements ``metric_passes`` for this metric."""
+    return "GreaterThanOrEqualTo" if HIGHER_IS_BETTER[metric] else "LessThanOrEqualTo"
+
+
+def format_fail_message(model: str, metric: str, value: float, threshold: float) -> str:
+    return FAIL_MESSAGE_TEMPLATE.format(model=model, metric=metric, value=value, threshold=threshold)
+
+
+def fail_message_parts(template: str = FAIL_MESSAGE_TEMPLATE) -> list[tuple[str, str]]:
+    """The template as ordered ("text", literal) / ("field", name) parts, for building a Std:Join.
+
+    Fields: ``model``, ``metric`` (build-time strings), ``value`` (JsonGet of the metric from EvaluationReport),
+    ``threshold`` (the MetricThreshold parameter).
+    """
+    parts: list[tuple[str, str]] = []
+    for literal, field_name, _spec, _conversion in string.Formatter().parse(template):
+        if literal:
+            parts.append(("text", literal))
+        if field_name is not None:
+            parts.append(("field", field_name))
+    return parts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Channel:
+    """One input or output of a step."""
+
+    name: str
+    container_path: str
+    source: Optional[str] = None  # inputs only: "<Step>.<output>" or "param:<Name>"
+    flag: Optional[str] = None  # the script flag overriding container_path in a plain run
+    env: Optional[str] = None  # training: the SM_* variable SageMaker sets to container_path
+    content_type: Optional[str] = None  # training channels: TrainingInput content_type
+    artifact: Optional[str] = None  # file name when the S3 side is one object (model.tar.gz)
+
+
+@dataclass(frozen=True)
+class PropertyFileSpec:
+    name: str
+    output_name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    step_type: str  # Processing | Training | Condition | RegisterModel | Fail
+    script: Optional[str] = None  # file in sagemaker_steps/ (the processing `code` / training `entry_point`)
+    container: Optional[str] = None  # one of CONTAINER_IMAGES
+    inputs: tuple[Channel, ...] = ()
+    outputs: tuple[Channel, ...] = ()
+    property_files: tuple[PropertyFileSpec, ...] = ()
+    if_steps: tuple[str, ...] = ()  # Condition only
+    else_steps: tuple[str, ...] = ()  # Condition only
+    notes: str = ""
+
+    @property
+    def script_path(self) -> Optional[Path]:
+        return SCRIPTS_DIR / self.script if self.script else None
+
+    def output(self, name: str) -> Channel:
+        for channel in self.outputs:
+            if channel.name == name:
+                return channel
+        raise KeyError(f"step {self.name} has no output {name!r}")
+
+    def upstream_steps(self) -> tuple[str, ...]:
+        names = []
+        for channel in self.inputs:
+            if channel.source and not channel.source.startswith("param:"):
+                step = channel.source.split(".", 1)[0]
+                if step not in names:
+                    names.append(step)
+        return tuple(names)
+
+
+EVALUATION_REPORT = PropertyFileSpec(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+
+PREPROCESS = "Preprocess"
+TRAIN = "Train"
+EVALUATE = "Evaluate"
+CHECK_METRIC = "CheckMetric"
+REGISTER = "Register"
+FAIL = "FailStep"
+STEP_ORDER: tuple[str, ...] = (PREPROCESS, TRAIN, EVALUATE, CHECK_METRIC, REGISTER, FAIL)
+# Steps that run a script (the local runner executes these; the rest are control flow / registry calls).
+SCRIPT_STEPS: tuple[str, ...] = (PREPROCESS, TRAIN, EVALUATE)
+
+
+def _p(name: str) -> str:
+    return f"{PROCESSING_BASE}/{name}"
+
+
+def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
+    """All steps in execution order for a model of ``framework`` (only the Train/Evaluate containers differ)."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; use one of {list(FRAMEWORKS)}")
+    training_container = XGBOOST_TRAINING if framework == "xgboost" else SKLEARN_TRAINING
+    # A joblib model must be loaded by the scikit-learn that wrote it, so sklearn models evaluate in that image.
+    evaluate_container = XGBOOST_PROCESSING if framework == "xgboost" else SKLEARN_PROCESSING
+    return (
+        StepSpec(
+            name=PREPROCESS, step_type="Processing", script="preprocess.py", container=SKLEARN_PROCESSING,
+            inputs=(Channel("input", _p("input"), source="param:InputDataUrl", flag="--input-dir"),),
+            outputs=(
+                Channel("train", _p("train"), flag="--train-dir"),
+                Channel("validation", _p("validation"), flag="--validation-dir"),
+                Channel("test", _p("test"), flag="--test-dir"),
+                Channel("baseline", _p("baseline"), flag="--baseline-dir"),
+            ),
+            notes="arguments: preprocess_arguments(); train/ also holds feature_spec.json; baseline/baseline.csv "
+                  "is the Model Monitor data-quality baseline dataset (CSV with header, raw features, no target)",
+        ),
+        StepSpec(
+            name=TRAIN, step_type="Training", script="train.py", container=training_container,
+            inputs=(
+                Channel("train", "/opt/ml/input/data/train", source="Preprocess.train", flag="--train",
+                        env="SM_CHANNEL_TRAIN", content_type="text/csv"),
+                Channel("validation", "/opt/ml/input/data/validation", source="Preprocess.validation",
+                        flag="--validation", env="SM_CHANNEL_VALIDATION", content_type="text/csv"),
+            ),
+            outputs=(Channel("model", "/opt/ml/model", flag="--model-dir", env="SM_MODEL_DIR",
+                             artifact="model.tar.gz"),),
+            notes="hyperparameters: training_hyperparameters(); the model output is "
+                  "properties.ModelArtifacts.S3ModelArtifacts (model.tar.gz of /opt/ml/model)",
+        ),
+        StepSpec(
+            name=EVALUATE, step_type="Processing", script="evaluate.py", container=evaluate_container,
+            inputs=(
+                Channel("model", _p("model"), source="Train.model", flag="--model-dir"),
+                Channel("test", _p("test"), source="Preprocess.test", flag="--test-dir"),
+            ),
+            outputs=(Channel("evaluation", _p("evaluation"), flag="--output-dir"),),
+            property_files=(EVALUATION_REPORT,),
+            notes="arguments: evaluate_arguments(); evaluation/ holds evaluation.json and predictions.csv",
+        ),
+        StepSpec(
+            name=CHECK_METRIC, step_type="Condition",
+            if_steps=(REGISTER,), else_steps=(FAIL,),
+            notes="JsonGet(Evaluate, EvaluationReport, metric_json_path(problem_type, metric)) "
+                  "<condition_operator(metric)> MetricThreshold",
+        ),
+        StepSpec(
+            name=REGISTER, step_type="RegisterModel",
+            inputs=(
+                Channel("model", "", source="Train.model"),
+                Channel("model_statistics", "", source="Evaluate.evaluation", artifact="evaluation.json",
+                        content_type="application/json"),
+            ),
+            notes="model package in the model's group, approval status ModelApprovalStatus; "
+                  "ModelMetrics.model_statistics = <Evaluate.evaluation S3 URI>/evaluation.json",
+        ),
+        StepSpec(
+            name=FAIL, step_type="Fail",
+            notes="error message: Std:Join of fail_message_parts(FAIL_MESSAGE_TEMPLATE)",
+        ),
+    )
+
+
+STEPS: tuple[StepSpec, ...] = pipeline_steps("xgboost")
+
+
+def step_by_name(name: str, framework: str = "xgboost") -> StepSpec:
+    for step in pipeline_steps(framework):
+        if step.name == name:
+            return step
+    raise KeyError(f"no step named {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Script arguments (strings, as SageMaker passes them)
+# ---------------------------------------------------------------------------------------------------------------
+def preprocess_arguments(target_column: str, problem_type: str = "regression",
+                         positive_threshold: float | None = None, *, validation_fraction: float = 0.15,
+                         test_fraction: float = 0.15, seed: int = 42,
+                         exclude_columns: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The ProcessingStep job arguments of Preprocess (container paths are the defaults, so not passed)."""
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"unknown problem_type {problem_type!r}")
+    if problem_type == "binary_classification" and positive_threshold is None:
+        raise ValueError("binary_classification needs positive_threshold (label = target >= threshold)")
+    args = ["--target-column", target_column, "--problem-type", problem_type,
+            "--validation-fraction", str(validation_fraction), "--test-fraction", str(test_fraction),
+            "--seed", str(seed)]
+    if positive_threshold is not None:
+        args += ["--positive-threshold", str(positive_threshold)]
+    if exclude_columns:
+        args += ["--exclude-columns", ",".join(exclude_columns)]
+    return args
+
+
+# Defaults train.py applies when a hyperparameter is not given (xgboost names, used for both frameworks).
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {"max_depth": 5, "eta": 0.2, "num_round": 100,
+                                           "early_stopping_rounds": 10}
+
+
+def training_hyperparameters(framework: str, hyperparameters: Mapping[str, Any] | None = None,
+                             seed: int = 42) -> dict[str, str]:
+    """The TrainingStep hyperparameters (SageMaker passes each as ``--name value`` to train.py)."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}")
+    merged: dict[str, Any] = dict(DEFAULT_HYPERPARAMETERS)
+    merged.update(hyperparameters or {})
+    merged.setdefault("seed", seed)
+    merged["framework"] = framework
+    return {str(k): str(v) for k, v in merged.items()}
+
+
+def evaluate_arguments(bootstrap_rounds: int = 100, seed: int = 42) -> list[str]:
+    return ["--bootstrap-rounds", str(bootstrap_rounds), "--seed", str(seed)]
+
+
+def hyperparameters_to_cli(hyperparameters: Mapping[str, str]) -> list[str]:
+    """How the SageMaker training toolkit turns hyperparameters into the entry point's argv."""
+    argv: list[str] = []
+    for key, value in hyperparameters.items():
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def as_dict(framework: str = "xgboost") -> dict[str, Any]:
+    return {
+        "steps": [asdict(step) for step in pipeline_steps(framework)],
+        "container_images": CONTAINER_IMAGES,
+        "property_file": asdict(EVALUATION_REPORT),
+        "higher_is_better": HIGHER_IS_BETTER,
+        "metrics_by_problem_type": METRICS_BY_PROBLEM_TYPE,
+        "parameters": PIPELINE_PARAMETERS,
+        "fail_message_template": FAIL_MESSAGE_TEMPLATE,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(as_dict(sys.argv[1] if len(sys.argv) > 1 else "xgboost"), indent=2))
