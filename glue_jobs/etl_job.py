@@ -1,0 +1,199 @@
+"""AWS Glue 5.0 entry point of the raw -> curated ETL (the job's ``ScriptLocation``).
+
+Everything Glue-specific lives in ``main``: argument resolution, ``GlueContext``, ``Job.init``/``Job.commit`` for job
+bookmarks, and reading the raw CSV through a DynamicFrame with a ``transformation_ctx`` so that bookmarks only hand
+over files not processed yet. The data work is ``etl_transform`` (shipped with ``--extra-py-files``); the job-level
+policy (reject-ratio gate, what is written when, the JSON log line) is ``process``, plain PySpark, tested locally.
+
+Job arguments:
+    --JOB_NAME          set by Glue.
+    --dataset           a key of ``etl_transform.DATASETS`` (e.g. ``abalone``).
+    --raw_path          e.g. ``s3://<raw bucket>/abalone/`` (read recursively).
+    --curated_path      e.g. ``s3://<curated bucket>/abalone/``.
+    --quarantine_path   e.g. ``s3://<curated bucket>/quarantine/abalone/``.
+    --max_reject_ratio  optional, default 0.1: the job fails when rejected / rows_in is greater than this.
+    --ingest_date       optional, default today (UTC): the ``ingest_date`` partition, ``YYYY-MM-DD``.
+
+When the reject ratio is exceeded, the rejected rows are still written to the quarantine (so they can be inspected),
+nothing is written to the curated zone, and the job raises before ``Job.commit``: the bookmark does not advance and
+the same files are processed again by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+if __package__:  # imported as glue_jobs.etl_job (tests)
+    from . import etl_transform
+else:  # run by Glue: etl_transform.py is a top-level module from --extra-py-files
+    import etl_transform
+
+#: Arguments Glue must pass (resolved with ``getResolvedOptions``, which fails when one is missing).
+REQUIRED_ARGS = ["JOB_NAME", "dataset", "raw_path", "curated_path", "quarantine_path"]
+#: Optional arguments and their defaults (``None``: computed at run time).
+OPTIONAL_ARGS: dict[str, Optional[str]] = {"max_reject_ratio": "0.1", "ingest_date": None}
+#: The DynamicFrame's transformation context, the key of the job bookmark state.
+BOOKMARK_CTX = "raw"
+
+
+class RejectRatioExceededError(RuntimeError):
+    """More rows were rejected than ``--max_reject_ratio`` allows: the job fails so that someone looks at the data."""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The optional job arguments, parsed and validated."""
+
+    max_reject_ratio: float
+    ingest_date: dt.date
+
+
+def _raw_optional_args(argv: Sequence[str]) -> dict[str, str]:
+    """Values of the optional arguments present in ``argv`` (``--name value`` or ``--name=value``; last one wins)."""
+    found: dict[str, str] = {}
+    for i, token in enumerate(argv):
+        for name in OPTIONAL_ARGS:
+            flag = f"--{name}"
+            if token == flag:
+                if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                    raise ValueError(f"argument {flag} needs a value")
+                found[name] = argv[i + 1]
+            elif token.startswith(flag + "="):
+                found[name] = token[len(flag) + 1 :]
+    return found
+
+
+def parse_optional_args(argv: Sequence[str], today: Optional[dt.date] = None) -> JobOptions:
+    """Parse the optional job arguments from ``argv`` (``getResolvedOptions`` only accepts required keys).
+
+    ``--max_reject_ratio`` must be a number in [0, 1] (default 0.1); ``--ingest_date`` a ``YYYY-MM-DD`` date
+    (default ``today``, or the current UTC date when ``today`` is None). Raises ``ValueError`` on a bad value.
+    """
+    raw = _raw_optional_args(argv)
+    ratio_text = raw.get("max_reject_ratio", OPTIONAL_ARGS["max_reject_ratio"])
+    try:
+        ratio = float(ratio_text)
+    except ValueError:
+        raise ValueError(f"--max_reject_ratio must be a number in [0, 1], got {ratio_text!r}") from None
+    if not 0.0 <= ratio <= 1.0:  # also rejects NaN
+        raise ValueError(f"--max_reject_ratio must be a number in [0, 1], got {ratio_text!r}")
+    if "ingest_date" in raw:
+        ingest_date = etl_transform.parse_ingest_date(raw["ingest_date"])
+    else:
+        ingest_date = today or dt.datetime.now(dt.timezone.utc).date()
+    return JobOptions(max_reject_ratio=ratio, ingest_date=ingest_date)
+
+
+def check_reject_ratio(counts: Mapping[str, int], max_reject_ratio: float) -> float:
+    """Return rejected / rows_in (0.0 for no input); raise ``RejectRatioExceededError`` if it exceeds the limit."""
+    rows_in = counts["rows_in"]
+    ratio = counts["rows_rejected"] / rows_in if rows_in else 0.0
+    if ratio > max_reject_ratio:
+        raise RejectRatioExceededError(
+            f"rejected {counts['rows_rejected']} of {rows_in} rows ({ratio:.2%}), "
+            f"more than --max_reject_ratio {max_reject_ratio:g} ({max_reject_ratio:.2%}); "
+            "the rejected rows are in the quarantine, the curated zone was not written"
+        )
+    return ratio
+
+
+def build_summary(
+    job_name: str, result: etl_transform.TransformResult, options: JobOptions, status: str
+) -> dict[str, Any]:
+    """The job's one-line JSON log record: counts, ratio, gate, ignored columns and the outcome."""
+    return {
+        "event": "etl_counts",
+        "job_name": job_name,
+        "dataset": result.dataset,
+        "ingest_date": result.ingest_date.isoformat(),
+        **{k: int(v) for k, v in result.counts.items()},
+        "reject_ratio": round(result.reject_ratio, 6),
+        "max_reject_ratio": options.max_reject_ratio,
+        "ignored_columns": list(result.ignored_columns),
+        "status": status,
+    }
+
+
+def process(
+    spark: Any,
+    raw_df: Any,
+    *,
+    job_name: str,
+    dataset: str,
+    curated_path: str,
+    quarantine_path: str,
+    options: JobOptions,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Transform ``raw_df``, apply the reject-ratio gate, write the outputs and log one JSON line.
+
+    Returns the summary (see ``build_summary``). When the ratio is exceeded, writes only the quarantine, logs the
+    summary with ``status="failed_reject_ratio"`` and raises ``RejectRatioExceededError``.
+    """
+    result = etl_transform.transform(spark, raw_df, dataset, options.ingest_date)
+    try:
+        try:
+            check_reject_ratio(result.counts, options.max_reject_ratio)
+        except RejectRatioExceededError:
+            etl_transform.write_quarantine(result, quarantine_path)
+            log(json.dumps(build_summary(job_name, result, options, "failed_reject_ratio"), sort_keys=True))
+            raise
+        etl_transform.write_outputs(result, curated_path, quarantine_path)
+        summary = build_summary(job_name, result, options, "succeeded")
+        log(json.dumps(summary, sort_keys=True))
+        return summary
+    finally:
+        result.unpersist()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Glue entry point: resolve arguments, read the new raw files (bookmarked), process, commit the bookmark."""
+    from awsglue.context import GlueContext  # only available on Glue
+    from awsglue.job import Job
+    from awsglue.utils import getResolvedOptions
+    from pyspark.context import SparkContext
+
+    argv = list(sys.argv if argv is None else argv)
+    args = getResolvedOptions(argv, REQUIRED_ARGS)
+    options = parse_optional_args(argv)
+    etl_transform.get_spec(args["dataset"])  # fail fast on an unknown dataset, before any read
+
+    glue_context = GlueContext(SparkContext.getOrCreate())
+    spark = glue_context.spark_session
+    job = Job(glue_context)
+    job.init(args["JOB_NAME"], args)
+
+    raw = glue_context.create_dynamic_frame.from_options(
+        connection_type="s3",
+        format="csv",
+        format_options={"withHeader": True},
+        connection_options={"paths": [args["raw_path"]], "recurse": True},
+        transformation_ctx=BOOKMARK_CTX,
+    )
+    # Glue's CSV reader may infer types per record; make every column a string again (schema-on-read), so that a bad
+    # value is reported by etl_transform instead of surfacing as a choice type. An empty bookmark increment gives a
+    # frame with no columns, which etl_transform treats as an empty input.
+    raw_df = raw.resolveChoice(choice="cast:string").toDF()
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    process(
+        spark,
+        raw_df,
+        job_name=args["JOB_NAME"],
+        dataset=args["dataset"],
+        curated_path=args["curated_path"],
+        quarantine_path=args["quarantine_path"],
+        options=options,
+        log=log,
+    )
+    job.commit()
+
+
+if __name__ == "__main__":
+    main()
