@@ -11,6 +11,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 
@@ -40,7 +41,7 @@ install-dev: install $(VENV)/.dev-installed
 
 ## Synthesize every stack of ENV (default dev) into cdk.out/, offline.
 synth: install
-	env -u AWS_PROFILE $(CDK) synth --all --quiet --no-notices -c env=$(ENV)
+	env -u AWS_PROFILE $(CDK) synth --quiet --no-notices -c env=$(ENV)
 	@echo "Templates in cdk.out/:" && ls cdk.out/*.template.json | sed 's/^/  /'
 
 ## Run the whole test suite (runtime code, constructs, stacks, compliance).

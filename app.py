@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""CDK entry point: `cdk synth -c env=<name>` builds every stack of config/<name>.yaml (default: dev)."""
+
+import os
+import sys
+
+os.environ.setdefault("SAGEMAKER_TELEMETRY_OPT_OUT", "true")
+
+from platform_config import ConfigError, load_config  # noqa: E402
+
+
+def main() -> int:
+    import aws_cdk as cdk
+
+    app = cdk.App()
+    env_name = app.node.try_get_context("env") or "dev"
+    try:
+        config = load_config(env_name)
+    except ConfigError as exc:
+        print(f"Configuration error:\n{exc}", file=sys.stderr)
+        return 1
+    from stacks.app_builder import build_app
+
+    build_app(config, app=app).synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Helpers to acknowledge cdk-nag v3 findings precisely, next to the resource, with a reason.
+
+cdk-nag v3 acknowledges each finding by its exact ID (``AwsSolutions-IAM5[Resource::<Bucket.Arn>/prefix/*]``); there is
+no prefix matching. These helpers render a resource the way cdk-nag does, so constructs can acknowledge the wildcard
+they create on purpose (objects under a prefix, streams of a log group) without hard-coding logical IDs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from constructs import IConstruct
+
+DEFAULT_QUALIFIER = "hnb659fds"
+
+
+def render(scope: IConstruct, value: Any) -> str:
+    """Render a (possibly tokenized) string as cdk-nag prints it in finding IDs."""
+    return _render(Stack.of(scope).resolve(value))
+
+
+def _render(node: Any) -> str:
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            return f"<{arg}>"
+        if fn == "Fn::GetAtt":
+            return f"<{arg[0]}.{arg[1]}>"
+        if fn == "Fn::Join":
+            sep, parts = arg
+            return sep.join(_render(p) for p in parts)
+        if fn == "Fn::ImportValue":
+            return f"<{_render(arg)}>" if not isinstance(arg, str) else f"{{\"Fn::ImportValue\":\"{arg}\"}}"
+    return json.dumps(node, separators=(",", ":"))
+
+
+def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
+    """Acknowledge one finding on ``scope`` (and its children) with a specific reason."""
+    if len(reason) < 20:
+        raise ValueError(f"acknowledgement of {rule_id} needs a specific reason, got {reason!r}")
+    plugin_id = f"AwsSolutions::{rule_id}" if rule_id.startswith("AwsSolutions-") else rule_id
+    Validations.of(scope).acknowledge(Acknowledgment(id=plugin_id, reason=reason))
+
+
+def acknowledge_wildcard_resources(scope: IConstruct, resources: Iterable[Any], reason: str) -> None:
+    """Acknowledge ``AwsSolutions-IAM5`` for each resource (token or string) that ends in a deliberate wildcard."""
+    for resource in resources:
+        acknowledge(scope, f"AwsSolutions-IAM5[Resource::{render(scope, resource)}]", reason)
+
+
+def acknowledge_wildcard_actions(scope: IConstruct, actions: Iterable[str], reason: str) -> None:
+    """Acknowledge ``AwsSolutions-IAM5`` for wildcard actions that CDK grant methods emit (e.g. ``s3:GetObject*``)."""
+    for action in actions:
+        acknowledge(scope, f"AwsSolutions-IAM5[Action::{action}]", reason)
+
+
+def asset_bucket_objects(scope: IConstruct) -> str:
+    """The CDK bootstrap assets bucket's objects, as cdk-nag renders the grant L2 constructs add for assets."""
+    qualifier = scope.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or DEFAULT_QUALIFIER
+    return f"arn:<AWS::Partition>:s3:::cdk-{qualifier}-assets-<AWS::AccountId>-<AWS::Region>/*"
+
+
+S3_READ_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*")
+S3_WRITE_ACTIONS = ("s3:Abort*", "s3:DeleteObject*")
+KMS_ACTIONS = ("kms:GenerateDataKey*", "kms:ReEncrypt*")

@@ -1,0 +1,1 @@
+"""Stacks of one environment: they translate the typed config into construct props."""
