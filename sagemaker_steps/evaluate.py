@@ -185,9 +185,13 @@ def load_predictor(model_dir: str) -> Tuple[Dict, Callable[[np.ndarray], np.ndar
 
         booster = xgb.Booster()
         booster.load_model(os.path.join(model_dir, XGBOOST_MODEL_FILE))
-        names = list(metadata["encoded_columns"])
+        if booster.feature_names and list(booster.feature_names) != list(metadata["encoded_columns"]):
+            raise EvaluateError("the booster's feature names differ from encoded_columns in {}".format(
+                METADATA_FILE))
 
         def predict(x):
+            # Positional: x is in encoded_columns order (read_test enforces it).
+            names = list(booster.feature_names) if booster.feature_names else None
             return booster.predict(xgb.DMatrix(x, feature_names=names))
     elif framework == "sklearn":
         import joblib

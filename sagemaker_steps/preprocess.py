@@ -88,34 +88,46 @@ def _data_files(input_dir: str) -> List[str]:
         for name in sorted(names):
             if name.startswith((".", "_")):
                 continue
-            lower = name.lower()
-            if lower.endswith((".parquet", ".snappy.parquet", ".pq", ".csv")):
-                files.append(os.path.join(root, name))
+            path = os.path.join(root, name)
+            if name.lower().endswith((".parquet", ".pq", ".csv")) or _is_parquet(path):
+                files.append(path)
     return files
 
 
-def read_curated(input_dir: str) -> pd.DataFrame:
-    """Read every Parquet/CSV file under ``input_dir`` (recursively) into one frame.
+def _is_parquet(path: str) -> bool:
+    """Some writers (Glue, Hadoop) name Parquet parts without an extension: recognise them by the magic bytes."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
 
-    Files are read one by one, so Hive partition directories (``ingest_date=...``) never turn into columns; an
-    ``ingest_date`` column written into the files themselves is dropped later with the other metadata columns.
+
+def read_curated(input_dir: str, drop_columns: Sequence[str] = DEFAULT_METADATA_COLUMNS) -> pd.DataFrame:
+    """Read every Parquet/CSV file under ``input_dir`` (recursively) into one frame, without ``drop_columns``.
+
+    Files are read one by one, so Hive partition directories (``ingest_date=...``) never turn into columns; a
+    metadata column written into some files themselves is dropped per file, before the files' columns are compared.
     """
     files = _data_files(input_dir)
     if not files:
         raise PreprocessError("no .parquet or .csv files found under {!r}".format(input_dir))
     frames = []
+    read = []
     for path in files:
         if path.lower().endswith(".csv"):
             frame = pd.read_csv(path)
         else:
             frame = pd.read_parquet(path)
+        frame = frame.drop(columns=[c for c in drop_columns if c in frame.columns])
         if len(frame.columns) == 0:
             continue
         frames.append(frame)
+        read.append(path)
     if not frames:
         raise PreprocessError("the files under {!r} hold no columns".format(input_dir))
     columns = list(frames[0].columns)
-    for path, frame in zip(files, frames):
+    for path, frame in zip(read, frames):
         if sorted(frame.columns) != sorted(columns):
             raise PreprocessError("file {!r} has columns {} but the first file has {}".format(
                 path, sorted(frame.columns), sorted(columns)))
@@ -233,15 +245,14 @@ def _write_csv(frame: pd.DataFrame, directory: str, name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> Dict:
-    data = read_curated(args.input_dir)
     target = args.target_column
+    if target in args.exclude_columns:
+        raise PreprocessError("target column {!r} is listed in --exclude-columns".format(target))
+    drop = list(DEFAULT_METADATA_COLUMNS) + [c for c in args.exclude_columns if c not in DEFAULT_METADATA_COLUMNS]
+    data = read_curated(args.input_dir, drop)
     if target not in data.columns:
         raise PreprocessError("target column {!r} not found in the input data; columns are {}".format(
             target, sorted(str(c) for c in data.columns)))
-    drop = [c for c in list(DEFAULT_METADATA_COLUMNS) + list(args.exclude_columns) if c in data.columns]
-    if target in args.exclude_columns:
-        raise PreprocessError("target column {!r} is listed in --exclude-columns".format(target))
-    data = data.drop(columns=drop)
 
     missing_target = data[target].isna()
     if missing_target.any():
@@ -283,7 +294,7 @@ def run(args: argparse.Namespace) -> Dict:
     outputs["feature_spec"] = spec_path
 
     print("Split {} rows: train={} validation={} test={} ({} encoded feature columns, dropped {})".format(
-        len(data), len(train_idx), len(validation_idx), len(test_idx), len(columns), drop or "nothing"))
+        len(data), len(train_idx), len(validation_idx), len(test_idx), len(columns), ", ".join(drop)))
     return {"rows": int(len(data)), "train": int(len(train_idx)), "validation": int(len(validation_idx)),
             "test": int(len(test_idx)), "outputs": outputs}
 

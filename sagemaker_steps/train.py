@@ -160,8 +160,11 @@ def train_xgboost(args, problem_type, x_train, y_train, x_val, y_val, feature_na
     }
     if args.nthread:
         params["nthread"] = args.nthread
-    dtrain = xgb.DMatrix(x_train, label=y_train, feature_names=feature_names)
-    dval = xgb.DMatrix(x_val, label=y_val, feature_names=feature_names)
+    # No feature names in the booster on purpose: it is then positional (encoded_columns order), so it predicts on
+    # any DMatrix, with or without names: numpy rows in the Lambda, CSV rows in the SageMaker XGBoost serving
+    # container. A booster with names rejects a DMatrix without them.
+    dtrain = xgb.DMatrix(x_train, label=y_train)
+    dval = xgb.DMatrix(x_val, label=y_val)
     history = {}
     early = args.early_stopping_rounds if args.early_stopping_rounds and args.early_stopping_rounds > 0 else None
     booster = xgb.train(params, dtrain, num_boost_round=args.num_round,
@@ -186,6 +189,11 @@ def train_xgboost(args, problem_type, x_train, y_train, x_val, y_val, feature_na
         "validation_metric": params["eval_metric"],
         "validation_score": float(validation_curve[best_iteration]),
         "framework_version": xgb.__version__,
+        # Importance by encoded column (the booster itself is positional: f0, f1, ...).
+        "feature_importance_gain": {
+            feature_names[int(key[1:])]: float(value)
+            for key, value in booster.get_score(importance_type="gain").items()
+        },
     }
 
 
