@@ -244,15 +244,14 @@ def start_execution(sm: Any, *, pipeline_name: str, git_commit: str, parameters:
 
 
 def failed_steps(sm: Any, execution_arn: str) -> list[str]:
-    """'StepName (Type): reason' for each failed step; empty when the steps cannot be listed."""
+    """'StepName: reason' for each failed step; empty when the steps cannot be listed."""
     out: list[str] = []
     try:
         for page in sm.get_paginator("list_pipeline_execution_steps").paginate(PipelineExecutionArn=execution_arn):
             for step in page.get("PipelineExecutionSteps", []):
                 if step.get("StepStatus") in ("Failed", "Stopped"):
                     reason = step.get("FailureReason") or step.get("StepStatus")
-                    kind = f" ({step['StepType']})" if step.get("StepType") else ""
-                    out.append(f"{step.get('StepName', '?')}{kind}: {reason}")
+                    out.append(f"{step.get('StepName', '?')}: {reason}")
     except (ClientError, BotoCoreError) as exc:
         log(f"(could not list the execution's steps: {exc})")
     return out
