@@ -1,13 +1,13 @@
 """Smoke test a deployed serving stack: the SageMaker endpoint and/or the Lambda Function URL (IAM auth).
 
     python -m cicd_scripts.smoke_test [--endpoint-name NAME] [--function-url URL] [--targets-file smoke-targets.json]
-        (--metadata-file model_metadata.json [--rows N] | --sample-file sample.json)
+        [--metadata-file model_metadata.json [--rows N]] [--sample-file sample.json]  (at least one)
         [--csv-format encoded|raw] [--endpoint-timeout-minutes 30] [--poll-seconds 30] [--http-timeout-seconds 30]
         [--region REGION]
 
-Sample rows ("instances") come from ``model_metadata.json`` (docs/CONTRACTS.md: the first categories and 0.5, 0.6, ...
-for numeric features) or from ``--sample-file`` (``[...]`` or ``{"instances": [...]}``; an instance is an object of
-feature values, or a list of values).
+Sample rows ("instances") come from ``--sample-file`` (``[...]`` or ``{"instances": [...]}``; an instance is an
+object of feature values, or a list of values) or are generated from ``--metadata-file`` model_metadata.json
+(docs/CONTRACTS.md: categorical features cycle through their categories, numeric ones are 0.5, 0.6, ...).
 
 Endpoint: waits for InService (describe_endpoint waiter), then invoke_endpoint with one CSV line per instance
 (``encoded``: the model's ``encoded_columns`` per the contract, as the SageMaker XGBoost container expects; ``raw``:
@@ -323,12 +323,12 @@ def _parser() -> ArgumentParser:
     p.add_argument("--endpoint-name")
     p.add_argument("--function-url")
     p.add_argument("--targets-file", help="deploy_serving --targets-file (endpoint_name, function_url)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--metadata-file", help="model_metadata.json: sample rows are generated from it")
-    src.add_argument("--sample-file", help="JSON instances to send")
+    p.add_argument("--metadata-file", help="model_metadata.json: generates the sample rows (unless --sample-file) "
+                                           "and encodes the endpoint CSV")
+    p.add_argument("--sample-file", help="JSON instances to send instead of generated ones")
     p.add_argument("--rows", type=int, default=3, help="rows generated from --metadata-file (default 3)")
     p.add_argument("--csv-format", choices=("encoded", "raw"), default=None,
-                   help="endpoint CSV: encoded (default with --metadata-file) or raw (default with --sample-file)")
+                   help="endpoint CSV: encoded (default with --metadata-file) or raw (default without it)")
     p.add_argument("--endpoint-timeout-minutes", type=float, default=30.0)
     p.add_argument("--poll-seconds", type=float, default=30.0)
     p.add_argument("--http-timeout-seconds", type=float, default=30.0)
@@ -353,12 +353,16 @@ def main(argv: Optional[Sequence[str]] = None, *, sagemaker: Any = None, runtime
         if args.rows < 1:
             raise UsageError("--rows must be at least 1")
 
+        if not args.metadata_file and not args.sample_file:
+            raise UsageError("pass --metadata-file (model_metadata.json) and/or --sample-file for the sample rows")
         meta: Optional[dict[str, Any]] = None
         if args.metadata_file:
             meta = _validate_metadata(read_json_file(args.metadata_file, "--metadata-file"))
-            instances: list[Any] = instances_from_metadata(meta, args.rows)
+        if args.sample_file:
+            instances: list[Any] = load_sample_file(args.sample_file)
         else:
-            instances = load_sample_file(args.sample_file)
+            assert meta is not None
+            instances = instances_from_metadata(meta, args.rows)
         csv_format = args.csv_format or ("encoded" if meta is not None else "raw")
         if endpoint_name:
             csv_body(instances, meta, csv_format)  # argument errors before any AWS call

@@ -7,7 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -987,3 +990,50 @@ def test_function_url_region_comes_from_its_host():
 def test_nothing_to_test(metadata_file, capsys):
     assert smoke_test.main(["--metadata-file", metadata_file], sagemaker=Unreachable()) == 2
     assert stderr_error(capsys) == "nothing to test: pass --endpoint-name and/or --function-url (or --targets-file)"
+
+
+def test_missing_endpoint_is_reported(metadata_file, capsys):
+    sm = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(sm) as stub:
+        stub.add_client_error("describe_endpoint", "ValidationException",
+                              f"Could not find endpoint \"{ENDPOINT}\".", expected_params={"EndpointName": ENDPOINT})
+        code = smoke_test.main(["--endpoint-name", ENDPOINT, "--metadata-file", metadata_file, "--poll-seconds", "0"],
+                               sagemaker=sm, runtime=Unreachable())
+    assert code == 1
+    assert stderr_error(capsys) == (
+        f"smoke test failed (1 of 1 checks): endpoint {ENDPOINT}: ValidationException: Could not find endpoint "
+        f"\"{ENDPOINT}\".")
+
+
+def test_sample_file_rows_are_encoded_with_the_metadata(metadata_file, tmp_path):
+    (tmp_path / "sample.json").write_text(json.dumps([{"sex": "M", "length": 0.455}, {"length": 0.53, "sex": "I"}]))
+    code = run_endpoint_smoke([endpoint_status("InService")],
+                              expect_invoke("7.1,8.2", csv="0.0,0.0,1.0,0.455\n0.0,1.0,0.0,0.53\n"),
+                              ["--sample-file", "sample.json", "--metadata-file", metadata_file])
+    assert code == 0
+
+
+def test_no_sample_source(capsys):
+    assert smoke_test.main(["--endpoint-name", ENDPOINT], sagemaker=Unreachable()) == 2
+    assert stderr_error(capsys) == (
+        "pass --metadata-file (model_metadata.json) and/or --sample-file for the sample rows")
+
+
+# ==================================================================================================================
+# The commands as CodeBuild runs them
+# ==================================================================================================================
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-m", *args], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+
+
+def test_python_dash_m_exit_codes():
+    dry = run_module("cicd_scripts.deploy_serving", "--project", "mlops", "--environment", "dev", "--model", "abalone",
+                     "--stage", "staging", "--model-package-arn", PACKAGE_ARN, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)[:4] == ["npx", "cdk", "deploy", STACK]
+    bad = run_module("cicd_scripts.start_pipeline", "--pipeline-name", PIPELINE, "--git-commit", "nope")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "ERROR: --git-commit 'nope' is not a git commit SHA: expected 7 to 40 hexadecimal characters")
