@@ -34,7 +34,7 @@ def _render(node: Any) -> str:
             sep, parts = arg
             return sep.join(_render(p) for p in parts)
         if fn == "Fn::ImportValue":
-            return f"<{_render(arg)}>" if not isinstance(arg, str) else f"{{\"Fn::ImportValue\":\"{arg}\"}}"
+            return _render(arg)  # cdk-nag prints the export name
     return json.dumps(node, separators=(",", ":"))
 
 

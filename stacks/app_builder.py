@@ -12,6 +12,7 @@ from cdk_nag import AwsSolutionsChecks
 from platform_config import PlatformConfig
 from stacks.common import tag
 from stacks.data_stack import DataStack
+from stacks.model_stack import ModelStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,20 @@ class PlatformApp:
 
         self.data = DataStack(self.app, f"{prefix}-data", config=config, env=env)
         self._register("data", self.data)
+
+        self.models: dict[str, ModelStack] = {}
+        for model in config.models:
+            stack = ModelStack(
+                self.app,
+                f"{prefix}-model-{model.name}",
+                config=config,
+                model=model,
+                lake_refs=self.data.lake_refs,
+                etl=self.data.etl,
+                env=env,
+            )
+            self._register(f"model-{model.name}", stack, model.name)
+            self.models[model.name] = stack
 
         if nag:
             cdk.Validations.of(self.app).add_plugins(AwsSolutionsChecks(self.app))

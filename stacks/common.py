@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Tags
+from aws_cdk import CfnOutput, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import IConstruct
 
@@ -35,3 +35,45 @@ def tag(scope: IConstruct, config: PlatformConfig, model: str | None = None) -> 
     if config.tags.owner:
         tags.add("owner", config.tags.owner)
     tags.add("model", model or "shared")
+
+
+class LakeReferences:
+    """The data stack's buckets and key as explicit, named CloudFormation exports.
+
+    Consumer stacks import them with :meth:`import_into`. Named exports (rather than CDK's generated ones) keep the
+    resource strings in IAM policies stable and readable, so cdk-nag acknowledgements can name them exactly.
+    """
+
+    ZONES = ("raw", "curated", "artifacts")
+
+    def __init__(self, producer: Stack, prefix: str, buckets: dict, key) -> None:
+        self.prefix = prefix
+        self.producer = producer
+        for zone in self.ZONES:
+            CfnOutput(producer, f"{zone.capitalize()}BucketArn", value=buckets[zone].bucket_arn,
+                      export_name=self.export_name(zone, "arn"))
+            CfnOutput(producer, f"{zone.capitalize()}BucketName", value=buckets[zone].bucket_name,
+                      export_name=self.export_name(zone, "name"))
+        CfnOutput(producer, "LakeKeyArn", value=key.key_arn, export_name=self.export_name("key", "arn"))
+
+    def export_name(self, part: str, attribute: str) -> str:
+        return f"{self.prefix}-lake-{part}-{attribute}"
+
+    def import_into(self, consumer: Stack) -> tuple[dict, "kms.IKey"]:
+        """(zone -> IBucket, IKey) in ``consumer``, resolved through Fn::ImportValue."""
+        from aws_cdk import aws_kms as kms
+        from aws_cdk import aws_s3 as s3
+
+        consumer.add_stack_dependency(self.producer)
+        key = kms.Key.from_key_arn(consumer, "LakeKey", Fn.import_value(self.export_name("key", "arn")))
+        buckets = {
+            zone: s3.Bucket.from_bucket_attributes(
+                consumer,
+                f"Lake{zone.capitalize()}",
+                bucket_arn=Fn.import_value(self.export_name(zone, "arn")),
+                bucket_name=Fn.import_value(self.export_name(zone, "name")),
+                encryption_key=key,
+            )
+            for zone in self.ZONES
+        }
+        return buckets, key

@@ -8,7 +8,7 @@ from constructs import Construct
 
 from mlops_constructs import DataLake, GlueEtl
 from platform_config import PlatformConfig
-from stacks.common import log_retention, removal_policy
+from stacks.common import LakeReferences, log_retention, removal_policy
 
 
 class DataStack(Stack):
@@ -38,3 +38,4 @@ class DataStack(Stack):
             log_retention=log_retention(config),
             removal_policy=removal_policy(config),
         )
+        self.lake_refs = LakeReferences(self, config.prefix(), self.lake.buckets, self.lake.key)

@@ -1,0 +1,379 @@
+"""SageMaker model-build pipeline (preprocess, train, evaluate, condition, register | fail), generated at synth time."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import jsii
+from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from mlops_constructs import compliance
+from mlops_constructs import sagemaker_definition as sdk
+from sagemaker_steps import pipeline_spec as spec
+
+
+@jsii.implements(events.IRuleTarget)
+class _StartPipelineTarget:
+    """EventBridge target that starts a SageMaker pipeline with parameters (no L2 target exists for it)."""
+
+    def __init__(self, pipeline_arn: str, role: iam.IRole, parameters: Mapping[str, str]) -> None:
+        self._arn = pipeline_arn
+        self._role = role
+        self._parameters = parameters
+
+    def bind(self, _rule: events.IRule, _id: Optional[str] = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self._arn, role=self._role)
+
+    def add_to(self, rule: events.Rule) -> events.Rule:
+        """Make this the only target of ``rule``, with its pipeline parameters (RuleTargetConfig has no field for
+        them, so they are set on the CfnRule)."""
+        rule.add_target(self)
+        rule.node.default_child.add_property_override(
+            "Targets.0.SageMakerPipelineParameters",
+            {"PipelineParameterList": [{"Name": k, "Value": v} for k, v in self._parameters.items()]},
+        )
+        return rule
+
+
+def _deterministic_tar_gz(files: Sequence[Path], dest: Path) -> Path:
+    """A tar.gz with fixed mtimes and owners, so the asset hash changes only when the code does."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(files):
+            data = path.read_bytes()
+            info = tarfile.TarInfo(name=path.name)
+            info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
+            tar.addfile(info, io.BytesIO(data))
+    with gzip.GzipFile(filename="", mode="wb", fileobj=dest.open("wb"), mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return dest
+
+
+class ModelBuildPipeline(Construct):
+    """An ``AWS::SageMaker::Pipeline`` for one model, built from :mod:`sagemaker_steps.pipeline_spec` at synth time.
+
+    Steps: Preprocess (processing) -> Train (script mode) -> Evaluate (processing, PropertyFile) -> CheckMetric
+    (condition on the threshold) -> Register (model package, PendingManualApproval, metrics, git commit) or FailStep.
+    Parameters: InputDataUrl, MetricThreshold, ModelApprovalStatus, GitCommit, ProcessingInstanceType,
+    TrainingInstanceType. Step caching (30 days) and retry policies on service faults, throttling and capacity.
+
+    :param pipeline_name: physical name (other systems start it by name).
+    :param model_name: short model name (job name prefixes, registry metadata).
+    :param model_package_group_name: group the Register step writes to.
+    :param target_column / problem_type / framework / metric / threshold / positive_threshold / hyperparameters: the
+        model (validated by :mod:`sagemaker_steps.pipeline_spec`).
+    :param input_bucket / input_prefix: curated data (read only).
+    :param artifacts_bucket: outputs under ``models/<model_name>/`` (read/write).
+    :param encryption_key: encrypts job volumes and outputs.
+    :param role: execution role. Default: a least-privilege role scoped to the buckets' prefixes, the key, the group.
+    :param processing_instance_type / training_instance_type: defaults of the instance type parameters (ml.m5.large).
+    :param start_on_events: EventBridge event patterns that start the pipeline (e.g. Glue job succeeded).
+    :param schedule: EventBridge schedule expression. Default: none.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        pipeline_name: str,
+        model_name: str,
+        model_package_group_name: str,
+        target_column: str,
+        input_bucket: s3.IBucket,
+        input_prefix: str,
+        artifacts_bucket: s3.IBucket,
+        encryption_key: kms.IKey,
+        problem_type: str = "regression",
+        framework: str = "xgboost",
+        metric: str = "rmse",
+        threshold: float = 3.0,
+        positive_threshold: Optional[float] = None,
+        hyperparameters: Optional[Mapping[str, Any]] = None,
+        processing_instance_type: str = "ml.m5.large",
+        training_instance_type: str = "ml.m5.large",
+        role: Optional[iam.IRole] = None,
+        start_on_events: Sequence[events.EventPattern] = (),
+        schedule: Optional[str] = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        if len(pipeline_name) > 256 or not pipeline_name.replace("-", "").isalnum():
+            raise ValueError(
+                f"ModelBuildPipeline pipeline_name {pipeline_name!r} must be 1-256 letters, digits and hyphens"
+            )
+        spec.metric_json_path(problem_type, metric)  # raises a clear error for a metric the problem type lacks
+        if problem_type == "binary_classification" and positive_threshold is None:
+            raise ValueError("ModelBuildPipeline binary_classification needs positive_threshold")
+        stack = Stack.of(self)
+        self.pipeline_name = pipeline_name
+        self.artifacts_prefix = f"models/{model_name}/"
+        self.baseline_prefix = f"{self.artifacts_prefix}preprocess/"
+
+        # --- code: the step scripts as assets (processing `code`, training source dir) ------------------------
+        steps = {s.name: s for s in spec.pipeline_steps(framework)}
+        self.code_assets: dict[str, s3_assets.Asset] = {}
+        for name in (spec.PREPROCESS, spec.EVALUATE):
+            script = steps[name].script_path
+            self.code_assets[steps[name].script] = s3_assets.Asset(self, f"{name}Code", path=str(script))
+        tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
+        train_tar = _deterministic_tar_gz([steps[spec.TRAIN].script_path], tmp / "sourcedir.tar.gz")
+        self.train_source = s3_assets.Asset(self, "TrainSourceDir", path=str(train_tar))
+
+        # --- images: region -> account mapping, so the stack stays environment-agnostic -------------------------
+        images: dict[str, str] = {}
+        accounts: dict[str, dict[str, str]] = {}
+        for fw in sorted({meta["framework"] for meta in spec.CONTAINER_IMAGES.values()}):
+            version = spec.CONTAINER_FRAMEWORK_VERSIONS[fw]
+            for region, account in sdk.image_registries(fw, version).items():
+                accounts.setdefault(region, {})[fw] = account
+        mapping = CfnMapping(self, "ImageAccounts", mapping=accounts, lazy=False)
+        self.image_repositories: list[str] = []
+        for fw in sorted({meta["framework"] for meta in spec.CONTAINER_IMAGES.values()}):
+            repo, tag = sdk.image_repository(fw, spec.CONTAINER_FRAMEWORK_VERSIONS[fw])
+            account = mapping.find_in_map(Aws.REGION, fw)
+            images[fw] = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{repo}:{tag}"
+            self.image_repositories.append(f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{repo}")
+
+        # --- role ----------------------------------------------------------------------------------------------
+        self.role: iam.IRole = role or iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker pipeline {pipeline_name}: its jobs and model registration",
+        )
+        self.model_package_group_arn = stack.format_arn(
+            service="sagemaker", resource="model-package-group", resource_name=model_package_group_name
+        )
+        self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline", resource_name=pipeline_name)
+        if role is None:
+            self._grant_least_privilege(
+                input_bucket, input_prefix, artifacts_bucket, encryption_key, model_package_group_name, model_name
+            )
+
+        # --- definition ---------------------------------------------------------------------------------------
+        inputs = sdk.PipelineInputs(
+            model_name=model_name,
+            pipeline_name=pipeline_name,
+            model_package_group_name=model_package_group_name,
+            target_column=target_column,
+            problem_type=problem_type,
+            framework=framework,
+            metric=metric,
+            threshold=threshold,
+            positive_threshold=positive_threshold,
+            hyperparameters=dict(hyperparameters or {}),
+            processing_instance_type=processing_instance_type,
+            training_instance_type=training_instance_type,
+            artifacts_prefix=self.artifacts_prefix,
+        )
+        self.definition_template = sdk.build_definition(inputs)
+        replacements = {
+            sdk.TRAIN_SOURCE_DIR: self.train_source.s3_object_url,
+            **{sdk.code_key(script): asset.s3_object_url for script, asset in self.code_assets.items()},
+            sdk.PLACEHOLDER_INPUT: input_bucket.s3_url_for_object(input_prefix),
+            sdk.PLACEHOLDER_ARTIFACTS: f"s3://{artifacts_bucket.bucket_name}",
+            sdk.PLACEHOLDER_ROLE: self.role.role_arn,
+            sdk.PLACEHOLDER_KMS: encryption_key.key_arn,
+            **{sdk.PLACEHOLDER_IMAGE[fw]: uri for fw, uri in images.items()},
+        }
+        definition = sdk.substitute(self.definition_template, replacements)
+        self.pipeline = sagemaker.CfnPipeline(
+            self,
+            "Pipeline",
+            pipeline_name=pipeline_name,
+            pipeline_display_name=pipeline_name,
+            pipeline_description=f"Build, evaluate and register {model_name}",
+            role_arn=self.role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": stack.to_json_string(definition)},
+        )
+        self.pipeline.node.add_dependency(self.role)
+
+        # --- triggers -----------------------------------------------------------------------------------------
+        self.rules: list[events.Rule] = []
+        if start_on_events or schedule:
+            start_role = iam.Role(
+                self,
+                "EventsStartRole",
+                assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+                description=f"EventBridge starts {pipeline_name}",
+            )
+            start_role.add_to_policy(
+                iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
+            )
+            target = _StartPipelineTarget(
+                self.pipeline_arn, start_role, {"InputDataUrl": input_bucket.s3_url_for_object(input_prefix)}
+            )
+            for i, pattern in enumerate(start_on_events):
+                self.rules.append(
+                    target.add_to(
+                        events.Rule(
+                            self,
+                            f"StartOnEvent{i}",
+                            description=f"Start {pipeline_name} when new curated data is ready",
+                            event_pattern=pattern,
+                        )
+                    )
+                )
+            if schedule:
+                self.rules.append(
+                    target.add_to(
+                        events.Rule(
+                            self,
+                            "StartOnSchedule",
+                            description=f"Scheduled run of {pipeline_name}",
+                            schedule=events.Schedule.expression(schedule),
+                        )
+                    )
+                )
+
+    def _grant_least_privilege(
+        self,
+        input_bucket: s3.IBucket,
+        input_prefix: str,
+        artifacts_bucket: s3.IBucket,
+        key: kms.IKey,
+        group_name: str,
+        model_name: str,
+    ) -> None:
+        stack = Stack.of(self)
+        role = self.role
+        input_bucket.grant_read(role, f"{input_prefix}*")
+        artifacts_bucket.grant_read_write(role, f"{self.artifacts_prefix}*")
+        for asset in (*self.code_assets.values(), self.train_source):
+            asset.grant_read(role)
+        key.grant_encrypt_decrypt(role)
+        jobs = [
+            stack.format_arn(service="sagemaker", resource=kind, resource_name=f"pipelines-*")
+            for kind in ("processing-job", "training-job")
+        ]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PipelineJobs",
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=jobs,
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="Registry",
+                actions=[
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:ListModelPackages",
+                    "sagemaker:AddTags",
+                ],
+                resources=[self.model_package_group_arn, f"{self.model_package_group_arn.replace('model-package-group', 'model-package', 1)}/*"],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PassOwnRole",
+                actions=["iam:PassRole"],
+                resources=[role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PullFrameworkImages",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=self.image_repositories,
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="JobMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
+            )
+        )
+        job_logs = [
+            stack.format_arn(
+                service="logs",
+                resource="log-group",
+                resource_name=f"/aws/sagemaker/{kind}:log-stream:pipelines-*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for kind in ("ProcessingJobs", "TrainingJobs")
+        ]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="JobLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=job_logs,
+            )
+        )
+        compliance.acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource type; cloudwatch:PutMetricData is limited to the SageMaker "
+            "namespaces by condition.",
+        )
+        compliance.acknowledge_wildcard_resources(
+            role,
+            [
+                *jobs,
+                *job_logs,
+                f"{self.model_package_group_arn.replace('model-package-group', 'model-package', 1)}/*",
+                input_bucket.arn_for_objects(f"{input_prefix}*"),
+                artifacts_bucket.arn_for_objects(f"{self.artifacts_prefix}*"),
+                compliance.asset_bucket_objects(self),
+            ],
+            "Pipeline jobs are named pipelines-<execution>-<step> by SageMaker; packages are versions of this "
+            "model's group; S3 access is limited to this model's prefixes and the step script assets.",
+        )
+        compliance.acknowledge_wildcard_actions(
+            role,
+            compliance.S3_READ_ACTIONS + compliance.S3_WRITE_ACTIONS + compliance.KMS_ACTIONS,
+            "CDK grant actions, limited to this model's prefixes and the lake key in the same statements.",
+        )
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+    def grant_start(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Start and watch executions of this pipeline."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=[
+                "sagemaker:StartPipelineExecution",
+                "sagemaker:DescribePipeline",
+                "sagemaker:DescribePipelineExecution",
+                "sagemaker:ListPipelineExecutionSteps",
+            ],
+            resource_arns=[self.pipeline_arn, f"{self.pipeline_arn}/execution/*"],
+        )
+
+    def metric_executions(self, status: str = "Failed", period: Duration = Duration.minutes(5)) -> cloudwatch.Metric:
+        """Pipeline executions by status: Started, Succeeded, Failed, Stopped (namespace AWS/Sagemaker/ModelBuildingPipeline)."""
+        return cloudwatch.Metric(
+            namespace="AWS/Sagemaker/ModelBuildingPipeline",
+            metric_name=f"Execution{status}",
+            dimensions_map={"PipelineName": self.pipeline_name},
+            statistic="Sum",
+            period=period,
+        )
