@@ -111,8 +111,7 @@ def read_json_file(path: str, what: str) -> Any:
 
 def write_json_file(path: str, data: Any) -> None:
     p = Path(path)
-    if p.parent != Path(""):
-        p.parent.mkdir(parents=True, exist_ok=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
@@ -120,8 +119,7 @@ def write_env_file(path: str, values: Mapping[str, Any]) -> None:
     """``export KEY='value'`` lines: ``. ./file`` in a buildspec exports them (None becomes an empty string)."""
     lines = [f"export {key}={shlex.quote('' if value is None else str(value))}" for key, value in values.items()]
     p = Path(path)
-    if p.parent != Path(""):
-        p.parent.mkdir(parents=True, exist_ok=True)
+    p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

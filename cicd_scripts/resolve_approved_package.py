@@ -29,7 +29,6 @@ from botocore.exceptions import ClientError
 
 from cicd_scripts._common import (
     EXIT_OK,
-    EXIT_TIMEOUT,
     EXIT_USAGE,
     ArgumentParser,
     ScriptError,
@@ -45,7 +44,7 @@ from cicd_scripts._common import (
 
 APPROVED = "Approved"
 EXIT_NO_APPROVED = EXIT_USAGE
-EXIT_SUPERSEDED = EXIT_TIMEOUT
+EXIT_SUPERSEDED = 3
 GIT_COMMIT_KEYS = ("GitCommit", "git_commit", "git-commit")
 GROUP_RE = re.compile(
     r"^(arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package-group/)?[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
