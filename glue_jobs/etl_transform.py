@@ -502,7 +502,9 @@ def transform(
         _, ignored = match_columns(raw_df.columns, spec)
         raw_df = raw_df.withColumn(_ROW_ID, F.monotonically_increasing_id())
     normalized = normalize_columns(raw_df, spec) if raw_df.columns else spark.createDataFrame([], spec.raw_schema)
-    staged = _stage(normalized, spec).persist(StorageLevel.MEMORY_AND_DISK)
+    # Sorted by input position before caching: the writers add their own sort (by ingest_date), which makes Spark
+    # drop any sort inside the query; a sorted cache keeps the files in input order regardless.
+    staged = _stage(normalized, spec).orderBy(_ROW_ID).persist(StorageLevel.MEMORY_AND_DISK)
     good, rejected = _split(staged, spec)
     curated = add_ingest_date(good, date)
     rejected = add_ingest_date(rejected, date)

@@ -1,0 +1,566 @@
+"""Tests of the Glue ETL job's runtime code (glue_jobs/etl_transform.py, glue_jobs/etl_job.py) on a local Spark.
+
+One SparkSession (local[1]) serves the whole module. Inputs are the shipped data/abalone.csv and small hand-made CSV
+files; every transform is checked for rows_in == rows_curated + rows_rejected and for the exact reject reasons.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark")
+
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import types as T  # noqa: E402
+
+from glue_jobs import etl_job  # noqa: E402
+from glue_jobs import etl_transform as et  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+ABALONE_CSV = REPO / "data" / "abalone.csv"
+# The raw header and curated columns exactly as docs/CONTRACTS.md states them.
+HEADER = "sex,length,diameter,height,whole weight,shucked weight,viscera weight,shell weight,rings"
+CURATED_COLUMNS = [
+    "sex", "length", "diameter", "height", "whole_weight", "shucked_weight", "viscera_weight", "shell_weight", "rings",
+]
+VALID = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15,15"
+VALID_TYPED = ("M", 0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15, 15)
+DATE = "2024-01-15"
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One small local SparkSession for the module (Spark starts once)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("test_glue_transform")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "1")
+        .config("spark.driver.memory", "512m")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def write_csv(directory: Path, name: str, text: str) -> str:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def run(spark, directory: Path, text: str, name: str = "raw.csv") -> et.TransformResult:
+    """Write ``text`` as a CSV file, read it and transform it; check the count invariant on every result."""
+    result = et.transform(spark, et.read_raw_csv(spark, write_csv(directory, name, text)), "abalone", DATE)
+    assert result.counts["rows_in"] == result.counts["rows_curated"] + result.counts["rows_rejected"]
+    return result
+
+
+def rejected_pairs(result: et.TransformResult) -> list[tuple[tuple, str]]:
+    """The rejected rows as ((raw values...), reason), in input order."""
+    return [
+        (tuple(row[c] for c in CURATED_COLUMNS), row[et.REJECT_REASON]) for row in result.rejected.collect()
+    ]
+
+
+def curated_tuples(result: et.TransformResult) -> list[tuple]:
+    return [tuple(row[c] for c in CURATED_COLUMNS) for row in result.curated.collect()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The registry
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_abalone_spec_matches_the_contract():
+    spec = et.DATASETS["abalone"]
+    assert spec.raw_header == HEADER
+    assert spec.column_names == CURATED_COLUMNS
+    types = {f.name: f.dataType for f in spec.curated_schema.fields}
+    assert types["sex"] == T.StringType() and types["rings"] == T.IntegerType()
+    assert all(types[c] == T.DoubleType() for c in CURATED_COLUMNS[1:-1])
+    sex = spec.columns[0]
+    assert sex.allowed_values == ("F", "I", "M") and not sex.nullable
+    assert all(c.min_value == 0 for c in spec.columns[1:]), "measurements and rings are non-negative"
+    assert spec.rejected_schema.names == CURATED_COLUMNS + ["reject_reason"]
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown dataset 'shells'; known datasets: \['abalone'\]"):
+        et.get_spec("shells")
+
+
+def test_spec_rejects_inconsistent_column_definitions():
+    with pytest.raises(ValueError, match="allowed_values is only supported for string columns"):
+        et.ColumnSpec("x", "x", T.DoubleType(), allowed_values=("1",))
+    with pytest.raises(ValueError, match="min_value 2 > max_value 1"):
+        et.ColumnSpec("x", "x", T.IntegerType(), min_value=2, max_value=1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The shipped data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def abalone_result(spark):
+    return et.transform(spark, et.read_raw_csv(spark, str(ABALONE_CSV)), "abalone", DATE)
+
+
+def test_shipped_abalone_is_curated_completely_and_exactly(abalone_result):
+    # The file has no missing values, no out-of-range values and no duplicate rows (checked here against the file
+    # itself): all 4,177 rows are curated, in file order, with the same values.
+    with ABALONE_CSV.open(newline="") as f:
+        reader = csv.reader(f)
+        assert ",".join(next(reader)) == HEADER
+        expected = [(r[0], *map(float, r[1:8]), int(r[8])) for r in reader]
+    assert len(expected) == 4177 and len(set(expected)) == 4177
+    assert abalone_result.counts == {"rows_in": 4177, "rows_curated": 4177, "rows_rejected": 0}
+    assert curated_tuples(abalone_result) == expected
+    assert abalone_result.rejected.count() == 0
+    assert abalone_result.ignored_columns == ()
+    assert abalone_result.reject_ratio == 0.0
+
+
+def test_curated_schema_is_typed_snake_case_with_ingest_date(abalone_result):
+    schema = abalone_result.curated.schema
+    assert schema.names == CURATED_COLUMNS + ["ingest_date"]
+    assert [f.dataType for f in schema.fields] == [
+        T.StringType(), *[T.DoubleType()] * 7, T.IntegerType(), T.DateType()
+    ]
+    dates = {r[0] for r in abalone_result.curated.select("ingest_date").distinct().collect()}
+    assert dates == {dt.date(2024, 1, 15)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad values: one hand-made file, one transform, several checks
+# ----------------------------------------------------------------------------------------------------------------
+
+MIXED_ROWS = [
+    # (CSV line, expected reject reason or None when the row is curated)
+    (VALID, None),
+    ("F,abc,0.365,0.095,0.514,0.2245,0.101,0.15,9", "length: not a number ('abc')"),
+    ("F,0.5,0.4,Infinity,0.514,0.2245,0.101,0.15,9", "height: not a number ('Infinity')"),
+    ("F,0.5,0.4,0x10,0.514,0.2245,0.101,0.15,9", "height: not a number ('0x10')"),
+    ("I,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9.5", "rings: not an integer ('9.5')"),
+    ("I,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,nine", "rings: not an integer ('nine')"),
+    ("X,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9", "sex: 'X' not in [F, I, M]"),
+    ("male,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9", "sex: 'male' not in [F, I, M]"),
+    ("F,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,", "rings: missing"),
+    (",0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9", "sex: missing"),
+    ("F,0.5,NA,0.1,0.514,0.2245,0.101,0.15,9", "diameter: missing"),
+    ("F,0.5,0.4,0.1,0.514,0.2245,0.101,?,9", "shell_weight: missing"),
+    ("F,-0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9", "length: '-0.5' out of range [0, 5]"),
+    ("F,0.5,0.4,0.1,12.5,0.2245,0.101,0.15,9", "whole_weight: '12.5' out of range [0, 10]"),
+    ("F,0.5,0.4,1e999,0.514,0.2245,0.101,0.15,9", "height: '1e999' out of range [0, 5]"),
+    ("F,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,-1", "rings: '-1' out of range [0, 100]"),
+    ("F,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,101", "rings: '101' out of range [0, 100]"),
+    ("Q,x,0.4,0.1,0.514,0.2245,0.101,0.15,", "sex: 'Q' not in [F, I, M]; length: not a number ('x'); rings: missing"),
+    # Cleaning: blanks are trimmed, sex is upper-cased, integral rings may be written as decimals, 0 is allowed.
+    (" i , 0.25 ,0.2,0,0.1,0.05,0.02,0.03, 7.0 ", None),
+    ("M,1.5e-1,.1,0.1,0.514,0.2245,0.101,0.15,+3", None),
+]
+
+
+@pytest.fixture(scope="module")
+def mixed_result(spark, tmp_path_factory):
+    text = HEADER + "\n" + "\n".join(line for line, _ in MIXED_ROWS) + "\n"
+    return run(spark, tmp_path_factory.mktemp("mixed"), text)
+
+
+def test_mixed_file_counts(mixed_result):
+    n_good = sum(reason is None for _, reason in MIXED_ROWS)
+    assert mixed_result.counts == {
+        "rows_in": len(MIXED_ROWS),
+        "rows_curated": n_good,
+        "rows_rejected": len(MIXED_ROWS) - n_good,
+    }
+    assert mixed_result.reject_ratio == pytest.approx((len(MIXED_ROWS) - n_good) / len(MIXED_ROWS))
+
+
+def test_exact_reject_reasons_in_input_order(mixed_result):
+    expected = [reason for _, reason in MIXED_ROWS if reason is not None]
+    assert [reason for _, reason in rejected_pairs(mixed_result)] == expected
+
+
+def test_rejected_rows_keep_raw_strings(mixed_result):
+    # Values are kept exactly as read (not trimmed, not cast); an empty field is read as null.
+    pairs = dict((reason, raw) for raw, reason in rejected_pairs(mixed_result))
+    assert pairs["length: not a number ('abc')"] == ("F", "abc", "0.365", "0.095", "0.514", "0.2245", "0.101",
+                                                     "0.15", "9")
+    assert pairs["rings: missing"][-1] is None
+    assert pairs["diameter: missing"][2] == "NA"
+    assert mixed_result.rejected.schema.names == CURATED_COLUMNS + ["reject_reason", "ingest_date"]
+    assert all(f.dataType == T.StringType() for f in mixed_result.rejected.schema.fields[:-1])
+
+
+def test_cleaned_values_are_curated(mixed_result):
+    assert curated_tuples(mixed_result) == [
+        VALID_TYPED,
+        ("I", 0.25, 0.2, 0.0, 0.1, 0.05, 0.02, 0.03, 7),
+        ("M", 0.15, 0.1, 0.1, 0.514, 0.2245, 0.101, 0.15, 3),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Schema problems, empty inputs, malformed lines
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_missing_column_raises_schema_error(spark, tmp_path):
+    header = HEADER.replace(",rings", "")
+    path = write_csv(tmp_path, "no_rings.csv", header + "\nM,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\n")
+    with pytest.raises(et.SchemaError) as err:
+        et.transform(spark, et.read_raw_csv(spark, path), "abalone", DATE)
+    assert str(err.value) == (
+        "abalone: missing required column(s): rings; expected header: "
+        "sex,length,diameter,height,whole weight,shucked weight,viscera weight,shell weight,rings"
+    )
+
+
+def test_several_missing_columns_are_all_named(spark, tmp_path):
+    path = write_csv(tmp_path, "short.csv", "sex,length,height,rings\nM,0.4,0.1,9\n")
+    with pytest.raises(et.SchemaError) as err:
+        et.transform(spark, et.read_raw_csv(spark, path), "abalone", DATE)
+    assert str(err.value) == (
+        "abalone: missing required column(s): diameter, whole weight, shucked weight, viscera weight, shell weight; "
+        f"expected header: {HEADER}"
+    )
+
+
+def test_two_columns_matching_one_spec_column_is_a_schema_error():
+    with pytest.raises(et.SchemaError, match="columns 'whole weight' and 'whole_weight' both match 'whole weight'"):
+        et.match_columns(HEADER.split(",") + ["whole_weight"], et.ABALONE)
+
+
+def test_extra_column_is_ignored_with_a_warning(spark, tmp_path, caplog):
+    # Decision: an unexpected column does not reject rows; it is dropped, logged, and reported in ignored_columns.
+    # Header matching also tolerates case, blanks, "_" for " " and a UTF-8 BOM.
+    header = "\ufeffSex, Length ,Diameter,Height,Whole_Weight,Shucked Weight,VISCERA WEIGHT,shell-weight,Rings,comment"
+    text = header + "\n" + VALID + ",looks fine\n"
+    with caplog.at_level(logging.WARNING, logger=et.LOG.name):
+        result = run(spark, tmp_path, text)
+    assert result.counts == {"rows_in": 1, "rows_curated": 1, "rows_rejected": 0}
+    assert result.ignored_columns == ("comment",)
+    assert result.curated.columns == CURATED_COLUMNS + ["ingest_date"]
+    assert curated_tuples(result) == [VALID_TYPED]
+    assert "abalone: ignoring unexpected column(s) comment" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["", HEADER + "\n", HEADER], ids=["zero-bytes", "header-only", "header-no-newline"])
+def test_empty_input_gives_zero_rows_and_writes_nothing(spark, tmp_path, text):
+    result = run(spark, tmp_path, text)
+    assert result.counts == {"rows_in": 0, "rows_curated": 0, "rows_rejected": 0}
+    assert result.reject_ratio == 0.0
+    assert result.curated.schema.names == CURATED_COLUMNS + ["ingest_date"]
+    assert result.rejected.schema.names == CURATED_COLUMNS + ["reject_reason", "ingest_date"]
+    written = et.write_outputs(result, str(tmp_path / "curated"), str(tmp_path / "quarantine"))
+    assert written == {"curated": 0, "quarantine": 0}
+    assert not (tmp_path / "curated").exists() and not (tmp_path / "quarantine").exists()
+
+
+def test_malformed_lines_are_rejected(spark, tmp_path):
+    text = "\n".join([
+        HEADER,
+        VALID + ",surplus",  # one field too many: every value is valid, the line is still rejected
+        "F,0.5,0.4",  # too few fields
+        '"M,F",0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9',  # a quoted comma is one field
+        "I,0.5,0.4,0.1,0.514,0.2245,0.101,0.15,9",
+    ]) + "\n"
+    result = run(spark, tmp_path, text)
+    assert result.counts == {"rows_in": 4, "rows_curated": 1, "rows_rejected": 3}
+    assert [reason for _, reason in rejected_pairs(result)] == [
+        et.MALFORMED_REASON,
+        et.MALFORMED_REASON + "; height: missing; whole_weight: missing; shucked_weight: missing; "
+        "viscera_weight: missing; shell_weight: missing; rings: missing",
+        "sex: 'M,F' not in [F, I, M]",
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Duplicates
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_duplicates_after_cleaning_are_rejected_first_kept(spark, tmp_path):
+    other = "F,0.53,0.42,0.135,0.677,0.2565,0.1415,0.21,9"
+    lines = [
+        VALID,
+        other,
+        VALID,  # exact duplicate
+        "m, 0.4550 ,0.365,0.095,0.514,0.2245,0.101,0.15,15.0",  # the same row after cleaning
+        "M,abc,0.365,0.095,0.514,0.2245,0.101,0.15,15",  # invalid: rejected for its own reason ...
+        "M,abc,0.365,0.095,0.514,0.2245,0.101,0.15,15",  # ... each time, not as a duplicate
+        other,
+    ]
+    result = run(spark, tmp_path, HEADER + "\n" + "\n".join(lines) + "\n")
+    assert result.counts == {"rows_in": 7, "rows_curated": 2, "rows_rejected": 5}
+    assert curated_tuples(result) == [VALID_TYPED, ("F", 0.53, 0.42, 0.135, 0.677, 0.2565, 0.1415, 0.21, 9)]
+    assert rejected_pairs(result) == [
+        (tuple(VALID.split(",")), "duplicate of an earlier row"),
+        (("m", " 0.4550 ", "0.365", "0.095", "0.514", "0.2245", "0.101", "0.15", "15.0"),
+         "duplicate of an earlier row"),
+        (("M", "abc", "0.365", "0.095", "0.514", "0.2245", "0.101", "0.15", "15"), "length: not a number ('abc')"),
+        (("M", "abc", "0.365", "0.095", "0.514", "0.2245", "0.101", "0.15", "15"), "length: not a number ('abc')"),
+        (tuple(other.split(",")), "duplicate of an earlier row"),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A randomized file against a pure-Python model of the rules
+# ----------------------------------------------------------------------------------------------------------------
+
+_NUMERIC = CURATED_COLUMNS[1:8]
+_MAX = {c: (5 if c in ("length", "diameter", "height") else 10) for c in _NUMERIC}
+
+
+def _corruptions(col: str) -> list[tuple[str, str]]:
+    """(raw value, expected reason) pairs that make ``col`` invalid."""
+    if col == "sex":
+        return [("X", "sex: 'X' not in [F, I, M]"), ("", "sex: missing"), ("fem", "sex: 'fem' not in [F, I, M]")]
+    if col == "rings":
+        return [("7.5", "rings: not an integer ('7.5')"), ("NA", "rings: missing"),
+                ("-2", "rings: '-2' out of range [0, 100]"), ("1e3", "rings: not an integer ('1e3')")]
+    return [("abc", f"{col}: not a number ('abc')"), ("", f"{col}: missing"),
+            ("-0.01", f"{col}: '-0.01' out of range [0, {_MAX[col]}]"),
+            (" 99 ", f"{col}: ' 99 ' out of range [0, {_MAX[col]}]"), ("NaN", f"{col}: missing"),
+            ("1,5", None)]  # a comma inside a field: handled by the caller (quoted)
+
+
+def _clean_variant(col: str, value: str, rng: random.Random) -> str:
+    """A different spelling of a valid value that cleans to the same typed value."""
+    choice = rng.randrange(3)
+    if col == "sex":
+        return value.lower() if choice == 0 else f" {value} " if choice == 1 else value
+    if col == "rings":
+        return f"{value}.0" if choice == 0 else f" {value}" if choice == 1 else value
+    return f"{value}0" if choice == 0 and "." in value else f" {value} " if choice == 1 else value
+
+
+def _typed(raw: list[str]) -> tuple:
+    return (raw[0].strip().upper(), *(float(v) for v in raw[1:8]), int(float(raw[8])))
+
+
+def test_randomized_file_matches_a_reference_model(spark, tmp_path):
+    rng = random.Random(20240115)
+    with ABALONE_CSV.open(newline="") as f:
+        base_rows = list(csv.reader(f))[1:]
+    lines, expected_curated, expected_rejected, seen = [], [], [], set()
+    for _ in range(250):
+        raw = list(rng.choice(base_rows[:60]))  # a small pool, so that duplicates occur naturally
+        raw = [_clean_variant(c, v, rng) for c, v in zip(CURATED_COLUMNS, raw)]
+        reasons = {}
+        if rng.random() < 0.35:
+            for col in rng.sample(CURATED_COLUMNS, rng.choice([1, 1, 2])):
+                value, reason = rng.choice(_corruptions(col))
+                if reason is None:  # "1,5" quoted: one field, not a number
+                    value, reason = '"1,5"', f"{col}: not a number ('1,5')"
+                raw[CURATED_COLUMNS.index(col)] = value
+                reasons[col] = reason
+        lines.append(",".join(raw))
+        raw_values = tuple(None if v == "" else v.replace('"', "") for v in raw)
+        if reasons:
+            expected_rejected.append((raw_values, "; ".join(reasons[c] for c in CURATED_COLUMNS if c in reasons)))
+        elif _typed(raw) in seen:
+            expected_rejected.append((raw_values, "duplicate of an earlier row"))
+        else:
+            seen.add(_typed(raw))
+            expected_curated.append(_typed(raw))
+    result = run(spark, tmp_path, HEADER + "\n" + "\n".join(lines) + "\n")
+    assert result.counts == {
+        "rows_in": 250, "rows_curated": len(expected_curated), "rows_rejected": len(expected_rejected)
+    }
+    assert any(r == "duplicate of an earlier row" for _, r in expected_rejected), "the sample exercises dedup"
+    assert curated_tuples(result) == expected_curated
+    assert rejected_pairs(result) == expected_rejected
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Other inputs and building blocks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_typed_input_columns_like_a_glue_dynamic_frame_are_cast_back_to_strings(spark):
+    # Glue's CSV reader may infer numeric types; the transform must validate such a frame the same way.
+    schema = "sex string, length double, diameter double, height double, `whole weight` double, " \
+             "`shucked weight` double, `viscera weight` double, `shell weight` double, rings long"
+    raw = spark.createDataFrame([VALID_TYPED, ("I", 0.3, 0.2, 0.1, 0.2, 0.1, 0.05, 0.06, 200)], schema)
+    result = et.transform(spark, raw, "abalone", dt.date(2024, 1, 15))
+    assert result.counts == {"rows_in": 2, "rows_curated": 1, "rows_rejected": 1}
+    assert curated_tuples(result) == [VALID_TYPED]
+    assert rejected_pairs(result)[0][1] == "rings: '200' out of range [0, 100]"
+
+
+def test_normalize_and_validate_building_blocks(spark):
+    raw = spark.createDataFrame([tuple(VALID.split(",")), ("F",) + tuple(VALID.split(",")[1:8]) + ("x",)],
+                                HEADER.split(","))
+    normalized = et.normalize_columns(raw, et.ABALONE)
+    assert normalized.columns == CURATED_COLUMNS
+    good, rejected = et.validate(normalized, et.ABALONE)
+    assert [tuple(r) for r in good.collect()] == [VALID_TYPED]
+    assert [r.reject_reason for r in rejected.collect()] == ["rings: not an integer ('x')"]
+    dated = et.add_ingest_date(good, "2024-02-29")
+    assert dated.schema["ingest_date"].dataType == T.DateType()
+    assert dated.first().ingest_date == dt.date(2024, 2, 29)
+
+
+@pytest.mark.parametrize("bad", ["2024-02-30", "2024-1-5", "20240115", "yesterday", ""])
+def test_ingest_date_must_be_an_iso_date(bad):
+    with pytest.raises(ValueError, match="ingest date must be"):
+        et.parse_ingest_date(bad)
+
+
+def test_count_invariant_violation_is_a_clear_error():
+    et.check_counts({"rows_in": 3, "rows_curated": 2, "rows_rejected": 1})
+    with pytest.raises(et.CountInvariantError) as err:
+        et.check_counts({"rows_in": 3, "rows_curated": 2, "rows_rejected": 0})
+    assert str(err.value) == "row count invariant violated: rows_in=3 != rows_curated=2 + rows_rejected=0"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_parquet_and_quarantine_round_trip(spark, tmp_path, abalone_result, mixed_result):
+    curated_path, quarantine_path = str(tmp_path / "curated"), str(tmp_path / "quarantine")
+    assert et.write_outputs(abalone_result, curated_path, quarantine_path) == {"curated": 4177, "quarantine": 0}
+    # The files keep the input order (reproducible downstream splits): read them in name order.
+    first_write = pd.read_parquet(curated_path)
+    assert list(first_write.itertuples(index=False, name=None))[:5] == [
+        (*t, "2024-01-15") for t in curated_tuples(abalone_result)[:5]
+    ]
+    assert first_write["rings"].tolist() == [t[-1] for t in curated_tuples(abalone_result)]
+    later = et.transform(spark, mixed_result.rejected.drop("reject_reason", "ingest_date").toDF(
+        *HEADER.split(",")), "abalone", "2024-01-16")  # a second batch: the rows rejected before
+    written = et.write_outputs(later, curated_path, quarantine_path)
+    assert written == {"curated": 0, "quarantine": later.counts["rows_rejected"]}
+    et.write_outputs(mixed_result, curated_path, quarantine_path)  # appends to the 2024-01-15 partition
+
+    partitions = sorted(p.name for p in (tmp_path / "curated").iterdir() if p.is_dir())
+    assert partitions == ["ingest_date=2024-01-15"]
+    back = spark.read.parquet(curated_path)
+    assert back.count() == 4177 + mixed_result.counts["rows_curated"]
+    assert {f.name: f.dataType for f in back.schema.fields} == {
+        **{f.name: f.dataType for f in et.ABALONE.curated_schema.fields}, "ingest_date": T.DateType()
+    }
+    # What a pandas/pyarrow consumer (the SageMaker preprocessing step) sees.
+    frame = pd.read_parquet(curated_path)
+    assert sorted(frame.columns) == sorted(CURATED_COLUMNS + ["ingest_date"])
+    assert len(frame) == back.count() and set(frame["ingest_date"].astype(str)) == {"2024-01-15"}
+    assert frame["rings"].dtype == "int32" and frame["sex"].isin(["F", "I", "M"]).all()
+
+    quarantine = sorted(p.name for p in (tmp_path / "quarantine").iterdir() if p.is_dir())
+    assert quarantine == ["ingest_date=2024-01-15", "ingest_date=2024-01-16"]
+    files = sorted((tmp_path / "quarantine" / "ingest_date=2024-01-15").glob("*.json"))
+    records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert [r["reject_reason"] for r in records] == [r for _, r in rejected_pairs(mixed_result)]
+    assert records[0] == {**dict(zip(CURATED_COLUMNS, "F,abc,0.365,0.095,0.514,0.2245,0.101,0.15,9".split(","))),
+                          "reject_reason": "length: not a number ('abc')"}
+    assert any(r["rings"] is None for r in records), "nulls are kept in the quarantine records"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The Glue entry point's pure part
+# ----------------------------------------------------------------------------------------------------------------
+
+GLUE_ARGV = [
+    "script.py", "--JOB_NAME", "etl", "--dataset", "abalone", "--raw_path", "s3://raw/abalone/",
+    "--curated_path", "s3://cur/abalone/", "--quarantine_path", "s3://cur/quarantine/abalone/",
+    "--job-bookmark-option", "job-bookmark-enable", "--TempDir", "s3://tmp/",
+]
+
+
+def test_required_glue_arguments():
+    assert etl_job.REQUIRED_ARGS == ["JOB_NAME", "dataset", "raw_path", "curated_path", "quarantine_path"]
+
+
+def test_optional_arguments_defaults():
+    options = etl_job.parse_optional_args(GLUE_ARGV, today=dt.date(2025, 3, 1))
+    assert options == etl_job.JobOptions(max_reject_ratio=0.1, ingest_date=dt.date(2025, 3, 1))
+    assert etl_job.parse_optional_args(GLUE_ARGV).ingest_date == dt.datetime.now(dt.timezone.utc).date()
+
+
+@pytest.mark.parametrize(
+    "extra, ratio, date",
+    [
+        (["--max_reject_ratio", "0.25"], 0.25, dt.date(2025, 3, 1)),
+        (["--max_reject_ratio=0"], 0.0, dt.date(2025, 3, 1)),
+        (["--ingest_date", "2024-01-15", "--max_reject_ratio", "1"], 1.0, dt.date(2024, 1, 15)),
+    ],
+)
+def test_optional_arguments_given(extra, ratio, date):
+    options = etl_job.parse_optional_args(GLUE_ARGV + extra, today=dt.date(2025, 3, 1))
+    assert options == etl_job.JobOptions(max_reject_ratio=ratio, ingest_date=date)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max_reject_ratio", "abc"], "--max_reject_ratio must be a number in [0, 1], got 'abc'"),
+        (["--max_reject_ratio", "1.5"], "--max_reject_ratio must be a number in [0, 1], got '1.5'"),
+        (["--max_reject_ratio", "nan"], "--max_reject_ratio must be a number in [0, 1], got 'nan'"),
+        (["--max_reject_ratio"], "argument --max_reject_ratio needs a value"),
+        (["--ingest_date", "15/01/2024"], "ingest date must be YYYY-MM-DD, got '15/01/2024'"),
+    ],
+)
+def test_optional_arguments_invalid(extra, message):
+    with pytest.raises(ValueError) as err:
+        etl_job.parse_optional_args(GLUE_ARGV + extra)
+    assert str(err.value) == message
+
+
+def test_reject_ratio_gate():
+    assert etl_job.check_reject_ratio({"rows_in": 0, "rows_curated": 0, "rows_rejected": 0}, 0.0) == 0.0
+    assert etl_job.check_reject_ratio({"rows_in": 10, "rows_curated": 9, "rows_rejected": 1}, 0.1) == 0.1
+    with pytest.raises(etl_job.RejectRatioExceededError, match=r"rejected 2 of 10 rows \(20.00%\)"):
+        etl_job.check_reject_ratio({"rows_in": 10, "rows_curated": 8, "rows_rejected": 2}, 0.1)
+
+
+def test_process_fails_over_the_reject_ratio_and_writes_only_the_quarantine(spark, tmp_path):
+    path = write_csv(tmp_path, "raw.csv", "\n".join([HEADER, VALID, "X" + VALID[1:]]) + "\n")
+    logged: list[str] = []
+    kwargs = dict(job_name="etl", dataset="abalone", curated_path=str(tmp_path / "cur"),
+                  quarantine_path=str(tmp_path / "q"), log=logged.append)
+    with pytest.raises(etl_job.RejectRatioExceededError):
+        etl_job.process(spark, et.read_raw_csv(spark, path),
+                        options=etl_job.JobOptions(0.1, dt.date(2024, 1, 15)), **kwargs)
+    assert not (tmp_path / "cur").exists()
+    assert (tmp_path / "q" / "ingest_date=2024-01-15").is_dir()
+    assert json.loads(logged[0]) == {
+        "event": "etl_counts", "job_name": "etl", "dataset": "abalone", "ingest_date": "2024-01-15",
+        "rows_in": 2, "rows_curated": 1, "rows_rejected": 1, "reject_ratio": 0.5, "max_reject_ratio": 0.1,
+        "ignored_columns": [], "status": "failed_reject_ratio",
+    }
+
+    summary = etl_job.process(spark, et.read_raw_csv(spark, path),
+                              options=etl_job.JobOptions(0.5, dt.date(2024, 1, 15)), **kwargs)
+    assert summary["status"] == "succeeded" and json.loads(logged[1]) == summary
+    assert spark.read.parquet(str(tmp_path / "cur")).count() == 1
+
+
+def test_glue_style_top_level_import(tmp_path):
+    # On Glue, etl_job.py runs as a script and etl_transform.py is a top-level module from --extra-py-files.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import etl_job, etl_transform; "
+        "assert etl_job.etl_transform is etl_transform; print(etl_job.REQUIRED_ARGS[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / "glue_jobs")], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "JOB_NAME"
