@@ -267,7 +267,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         model_package_group_name=inputs.model_package_group_name,
         approval_status=p_approval,
         model_metrics=metrics,
-        customer_metadata_properties={"git_commit": p_commit, "model": inputs.model_name},
+        customer_metadata_properties={"GitCommit": p_commit, "Model": inputs.model_name},
         description=f"{inputs.model_name}: {inputs.problem_type} ({inputs.framework}), metric {inputs.metric}",
         env=serving_env,
     )
