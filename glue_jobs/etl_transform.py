@@ -13,9 +13,9 @@ The pipeline (see ``docs/CONTRACTS.md``, "Curated data"):
    matches). A missing column raises ``SchemaError``. An unexpected extra column is ignored, with a warning, and
    reported in ``TransformResult.ignored_columns``; it never reaches the curated zone.
 3. ``validate``: trim, check and cast every value explicitly. A value that is missing, fails a cast, is not in the
-   allowed set or is out of range rejects its row, with every problem of the row listed in ``reject_reason``
-   (``"length: not a number ('abc'); sex: 'X' not in [F, I, M]"``). Rows equal to an earlier valid row after
-   cleaning are rejected as ``"duplicate of an earlier row"``; the first one (in input order) is kept.
+   allowed set or is out of range rejects its row, with every problem of the row listed in ``reject_reason`` in
+   column order (``"sex: 'X' not in [F, I, M]; length: not a number ('abc')"``). Rows equal to an earlier valid row
+   after cleaning are rejected as ``"duplicate of an earlier row"``; the first one (in input order) is kept.
 4. ``add_ingest_date``: the partition column ``ingest_date`` (a ``DateType``, written as ``ingest_date=YYYY-MM-DD``).
 5. ``write_outputs``: curated rows to Parquet partitioned by ``ingest_date`` (append), rejected rows (raw strings plus
    ``reject_reason`` and ``ingest_date``) to JSON partitioned by ``ingest_date`` (append).
@@ -69,7 +69,7 @@ _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _SUPPORTED_TYPES = (T.StringType, T.DoubleType, T.IntegerType)
 
-#: Values read as "missing" (compared after trimming, case-insensitively). "nan" is what pandas writes for a null.
+#: Values read as "missing" (compared after trimming, case-insensitively); "nan" is how Python prints a float NaN.
 DEFAULT_MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 
 
@@ -486,9 +486,11 @@ def transform(
 ) -> TransformResult:
     """Turn a raw frame (string columns named as in the CSV header) into curated and rejected frames.
 
-    ``raw_df`` is what ``read_raw_csv`` returns, or a Glue DynamicFrame's ``toDF()``. The intermediate result is
-    persisted (memory and disk) so that counting and writing do not re-read the input; call
-    ``TransformResult.unpersist`` when done.
+    ``raw_df`` is what ``read_raw_csv`` returns, or a Glue DynamicFrame's ``toDF()``; a frame without columns (zero-byte
+    file, empty bookmark increment) is an empty input and gives empty results. ``rows_in`` is counted on ``raw_df``
+    itself (one extra pass over the input), independently of the validation, so that the invariant really checks that
+    no row was lost. The validated rows are persisted (memory and disk), in input order, so that counting and writing
+    do not recompute them; call ``TransformResult.unpersist`` when done.
 
     Raises:
         ValueError: unknown dataset or bad ingest date.
@@ -497,11 +499,11 @@ def transform(
     """
     spec = get_spec(dataset)
     date = parse_ingest_date(ingest_date)
-    ignored: tuple[str, ...] = ()
-    if raw_df.columns:
-        _, ignored = match_columns(raw_df.columns, spec)
-        raw_df = raw_df.withColumn(_ROW_ID, F.monotonically_increasing_id())
-    normalized = normalize_columns(raw_df, spec) if raw_df.columns else spark.createDataFrame([], spec.raw_schema)
+    if not raw_df.columns and raw_df.isEmpty():  # a zero-byte file, or an empty Glue bookmark increment
+        raw_df = spark.createDataFrame([], spec.raw_schema)
+    _, ignored = match_columns(raw_df.columns, spec)  # raises SchemaError before any work
+    raw_df = raw_df.withColumn(_ROW_ID, F.monotonically_increasing_id())
+    normalized = normalize_columns(raw_df, spec)
     # Sorted by input position before caching: the writers add their own sort (by ingest_date), which makes Spark
     # drop any sort inside the query; a sorted cache keeps the files in input order regardless.
     staged = _stage(normalized, spec).orderBy(_ROW_ID).persist(StorageLevel.MEMORY_AND_DISK)
