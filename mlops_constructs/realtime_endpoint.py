@@ -1,0 +1,693 @@
+"""SageMaker real-time endpoint serving an approved model package: blue/green guardrails, autoscaling, data capture."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from aws_cdk import ArnFormat, Aws, Duration, Fn, RemovalPolicy, Stack, Token
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from mlops_constructs import compliance
+
+VARIANT_NAME = "AllTraffic"
+SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
+# SageMaker's first-party framework images (XGBoost, scikit-learn) live in per-region AWS-owned ECR accounts.
+DEFAULT_IMAGE_REPOSITORIES = ("sagemaker-xgboost", "sagemaker-scikit-learn")
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+# SageMaker's limits for a blue/green update (CreateEndpoint/UpdateEndpoint DeploymentConfig).
+MAX_WAIT_SECONDS = 3600
+MIN_EXECUTION_TIMEOUT_SECONDS = 600
+MAX_EXECUTION_TIMEOUT_SECONDS = 14400
+# Headroom for provisioning the green fleet and the container health checks, on top of the bake times.
+PROVISIONING_HEADROOM_SECONDS = 1800
+# Instance families with local NVMe storage (m5d, c6id, g4dn, p4d, ...): SageMaker refuses a KmsKeyId for them.
+_LOCAL_STORAGE_RE = re.compile(r"^ml\.[a-z]+\d+[a-z]*d[a-z]*\.")
+
+ServerlessCapacity = Tuple[int, int]
+"""(memory_mb, max_concurrency) of a serverless variant."""
+
+
+@dataclass(frozen=True)
+class TrafficRouting:
+    """How a blue/green update shifts traffic to the new fleet (SageMaker deployment guardrails).
+
+    Use the factories: :meth:`canary`, :meth:`linear`, :meth:`all_at_once`. ``wait`` is the baking period after each
+    shift, during which the rollback alarms are watched.
+    """
+
+    type: str
+    wait: Duration
+    size_percent: Optional[int] = None
+
+    @classmethod
+    def canary(cls, percent: int = 10, wait: Duration = Duration.minutes(10)) -> "TrafficRouting":
+        """``percent`` of the new fleet's capacity takes traffic first, the rest after ``wait``. At most 50%."""
+        if not 1 <= percent <= 50:
+            raise ValueError(f"TrafficRouting.canary percent must be within [1, 50] (SageMaker), got {percent}")
+        return cls("CANARY", _check_wait(wait), percent)
+
+    @classmethod
+    def linear(cls, step_percent: int = 10, wait: Duration = Duration.minutes(10)) -> "TrafficRouting":
+        """Traffic shifts in steps of ``step_percent`` of capacity (10 to 50), ``wait`` apart."""
+        if not 10 <= step_percent <= 50:
+            raise ValueError(
+                f"TrafficRouting.linear step_percent must be within [10, 50] (SageMaker), got {step_percent}"
+            )
+        return cls("LINEAR", _check_wait(wait), step_percent)
+
+    @classmethod
+    def all_at_once(cls, wait: Duration = Duration.minutes(10)) -> "TrafficRouting":
+        """All traffic shifts at once; the old fleet stays for ``wait`` while the alarms are watched."""
+        return cls("ALL_AT_ONCE", _check_wait(wait))
+
+    @property
+    def steps(self) -> int:
+        if self.type == "CANARY":
+            return 2
+        if self.type == "LINEAR":
+            return math.ceil(100 / self.size_percent)
+        return 1
+
+    def render(self) -> sagemaker.CfnEndpoint.TrafficRoutingConfigProperty:
+        size = (
+            sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=self.size_percent)
+            if self.size_percent
+            else None
+        )
+        return sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+            type=self.type,
+            wait_interval_in_seconds=int(self.wait.to_seconds()),
+            canary_size=size if self.type == "CANARY" else None,
+            linear_step_size=size if self.type == "LINEAR" else None,
+        )
+
+
+def _check_wait(wait: Duration) -> Duration:
+    seconds = wait.to_seconds()
+    if not Token.is_unresolved(seconds) and not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise ValueError(f"TrafficRouting wait must be within 0 and 60 minutes (SageMaker), got {seconds} s")
+    return wait
+
+
+@dataclass(frozen=True)
+class EndpointAutoscaling:
+    """Target tracking on ``SageMakerVariantInvocationsPerInstance`` between ``min_capacity`` and ``max_capacity``."""
+
+    min_capacity: int = 1
+    max_capacity: int = 2
+    target_invocations_per_instance: int = 100
+    scale_in_cooldown: Duration = Duration.minutes(5)
+    scale_out_cooldown: Duration = Duration.minutes(1)
+
+
+def allow_cloudwatch_logs(key: kms.IKey) -> None:
+    """Let CloudWatch Logs of this account and region use ``key`` for log groups (no-op for imported keys)."""
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
+                }
+            },
+        )
+    )
+
+
+class RealtimeEndpoint(Construct):
+    """An approved SageMaker model package behind a real-time endpoint, updated blue/green with auto-rollback.
+
+    Resources: a ``CfnModel`` (``Containers[0].ModelPackageName``), a ``CfnEndpointConfig`` (KMS-encrypted volume, data
+    capture, one production variant named ``AllTraffic``), a ``CfnEndpoint`` with a ``DeploymentConfig``
+    (blue/green traffic shifting, auto-rollback on this construct's 5xx-rate and p99 ``ModelLatency`` alarms), the
+    endpoint's log group with retention, optional target-tracking autoscaling, and a least-privilege execution role.
+
+    The model and the endpoint configuration get no physical name on purpose: a new package ARN replaces the model,
+    which replaces the endpoint configuration, which makes CloudFormation call ``UpdateEndpoint`` and SageMaker run
+    the blue/green deployment. The endpoint keeps its name (callers and alarms use it).
+
+    Serverless (``serverless=(memory_mb, max_concurrency)``): SageMaker supports no Application Auto Scaling of
+    invocations, no data capture and no traffic-shifting guardrails there, so these must be left off.
+    Autoscaling: SageMaker refuses an update that changes the instance type of an autoscaled variant; deregister the
+    scalable target (set ``autoscaling=None``, deploy) before changing ``instance_type``.
+
+    :param model_package_arn: the approved model package version to serve (a stack parameter, usually).
+    :param endpoint_name: physical endpoint name (also the log group ``/aws/sagemaker/Endpoints/<name>``).
+    :param encryption_key: encrypts the ML storage volume and the captured data.
+    :param execution_role: role SageMaker assumes. Default: a new role allowed to read ``model_artifacts_prefix`` of
+        ``model_artifacts_bucket``, decrypt with ``encryption_key``, pull the SageMaker framework images, write the
+        capture prefix and its own log group. A role you pass is used as is.
+    :param model_artifacts_bucket / model_artifacts_prefix: where the package's model.tar.gz lives (default role).
+    :param image_repositories: ECR repositories (in SageMaker's AWS-owned accounts) the default role may pull from.
+    :param data_capture_bucket / data_capture_prefix / data_capture_percent: request/response capture; 0 disables.
+        Default: 100 percent when a bucket is given, to ``data-capture/``.
+    :param instance_type / initial_instance_count: Default: ml.m5.large, 1.
+    :param encrypt_volume: set ``KmsKeyId`` on the endpoint configuration. Default: True; instance types with local
+        NVMe storage (e.g. ml.m5d, ml.g4dn) are encrypted by hardware and SageMaker refuses a key for them.
+    :param serverless: (memory_mb, max_concurrency) for a serverless variant instead of instances. Default: none.
+    :param autoscaling: target tracking on invocations per instance. Default: none (a fixed fleet).
+    :param traffic_routing: blue/green traffic shifting. Default: canary 10% with 10-minute bakes when the fleet has at
+        least two instances, else all at once with a 10-minute bake; none for serverless.
+    :param termination_wait: how long the old fleet stays after the full shift (final bake). Default: 5 minutes.
+    :param maximum_execution_timeout: of a deployment. Default: bakes + 30 minutes, within SageMaker's 10 min to 4 h.
+    :param auto_rollback: roll back when an alarm fires during the deployment. Default: True.
+    :param error_rate_threshold_percent: 5xx responses per invocation (percent) that trips the 5xx alarm. Default: 1.
+    :param model_latency_p99_threshold: p99 ``ModelLatency`` that trips the latency alarm. Default: 500 ms.
+    :param alarm_period / alarm_evaluation_periods: of both alarms (2 of N datapoints breach). Default: 1 min, 3.
+    :param network_isolation: no network access from the model container. Default: True.
+    :param log_retention / log_encryption_key / removal_policy: of the endpoint's log group. Default: 90 days, no
+        customer key, RETAIN.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model_package_arn: str,
+        endpoint_name: str,
+        encryption_key: kms.IKey,
+        execution_role: Optional[iam.IRole] = None,
+        model_artifacts_bucket: Optional[s3.IBucket] = None,
+        model_artifacts_prefix: str = "models/",
+        image_repositories: Sequence[str] = DEFAULT_IMAGE_REPOSITORIES,
+        data_capture_bucket: Optional[s3.IBucket] = None,
+        data_capture_prefix: str = "data-capture/",
+        data_capture_percent: int = 100,
+        capture_csv_content_types: Sequence[str] = ("text/csv",),
+        capture_json_content_types: Sequence[str] = ("application/json",),
+        instance_type: str = "ml.m5.large",
+        initial_instance_count: int = 1,
+        encrypt_volume: bool = True,
+        serverless: Optional[ServerlessCapacity] = None,
+        autoscaling: Optional[EndpointAutoscaling] = None,
+        traffic_routing: Optional[TrafficRouting] = None,
+        termination_wait: Duration = Duration.minutes(5),
+        maximum_execution_timeout: Optional[Duration] = None,
+        auto_rollback: bool = True,
+        error_rate_threshold_percent: float = 1.0,
+        model_latency_p99_threshold: Duration = Duration.millis(500),
+        alarm_period: Duration = Duration.minutes(1),
+        alarm_evaluation_periods: int = 3,
+        network_isolation: bool = True,
+        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        log_encryption_key: Optional[kms.IKey] = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id_)
+        if data_capture_bucket is None:
+            data_capture_percent = 0
+        self._validate(
+            endpoint_name=endpoint_name,
+            serverless=serverless,
+            autoscaling=autoscaling,
+            traffic_routing=traffic_routing,
+            data_capture_percent=data_capture_percent,
+            instance_type=instance_type,
+            initial_instance_count=initial_instance_count,
+            encrypt_volume=encrypt_volume,
+            execution_role=execution_role,
+            model_artifacts_bucket=model_artifacts_bucket,
+            error_rate_threshold_percent=error_rate_threshold_percent,
+            alarm_evaluation_periods=alarm_evaluation_periods,
+        )
+        stack = Stack.of(self)
+        self.endpoint_name = endpoint_name
+        self.variant_name = VARIANT_NAME
+        self.serverless = serverless is not None
+        if traffic_routing is None and not self.serverless:
+            fleet = _fleet_minimum(initial_instance_count, autoscaling)
+            traffic_routing = TrafficRouting.canary() if fleet >= 2 else TrafficRouting.all_at_once()
+        self.traffic_routing = traffic_routing
+
+        # --- log group of the endpoint (SageMaker writes /aws/sagemaker/Endpoints/<name>) -----------------------
+        if log_encryption_key is not None:
+            allow_cloudwatch_logs(log_encryption_key)
+        log_group_name = f"{INSTANCE_NAMESPACE}/{endpoint_name}"
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=log_group_name,
+            retention=log_retention,
+            encryption_key=log_encryption_key,
+            removal_policy=removal_policy,
+        )
+
+        # --- execution role ----------------------------------------------------------------------------------------
+        if execution_role is not None:
+            self.role = execution_role
+        else:
+            self.role = self._default_role(
+                stack,
+                encryption_key=encryption_key,
+                model_artifacts_bucket=model_artifacts_bucket,
+                model_artifacts_prefix=model_artifacts_prefix,
+                image_repositories=image_repositories,
+                data_capture_bucket=data_capture_bucket if data_capture_percent > 0 else None,
+                data_capture_prefix=data_capture_prefix,
+                log_group_name=log_group_name,
+            )
+
+        # --- model, endpoint configuration, endpoint ---------------------------------------------------------------
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            containers=[sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn)],
+            enable_network_isolation=network_isolation,
+        )
+        self.model.node.add_dependency(self.role)
+
+        if self.serverless:
+            memory_mb, max_concurrency = serverless
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                model_name=self.model.attr_model_name,
+                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    memory_size_in_mb=memory_mb, max_concurrency=max_concurrency
+                ),
+            )
+        else:
+            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                model_name=self.model.attr_model_name,
+                instance_type=instance_type,
+                initial_instance_count=initial_instance_count,
+                initial_variant_weight=1.0,
+            )
+        capture = None
+        if data_capture_percent > 0:
+            capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=True,
+                initial_sampling_percentage=data_capture_percent,
+                destination_s3_uri=data_capture_bucket.s3_url_for_object(data_capture_prefix.rstrip("/")),
+                kms_key_id=encryption_key.key_arn,
+                capture_options=[
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+                ],
+                capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+                    csv_content_types=list(capture_csv_content_types) or None,
+                    json_content_types=list(capture_json_content_types) or None,
+                ),
+            )
+        self.data_capture_percent = data_capture_percent
+        self.data_capture_uri = (
+            data_capture_bucket.s3_url_for_object(data_capture_prefix) if data_capture_percent > 0 else None
+        )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "Config",
+            production_variants=[variant],
+            kms_key_id=encryption_key.key_arn if encrypt_volume else None,
+            data_capture_config=capture,
+        )
+
+        # --- alarms (created before the endpoint: its DeploymentConfig names them) ---------------------------------
+        self.alarm_5xx_rate = cloudwatch.Alarm(
+            self,
+            "Errors5xxAlarm",
+            alarm_description=(
+                f"Endpoint {endpoint_name}: more than {error_rate_threshold_percent}% of invocations returned 5xx. "
+                "Rolls back a blue/green deployment in progress."
+            ),
+            metric=self.metric_5xx_rate(period=alarm_period),
+            threshold=error_rate_threshold_percent,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=alarm_evaluation_periods,
+            datapoints_to_alarm=min(2, alarm_evaluation_periods),
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        latency_us = model_latency_p99_threshold.to_milliseconds() * 1000  # ModelLatency is in microseconds
+        self.alarm_model_latency = cloudwatch.Alarm(
+            self,
+            "ModelLatencyAlarm",
+            alarm_description=(
+                f"Endpoint {endpoint_name}: p99 ModelLatency above {model_latency_p99_threshold.to_milliseconds()} "
+                "ms. Rolls back a blue/green deployment in progress."
+            ),
+            metric=self.metric_model_latency(statistic="p99", period=alarm_period),
+            threshold=latency_us,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=alarm_evaluation_periods,
+            datapoints_to_alarm=min(2, alarm_evaluation_periods),
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms: list[cloudwatch.Alarm] = [self.alarm_5xx_rate, self.alarm_model_latency]
+
+        deployment_config = None
+        if traffic_routing is not None:
+            timeout = self._execution_timeout(traffic_routing, termination_wait, maximum_execution_timeout)
+            deployment_config = sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=traffic_routing.render(),
+                    termination_wait_in_seconds=int(termination_wait.to_seconds()),
+                    maximum_execution_timeout_in_seconds=timeout,
+                ),
+                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in self.alarms]
+                )
+                if auto_rollback
+                else None,
+            )
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            deployment_config=deployment_config,
+        )
+        self.endpoint.node.add_dependency(self.role)
+        self.endpoint.node.add_dependency(self.log_group)
+        # Ref of AWS::SageMaker::Endpoint is its ARN.
+        self.endpoint_arn: str = self.endpoint.ref
+
+        # --- autoscaling -------------------------------------------------------------------------------------------
+        self.scalable_target: Optional[appscaling.ScalableTarget] = None
+        if autoscaling is not None:
+            self.scalable_target = appscaling.ScalableTarget(
+                self,
+                "ScalableTarget",
+                service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                resource_id=Fn.join("", ["endpoint/", self.endpoint.attr_endpoint_name, f"/variant/{VARIANT_NAME}"]),
+                min_capacity=autoscaling.min_capacity,
+                max_capacity=autoscaling.max_capacity,
+                # The L2 needs a role object; the override below drops RoleARN so that Application Auto Scaling uses
+                # (and creates if needed) its SageMaker service-linked role instead of a role with no permissions.
+                role=iam.Role.from_role_arn(
+                    self,
+                    "AutoscalingServiceLinkedRole",
+                    stack.format_arn(
+                        service="iam",
+                        region="",
+                        resource="role",
+                        resource_name="aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+                    ),
+                    mutable=False,
+                ),
+            )
+            self.scalable_target.node.default_child.add_property_deletion_override("RoleARN")
+            self.scalable_target.scale_to_track_metric(
+                "InvocationsPerInstance",
+                target_value=autoscaling.target_invocations_per_instance,
+                predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+                scale_in_cooldown=autoscaling.scale_in_cooldown,
+                scale_out_cooldown=autoscaling.scale_out_cooldown,
+            )
+
+    # --- validation ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _validate(
+        *,
+        endpoint_name: str,
+        serverless: Optional[ServerlessCapacity],
+        autoscaling: Optional[EndpointAutoscaling],
+        traffic_routing: Optional[TrafficRouting],
+        data_capture_percent: int,
+        instance_type: str,
+        initial_instance_count: int,
+        encrypt_volume: bool,
+        execution_role: Optional[iam.IRole],
+        model_artifacts_bucket: Optional[s3.IBucket],
+        error_rate_threshold_percent: float,
+        alarm_evaluation_periods: int,
+    ) -> None:
+        if not Token.is_unresolved(endpoint_name) and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", endpoint_name):
+            raise ValueError(
+                f"RealtimeEndpoint endpoint_name {endpoint_name!r} must be 1-63 letters, digits and hyphens, "
+                "starting and ending with a letter or digit (SageMaker)"
+            )
+        if not 0 <= data_capture_percent <= 100:
+            raise ValueError(f"RealtimeEndpoint data_capture_percent must be within [0, 100], got {data_capture_percent}")
+        if not 0 < error_rate_threshold_percent <= 100:
+            raise ValueError(
+                f"RealtimeEndpoint error_rate_threshold_percent must be within (0, 100], got {error_rate_threshold_percent}"
+            )
+        if alarm_evaluation_periods < 1:
+            raise ValueError(f"RealtimeEndpoint alarm_evaluation_periods must be at least 1, got {alarm_evaluation_periods}")
+        if execution_role is None and model_artifacts_bucket is None:
+            raise ValueError(
+                "RealtimeEndpoint needs model_artifacts_bucket (where the package's model.tar.gz lives) to build its "
+                "execution role; or pass execution_role"
+            )
+        if autoscaling is not None and autoscaling.max_capacity < autoscaling.min_capacity:
+            raise ValueError(
+                f"RealtimeEndpoint autoscaling max_capacity ({autoscaling.max_capacity}) must be at least "
+                f"min_capacity ({autoscaling.min_capacity})"
+            )
+        if autoscaling is not None and autoscaling.min_capacity < 1:
+            raise ValueError(f"RealtimeEndpoint autoscaling min_capacity must be at least 1, got {autoscaling.min_capacity}")
+        if serverless is not None:
+            memory_mb, max_concurrency = serverless
+            if memory_mb not in SERVERLESS_MEMORY_SIZES:
+                raise ValueError(
+                    f"RealtimeEndpoint serverless memory_mb must be one of {list(SERVERLESS_MEMORY_SIZES)}, got {memory_mb}"
+                )
+            if not 1 <= max_concurrency <= 200:
+                raise ValueError(f"RealtimeEndpoint serverless max_concurrency must be within [1, 200], got {max_concurrency}")
+            if autoscaling is not None:
+                raise ValueError(
+                    "RealtimeEndpoint: a serverless endpoint scales by itself up to max_concurrency; Application Auto "
+                    "Scaling of instances does not apply to it. Remove autoscaling, or use instances"
+                )
+            if traffic_routing is not None:
+                raise ValueError(
+                    "RealtimeEndpoint: blue/green traffic shifting with auto-rollback (deployment guardrails) is for "
+                    "instance-based endpoints; a serverless endpoint is updated all at once. Remove traffic_routing, "
+                    "or use instances"
+                )
+            if data_capture_percent > 0:
+                raise ValueError(
+                    "RealtimeEndpoint: SageMaker does not capture data from serverless endpoints; set "
+                    "data_capture_percent=0, or use instances"
+                )
+            return
+        if not Token.is_unresolved(initial_instance_count) and initial_instance_count < 1:
+            raise ValueError(f"RealtimeEndpoint initial_instance_count must be at least 1, got {initial_instance_count}")
+        if encrypt_volume and _LOCAL_STORAGE_RE.match(instance_type):
+            raise ValueError(
+                f"RealtimeEndpoint: {instance_type} has local NVMe storage, which is encrypted by the instance and for "
+                "which SageMaker refuses a KmsKeyId; pass encrypt_volume=False or choose a type without local storage"
+            )
+        if traffic_routing is not None and traffic_routing.type in ("CANARY", "LINEAR"):
+            fleet = _fleet_minimum(initial_instance_count, autoscaling)
+            if fleet < 2:
+                raise ValueError(
+                    f"RealtimeEndpoint: {traffic_routing.type.lower()} traffic shifting needs a fleet of at least 2 "
+                    f"instances (SageMaker caps each step at 50% of the instances), but the fleet can be {fleet}; "
+                    "use TrafficRouting.all_at_once() or more instances"
+                )
+
+    @staticmethod
+    def _execution_timeout(
+        routing: TrafficRouting, termination_wait: Duration, maximum: Optional[Duration]
+    ) -> int:
+        bakes = routing.steps * int(routing.wait.to_seconds()) + int(termination_wait.to_seconds())
+        if not 0 <= termination_wait.to_seconds() <= MAX_WAIT_SECONDS:
+            raise ValueError(
+                f"RealtimeEndpoint termination_wait must be within 0 and 60 minutes, got {termination_wait.to_seconds()} s"
+            )
+        if maximum is None:
+            timeout = max(MIN_EXECUTION_TIMEOUT_SECONDS, bakes + PROVISIONING_HEADROOM_SECONDS)
+        else:
+            timeout = int(maximum.to_seconds())
+        if not MIN_EXECUTION_TIMEOUT_SECONDS <= timeout <= MAX_EXECUTION_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"RealtimeEndpoint: a deployment may take {timeout} s ({routing.steps} traffic steps of "
+                f"{int(routing.wait.to_seconds())} s, then {int(termination_wait.to_seconds())} s before the old fleet "
+                "goes, plus provisioning), outside SageMaker's 600-14400 s execution timeout; shorten the bakes or "
+                "use fewer steps"
+            )
+        if timeout <= bakes:
+            raise ValueError(
+                f"RealtimeEndpoint maximum_execution_timeout ({timeout} s) must exceed the bake times ({bakes} s)"
+            )
+        return timeout
+
+    # --- role --------------------------------------------------------------------------------------------------------
+    def _default_role(
+        self,
+        stack: Stack,
+        *,
+        encryption_key: kms.IKey,
+        model_artifacts_bucket: s3.IBucket,
+        model_artifacts_prefix: str,
+        image_repositories: Sequence[str],
+        data_capture_bucket: Optional[s3.IBucket],
+        data_capture_prefix: str,
+        log_group_name: str,
+    ) -> iam.Role:
+        role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker endpoint {self.endpoint_name}: model artifacts, images, capture, logs",
+        )
+        model_objects = model_artifacts_bucket.arn_for_objects(f"{model_artifacts_prefix}*")
+        role.add_to_policy(
+            iam.PolicyStatement(sid="ModelArtifacts", actions=["s3:GetObject"], resources=[model_objects])
+        )
+        key_actions = ["kms:Decrypt"]
+        wildcards = [model_objects]
+        if data_capture_bucket is not None:
+            capture_objects = data_capture_bucket.arn_for_objects(f"{data_capture_prefix}*")
+            role.add_to_policy(
+                iam.PolicyStatement(sid="DataCapture", actions=["s3:PutObject"], resources=[capture_objects])
+            )
+            key_actions += ["kms:Encrypt", "kms:GenerateDataKey"]
+            wildcards.append(capture_objects)
+        role.add_to_policy(iam.PolicyStatement(sid="Key", actions=key_actions, resources=[encryption_key.key_arn]))
+
+        repositories = [
+            stack.format_arn(service="ecr", account="*", resource="repository", resource_name=name)
+            for name in image_repositories
+        ]
+        if repositories:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="PullFrameworkImages",
+                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                    resources=repositories,
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
+            )
+        group_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=log_group_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="Logs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[group_arn, self.log_group.log_group_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="InstanceMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": INSTANCE_NAMESPACE}},
+            )
+        )
+        compliance.acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource type, and cloudwatch:PutMetricData has none either (it is "
+            "limited to the /aws/sagemaker/Endpoints namespace by condition).",
+        )
+        compliance.acknowledge_wildcard_resources(
+            role,
+            wildcards,
+            "The endpoint reads the model artifacts under this model's own prefix and writes captured requests "
+            "under its own capture prefix; object keys are versioned by the pipeline, so a prefix is the scope.",
+        )
+        compliance.acknowledge_wildcard_resources(
+            role,
+            repositories,
+            "SageMaker framework images (XGBoost, scikit-learn) are served from AWS-owned ECR accounts that differ "
+            "per region; the repository names are fixed and the approved model package pins the image.",
+        )
+        return role
+
+    # --- grants and metrics ----------------------------------------------------------------------------------------
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """``sagemaker:InvokeEndpoint`` on this endpoint only."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["sagemaker:InvokeEndpoint"], resource_arns=[self.endpoint_arn]
+        )
+
+    def metric(
+        self,
+        metric_name: str,
+        *,
+        statistic: str = "Sum",
+        period: Duration = Duration.minutes(1),
+        namespace: str = SAGEMAKER_NAMESPACE,
+        **kwargs,
+    ) -> cloudwatch.Metric:
+        """A metric of this endpoint's variant (dimensions EndpointName and VariantName)."""
+        return cloudwatch.Metric(
+            namespace=namespace,
+            metric_name=metric_name,
+            # The plain name, not the endpoint's attribute: the endpoint's DeploymentConfig names the alarms built on
+            # these metrics, so a reference back would be a cycle.
+            dimensions_map={"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME},
+            statistic=statistic,
+            period=period,
+            **kwargs,
+        )
+
+    def metric_invocations(self, **kwargs) -> cloudwatch.Metric:
+        return self.metric("Invocations", **kwargs)
+
+    def metric_invocations_per_instance(self, **kwargs) -> cloudwatch.Metric:
+        return self.metric("InvocationsPerInstance", **kwargs)
+
+    def metric_5xx(self, **kwargs) -> cloudwatch.Metric:
+        """Invocations that returned a 5xx (model or platform errors)."""
+        return self.metric("Invocation5XXErrors", **kwargs)
+
+    def metric_4xx(self, **kwargs) -> cloudwatch.Metric:
+        return self.metric("Invocation4XXErrors", **kwargs)
+
+    def metric_model_latency(self, *, statistic: str = "p99", **kwargs) -> cloudwatch.Metric:
+        """Time the model container took, in microseconds."""
+        return self.metric("ModelLatency", statistic=statistic, unit=cloudwatch.Unit.MICROSECONDS, **kwargs)
+
+    def metric_overhead_latency(self, *, statistic: str = "p99", **kwargs) -> cloudwatch.Metric:
+        """SageMaker's own overhead per request, in microseconds."""
+        return self.metric("OverheadLatency", statistic=statistic, unit=cloudwatch.Unit.MICROSECONDS, **kwargs)
+
+    def metric_5xx_rate(self, *, period: Duration = Duration.minutes(1)) -> cloudwatch.MathExpression:
+        """Percentage of invocations that returned a 5xx (0 when there was no traffic)."""
+        return cloudwatch.MathExpression(
+            expression="IF(invocations > 0, 100 * errors / invocations, 0)",
+            using_metrics={
+                "errors": self.metric_5xx(period=period),
+                "invocations": self.metric_invocations(period=period),
+            },
+            label="5xx rate (%)",
+            period=period,
+        )
+
+    def _instance_metric(self, name: str, statistic: str, kwargs: dict) -> cloudwatch.Metric:
+        if self.serverless:
+            raise ValueError(f"RealtimeEndpoint: {name} is an instance metric; a serverless endpoint has none")
+        return self.metric(name, namespace=INSTANCE_NAMESPACE, statistic=kwargs.pop("statistic", statistic), **kwargs)
+
+    def metric_cpu_utilization(self, **kwargs) -> cloudwatch.Metric:
+        """Sum over the cores of an instance (100% per core), namespace /aws/sagemaker/Endpoints."""
+        return self._instance_metric("CPUUtilization", "Average", kwargs)
+
+    def metric_memory_utilization(self, **kwargs) -> cloudwatch.Metric:
+        return self._instance_metric("MemoryUtilization", "Average", kwargs)
+
+    def metric_disk_utilization(self, **kwargs) -> cloudwatch.Metric:
+        return self._instance_metric("DiskUtilization", "Average", kwargs)
+
+
+def _fleet_minimum(initial_instance_count: int, autoscaling: Optional[EndpointAutoscaling]) -> int:
+    """The smallest fleet the endpoint can have during a deployment."""
+    if autoscaling is None:
+        return initial_instance_count
+    return min(initial_instance_count, autoscaling.min_capacity)
