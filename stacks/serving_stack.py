@@ -1,0 +1,241 @@
+"""`serving-<model>-<stage>` stack: one model's SageMaker endpoint and/or Lambda inference for one stage.
+
+Deployed by the model deploy pipeline (``cicd_scripts/deploy_serving.py``) with the approved package as a parameter::
+
+    cdk deploy <project>-<env>-serving-<model>-<stage> --exclusively -c env=<env> \\
+        --parameters <stack>:ModelPackageArn=<package arn> --parameters <stack>:ModelDataUrl=<s3 uri of model.tar.gz>
+
+(``ModelDataUrl`` exists when Lambda inference is enabled; ``resolve_approved_package`` outputs both values.)
+Outputs: ``EndpointName`` and/or ``FunctionUrl`` (what ``smoke_test`` calls), ``FunctionAliasArn``, ``DataCaptureUri``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from aws_cdk import Annotations, CfnOutput, CfnParameter, Duration, Fn, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from mlops_constructs.lambda_inference import LambdaInference
+from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
+from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
+from stacks.common import LakeReferences, log_retention, removal_policy
+
+MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
+MODEL_DATA_PARAMETER = "ModelDataUrl"
+PACKAGE_ARN_PATTERN = r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$"
+MODEL_DATA_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+[^/]$"
+IMAGE_REPOSITORIES = {"xgboost": "sagemaker-xgboost", "sklearn": "sagemaker-scikit-learn"}
+LAMBDA_DEPLOYMENTS = {
+    "canary": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
+    "linear": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE,
+    "all_at_once": codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
+}
+
+
+def endpoint_name(config: PlatformConfig, model: ModelConfig, stage: StageConfig) -> str:
+    """``<project>-<env>-<model>-<stage>``: the endpoint's physical name (also the function's Powertools service)."""
+    return f"{config.prefix()}-{model.name}-{stage.name}"
+
+
+def model_artifacts_prefix(model: ModelConfig) -> str:
+    """Where the model build pipeline writes this model's artifacts in the artifacts bucket (ModelBuildPipeline)."""
+    return f"models/{model.name}/"
+
+
+def data_capture_prefix(model: ModelConfig, stage: StageConfig) -> str:
+    return f"data-capture/{model.name}/{stage.name}/"
+
+
+class ServingStack(Stack):
+    """Serve ``model`` in ``stage``: RealtimeEndpoint if ``model.endpoint.enabled``, LambdaInference if
+    ``model.lambda_.enabled`` (in ``endpoint_proxy`` mode it calls that endpoint).
+
+    Parameters: ``ModelPackageArn`` (default ``model.model_package_arn`` when the config pins one; otherwise none, so
+    a deploy without it is refused by the CDK CLI / CloudFormation before anything changes) and, with Lambda,
+    ``ModelDataUrl`` (the package's model.tar.gz: the function loads it in ``model`` mode and reads the feature spec
+    from it in ``endpoint_proxy`` mode).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        model: ModelConfig,
+        stage: StageConfig,
+        lake_refs: LakeReferences,
+        **kwargs,
+    ) -> None:
+        if not (model.endpoint.enabled or model.lambda_.enabled):
+            raise ValueError(
+                f"model '{model.name}' has neither endpoint.enabled nor lambda.enabled: there is nothing to serve in "
+                f"stage '{stage.name}'; enable one, or do not build its serving stacks"
+            )
+        for attr in ("account", "region"):
+            wanted, own = getattr(stage, attr), getattr(config, attr)
+            if wanted is not None and wanted != own:
+                raise ValueError(
+                    f"stage '{stage.name}' of model '{model.name}' sets {attr} {wanted}, but the data lake is in "
+                    f"{own or 'the environment default'}: a serving stack imports the lake's bucket and key, which "
+                    "works within one account and region only; deploy that stage from the config of its own environment"
+                )
+        super().__init__(
+            scope, id_, description=f"{config.prefix()}: serving of model {model.name} in stage {stage.name}", **kwargs
+        )
+        self.config = config
+        self.model_config = model
+        self.stage = stage
+        self.endpoint_name = endpoint_name(config, model, stage)
+        buckets, lake_key = lake_refs.import_into(self)
+        artifacts = buckets["artifacts"]
+
+        self.model_package_arn = CfnParameter(
+            self,
+            MODEL_PACKAGE_PARAMETER,
+            type="String",
+            description=(
+                f"Approved model package version of {model.name} to serve. The model deploy pipeline passes it; by "
+                f"hand: cdk deploy {self.stack_name} --parameters {self.stack_name}:{MODEL_PACKAGE_PARAMETER}=<arn>"
+            ),
+            allowed_pattern=PACKAGE_ARN_PATTERN,
+            constraint_description="must be a SageMaker model package ARN (arn:aws:sagemaker:<region>:<account>:"
+            "model-package/<group>/<version>)",
+            default=model.model_package_arn,
+        )
+        package_arn = self.model_package_arn.value_as_string
+        # "<group>/<version>" of the package: the function reports it and a new one publishes a new version.
+        model_version = Fn.select(1, Fn.split(":model-package/", package_arn))
+
+        # Serving logs are encrypted with a key of this stack (the lake key's policy belongs to the data stack).
+        self.key = kms.Key(
+            self,
+            "LogsKey",
+            description=f"Serving logs of {self.endpoint_name}",
+            enable_key_rotation=True,
+            removal_policy=removal_policy(config),
+        )
+
+        self.endpoint: Optional[RealtimeEndpoint] = None
+        if model.endpoint.enabled:
+            ep = model.endpoint
+            serverless = (ep.serverless.memory_mb, ep.serverless.max_concurrency) if ep.serverless else None
+            capture_percent = 0 if serverless else ep.data_capture_percent
+            if serverless and ep.data_capture_percent:
+                Annotations.of(self).add_warning_v2(
+                    "mlops:ServerlessNoDataCapture",
+                    f"{self.endpoint_name}: serverless endpoints capture no data; data_capture_percent "
+                    f"{ep.data_capture_percent} is ignored",
+                )
+            self.endpoint = RealtimeEndpoint(
+                self,
+                "Endpoint",
+                model_package_arn=package_arn,
+                endpoint_name=self.endpoint_name,
+                encryption_key=lake_key,
+                model_artifacts_bucket=artifacts,
+                model_artifacts_prefix=model_artifacts_prefix(model),
+                image_repositories=[IMAGE_REPOSITORIES[model.framework]],
+                data_capture_bucket=artifacts if capture_percent else None,
+                data_capture_prefix=data_capture_prefix(model, stage),
+                data_capture_percent=capture_percent,
+                instance_type=ep.instance_type,
+                initial_instance_count=ep.initial_instance_count,
+                serverless=serverless,
+                autoscaling=None
+                if serverless
+                else EndpointAutoscaling(
+                    min_capacity=ep.autoscaling.min_capacity,
+                    max_capacity=ep.autoscaling.max_capacity,
+                    target_invocations_per_instance=ep.autoscaling.target_invocations_per_instance,
+                ),
+                traffic_routing=None if serverless else self._traffic_routing(ep),
+                error_rate_threshold_percent=model.alarms.endpoint_5xx_rate_percent,
+                model_latency_p99_threshold=Duration.millis(model.alarms.model_latency_p99_ms),
+                log_retention=log_retention(config),
+                log_encryption_key=self.key,
+                removal_policy=removal_policy(config),
+            )
+            CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name,
+                      description="SageMaker endpoint (smoke test target)")
+            if self.endpoint.data_capture_uri:
+                CfnOutput(self, "DataCaptureUri", value=self.endpoint.data_capture_uri,
+                          description="Where the endpoint captures requests and responses")
+
+        self.inference: Optional[LambdaInference] = None
+        self.model_data_url: Optional[CfnParameter] = None
+        if model.lambda_.enabled:
+            lam = model.lambda_
+            self.model_data_url = CfnParameter(
+                self,
+                MODEL_DATA_PARAMETER,
+                type="String",
+                description=(
+                    f"S3 URI of the model.tar.gz of {MODEL_PACKAGE_PARAMETER} (resolve_approved_package prints it): "
+                    "the inference function loads it (model mode) or reads its feature spec (endpoint_proxy mode)"
+                ),
+                allowed_pattern=MODEL_DATA_PATTERN,
+                constraint_description="must be the s3://bucket/key URI of one object (the package's model.tar.gz)",
+            )
+            data_url = self.model_data_url.value_as_string
+            proxy = lam.mode == "endpoint_proxy"
+            self.inference = LambdaInference(
+                self,
+                "Inference",
+                mode=lam.mode,
+                model_s3_uri=None if proxy else data_url,
+                endpoint_name=self.endpoint.endpoint_name if proxy else None,
+                endpoint_arn=self.endpoint.endpoint_arn if proxy else None,
+                model_metadata_s3_uri=data_url if proxy else None,
+                model_encryption_key=lake_key,
+                model_version=model_version,
+                memory_size=lam.memory_mb,
+                timeout=Duration.seconds(lam.timeout_seconds),
+                reserved_concurrency=lam.reserved_concurrency,
+                provisioned_concurrency=lam.provisioned_concurrency,
+                max_batch_rows=lam.max_batch_rows,
+                service_name=self.endpoint_name,
+                deployment_config=LAMBDA_DEPLOYMENTS[lam.deployment],
+                errors_threshold=model.alarms.lambda_errors,
+                throttles_threshold=model.alarms.lambda_throttles,
+                duration_p99_threshold=Duration.millis(model.alarms.lambda_duration_p99_ms),
+                log_retention=log_retention(config),
+                log_encryption_key=self.key,
+                removal_policy=removal_policy(config),
+            )
+            CfnOutput(self, "FunctionUrl", value=self.inference.function_url,
+                      description="IAM-authenticated (SigV4) Function URL of the alias 'live' (smoke test target)")
+            CfnOutput(self, "FunctionAliasArn", value=self.inference.alias.function_arn,
+                      description="Alias 'live' of the inference function")
+
+    def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
+        """The config's traffic shifting; canary/linear need two instances, else all at once with the same bake."""
+        wait = Duration.minutes(ep.wait_minutes)
+        fleet = min(ep.initial_instance_count, ep.autoscaling.min_capacity)
+        if ep.traffic_shifting == "all_at_once":
+            return TrafficRouting.all_at_once(wait)
+        if fleet < 2:
+            Annotations.of(self).add_warning_v2(
+                "mlops:TrafficShiftingNeedsTwoInstances",
+                f"{self.endpoint_name}: {ep.traffic_shifting} traffic shifting needs at least 2 instances (SageMaker "
+                f"caps a step at 50% of the fleet) and this fleet can be {fleet}; deploying blue/green all at once "
+                f"with a {ep.wait_minutes}-minute bake and auto-rollback instead",
+            )
+            return TrafficRouting.all_at_once(wait)
+        if ep.traffic_shifting == "canary":
+            return TrafficRouting.canary(ep.canary_percent, wait)
+        return TrafficRouting.linear(ep.canary_percent, wait)
+
+    @property
+    def alarms(self) -> list[cloudwatch.Alarm]:
+        """Every alarm of this stage's serving (for SNS actions and dashboards)."""
+        found: list[cloudwatch.Alarm] = []
+        if self.endpoint:
+            found += self.endpoint.alarms
+        if self.inference:
+            found += self.inference.alarms
+        return found
