@@ -965,13 +965,14 @@ class DataQualityMonitor(Construct):
             "Schedule",
             monitoring_schedule_name=job_name,
             monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-                monitoring_job_definition_name=self.job_definition.attr_job_definition_name,
+                monitoring_job_definition_name=job_name,
                 monitoring_type="DataQuality",
                 schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(
                     schedule_expression=schedule_expression
                 ),
             ),
         )
+        self.schedule.add_dependency(self.job_definition)
 
     def metric_feature_baseline_drift(self, feature: str, *, endpoint_name: str, period: Duration = Duration.hours(1)):
         """Model Monitor's ``feature_baseline_drift_<feature>`` metric of this schedule."""

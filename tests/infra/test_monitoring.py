@@ -40,7 +40,7 @@ def synth(tmp_path_factory):
     function = lambda_.Function(
         stack,
         "Inference",
-        runtime=lambda_.determine_latest_python_runtime(stack),
+        runtime=lambda_.Runtime.PYTHON_3_14,
         handler="index.handler",
         code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"),
         log_group=log_group,
@@ -109,6 +109,12 @@ def _alarm(template: dict, name: str) -> dict:
     raise AssertionError(f"no alarm {name}")
 
 
+def _metric_names(alarm: dict) -> set[str]:
+    names = {alarm.get("MetricName")}
+    names |= {m["MetricStat"]["Metric"]["MetricName"] for m in alarm.get("Metrics", []) if "MetricStat" in m}
+    return names - {None}
+
+
 def test_model_dashboard_mentions_every_metric(synth):
     dashboards = _resources(synth["test"], "AWS::CloudWatch::Dashboard")
     assert len(dashboards) == 1
@@ -150,15 +156,16 @@ def test_thresholds_follow_the_config(synth):
     assert _alarm(tpl, f"{MODEL}-AllTraffic-model-latency-p99")["Threshold"] == t.model_latency_p99_ms * 1000 == 300000
     rate = _alarm(tpl, f"{MODEL}-AllTraffic-5xx-rate")
     assert rate["Threshold"] == t.endpoint_5xx_rate_percent
+    assert _metric_names(rate) == {"Invocation5XXErrors", "Invocations"}
     assert "Metrics" in rate and any("Expression" in m for m in rate["Metrics"])
     assert _alarm(tpl, f"{MODEL}-lambda-errors")["Threshold"] == t.lambda_errors
     assert _alarm(tpl, f"{MODEL}-lambda-throttles")["Threshold"] == t.lambda_throttles
     assert _alarm(tpl, f"{MODEL}-lambda-duration-p99")["Threshold"] == t.lambda_duration_p99_ms
     assert _alarm(tpl, f"{MODEL}-inference-error-logs")["Threshold"] == t.lambda_errors
     glue = _alarm(tpl, f"{MODEL}-glue-failed-tasks")
-    assert glue["Threshold"] == t.glue_job_failures and glue["MetricName"] == "glue.driver.aggregate.numFailedTasks"
+    assert glue["Threshold"] == t.glue_job_failures and _metric_names(glue) == {"glue.driver.aggregate.numFailedTasks"}
     pipeline = _alarm(tpl, f"{MODEL}-pipeline-failures")
-    assert pipeline["Threshold"] == t.pipeline_failures and pipeline["MetricName"] == "ExecutionFailed"
+    assert pipeline["Threshold"] == t.pipeline_failures and _metric_names(pipeline) == {"ExecutionFailed"}
     assert pipeline["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
