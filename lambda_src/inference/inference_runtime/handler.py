@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,10 @@ def init(
     with _lock:
         _runtime = runtime
         _next_retry_at = 0.0
-    metrics.set_default_dimensions(mode=settings.mode)
+    if metrics.default_dimensions.get("mode") != settings.mode:
+        with warnings.catch_warnings():  # re-init with another mode (tests): overwriting is the point
+            warnings.simplefilter("ignore")
+            metrics.set_default_dimensions(mode=settings.mode)
     logger.append_keys(inference_mode=settings.mode, model_version=predictor.model_version)
     logger.info(
         "predictor ready",
