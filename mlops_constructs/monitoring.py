@@ -776,7 +776,8 @@ class DataQualityMonitor(Construct):
     with network isolation and encrypted inter-container traffic; outputs and volumes use ``encryption_key``. Its
     logs go to the account's ``/aws/sagemaker/ProcessingJobs`` log group.
 
-    :param name: prefix of the job definition and schedule names (``<name>-data-quality``; letters, digits, hyphens).
+    :param name: prefix of the job definition and schedule names: ``<name>-data-quality``, or ``<name>-dq`` when that
+        exceeds SageMaker's 63 characters (letters, digits, hyphens).
     :param endpoint_name: the monitored endpoint; it must capture inputs to ``bucket`` under ``data_capture_prefix``.
         Add a dependency on the endpoint (``monitor.node.add_dependency(endpoint)``): SageMaker checks it exists.
     :param bucket: the artifacts bucket (capture data, baselines, reports).
@@ -813,6 +814,8 @@ class DataQualityMonitor(Construct):
     ) -> None:
         super().__init__(scope, id_)
         job_name = f"{name}-data-quality"
+        if not Token.is_unresolved(name) and len(job_name) > 63:
+            job_name = f"{name}-dq"  # the longest endpoint names the config allows (54) still fit
         if not Token.is_unresolved(name) and not _JOB_NAME_RE.match(job_name):
             raise ValueError(
                 f"DataQualityMonitor name {name!r}: '{job_name}' must be 1-63 letters, digits and hyphens"
@@ -959,7 +962,7 @@ class DataQualityMonitor(Construct):
             ),
         )
         # The role's policy must exist before SageMaker validates the definition with it.
-        self.job_definition.node.add_dependency(self.role)
+        self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         self.schedule = sagemaker.CfnMonitoringSchedule(
             self,
             "Schedule",

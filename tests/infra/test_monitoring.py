@@ -253,3 +253,23 @@ def test_cfn_lint_no_errors(synth):
         matches = cfnlint.api.lint_file(path, cfnlint.api.ManualArgs(regions=["us-east-1"]))
         errors = [m for m in matches if m.rule.id.startswith("E")]
         assert not errors, f"{name}: " + "\n".join(str(m) for m in errors)
+
+
+def test_alarm_names_match_the_parts_monitored():
+    """SharedStack's overview names alarms with ModelMonitoring.alarm_names: they must match what is created."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_sns as sns
+
+    from mlops_constructs.monitoring import ModelMonitoring
+
+    stack = cdk.Stack(cdk.App(), "Parts")
+    topic = sns.Topic(stack, "Topic")
+    build_only = ModelMonitoring(stack, "BuildOnly", name="p-e-m", alarm_topic=topic, glue_job_name="j", pipeline_name="p")
+    assert sorted(a.node.default_child.alarm_name for a in build_only.alarms) == sorted(
+        ModelMonitoring.alarm_names("p-e-m", endpoint=False, lambda_=False)
+    )
+    two_variants = ModelMonitoring(stack, "Endpoint", name="p-e-n", alarm_topic=topic, endpoint_name="ep",
+                                   variant_names=["Blue", "Green"])
+    assert sorted(a.node.default_child.alarm_name for a in two_variants.alarms) == sorted(
+        ModelMonitoring.alarm_names("p-e-n", variant_names=["Blue", "Green"], lambda_=False, glue=False, pipeline=False)
+    )
