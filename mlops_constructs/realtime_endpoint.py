@@ -401,7 +401,11 @@ class RealtimeEndpoint(Construct):
                     mutable=False,
                 ),
             )
-            self.scalable_target.node.default_child.add_property_deletion_override("RoleARN")
+            cfn_target = self.scalable_target.node.default_child
+            cfn_target.add_property_deletion_override("RoleARN")
+            # CDK's tag aspect gives the L1 Tags, but the CloudFormation schema cfn-lint validates against (and the
+            # regions that follow it) has no Tags on ScalableTarget; a scaling target has no cost to allocate anyway.
+            cfn_target.add_property_deletion_override("Tags")
             self.scalable_target.scale_to_track_metric(
                 "InvocationsPerInstance",
                 target_value=autoscaling.target_invocations_per_instance,
@@ -651,12 +655,12 @@ class RealtimeEndpoint(Construct):
         return self.metric("Invocation4XXErrors", **kwargs)
 
     def metric_model_latency(self, *, statistic: str = "p99", **kwargs) -> cloudwatch.Metric:
-        """Time the model container took, in microseconds."""
-        return self.metric("ModelLatency", statistic=statistic, unit=cloudwatch.Unit.MICROSECONDS, **kwargs)
+        """Time the model container took, in microseconds (the unit SageMaker publishes it in)."""
+        return self.metric("ModelLatency", statistic=statistic, **kwargs)
 
     def metric_overhead_latency(self, *, statistic: str = "p99", **kwargs) -> cloudwatch.Metric:
         """SageMaker's own overhead per request, in microseconds."""
-        return self.metric("OverheadLatency", statistic=statistic, unit=cloudwatch.Unit.MICROSECONDS, **kwargs)
+        return self.metric("OverheadLatency", statistic=statistic, **kwargs)
 
     def metric_5xx_rate(self, *, period: Duration = Duration.minutes(1)) -> cloudwatch.MathExpression:
         """Percentage of invocations that returned a 5xx (0 when there was no traffic)."""
