@@ -173,7 +173,9 @@ class FailureEvents(Construct):
         def pipeline_arn(name: str) -> str:
             # SageMaker lower-cases pipeline names in ARNs (and so in the events).
             return stack.format_arn(
-                service="sagemaker", resource="pipeline", resource_name=name if Token.is_unresolved(name) else name.lower()
+                service="sagemaker",
+                resource="pipeline",
+                resource_name=name if Token.is_unresolved(name) else name.lower(),
             )
 
         arns: list = [pipeline_arn(n) for n in sagemaker_pipeline_names]
@@ -336,7 +338,9 @@ class ModelMonitoring(Construct):
         self.name = name
         self.alarm_topic = alarm_topic
         self.period = period
-        action = mon.SnsAlarmActionStrategy(on_alarm_topic=alarm_topic, on_ok_topic=alarm_topic if notify_on_ok else None)
+        action = mon.SnsAlarmActionStrategy(
+            on_alarm_topic=alarm_topic, on_ok_topic=alarm_topic if notify_on_ok else None
+        )
         self.facade = mon.MonitoringFacade(
             self,
             "Facade",
@@ -437,7 +441,7 @@ class ModelMonitoring(Construct):
                                 add_alarm={
                                     "Critical": mon.CustomThreshold(
                                         threshold=pipeline_failures,
-                                        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                                        comparison_operator=count_alarm["comparison_operator_override"],
                                         alarm_name_override=f"{name}-pipeline-failures",
                                         treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
                                         evaluation_periods=1,
@@ -705,11 +709,15 @@ class PlatformOverview(Construct):
                     )
                 )
         if glue_job_names:
+            agg = "glue.driver.aggregate."
+
             def glue_metric(job: str, name: str, statistic: str, label: str) -> cloudwatch.Metric:
                 return cloudwatch.Metric(
                     namespace=GLUE_NAMESPACE,
                     metric_name=name,
-                    dimensions_map={"JobName": job, "JobRunId": "ALL", "Type": "count" if "aggregate" in name else "gauge"},
+                    dimensions_map={
+                        "JobName": job, "JobRunId": "ALL", "Type": "count" if "aggregate" in name else "gauge"
+                    },
                     statistic=statistic,
                     period=period,
                     label=f"{label} {job}",
@@ -718,13 +726,13 @@ class PlatformOverview(Construct):
             self.dashboard.add_widgets(
                 cloudwatch.GraphWidget(
                     title="Glue: completed and failed tasks",
-                    left=[glue_metric(j, "glue.driver.aggregate.numCompletedTasks", "Sum", "completed") for j in glue_job_names],
-                    right=[glue_metric(j, "glue.driver.aggregate.numFailedTasks", "Sum", "failed") for j in glue_job_names],
+                    left=[glue_metric(j, f"{agg}numCompletedTasks", "Sum", "completed") for j in glue_job_names],
+                    right=[glue_metric(j, f"{agg}numFailedTasks", "Sum", "failed") for j in glue_job_names],
                     width=12,
                 ),
                 cloudwatch.GraphWidget(
                     title="Glue: elapsed time (ms)",
-                    left=[glue_metric(j, "glue.driver.aggregate.elapsedTime", "Maximum", "elapsed") for j in glue_job_names],
+                    left=[glue_metric(j, f"{agg}elapsedTime", "Maximum", "elapsed") for j in glue_job_names],
                     width=12,
                 ),
             )
@@ -742,7 +750,9 @@ class PlatformOverview(Construct):
             self.dashboard.add_widgets(
                 cloudwatch.GraphWidget(
                     title="SageMaker pipelines: executions",
-                    left=[pipeline_metric(p, m) for p in pipeline_names for m in ("ExecutionStarted", "ExecutionSucceeded")],
+                    left=[
+                        pipeline_metric(p, m) for p in pipeline_names for m in ("ExecutionStarted", "ExecutionSucceeded")
+                    ],
                     width=12,
                 ),
                 cloudwatch.GraphWidget(
