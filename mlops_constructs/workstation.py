@@ -104,15 +104,18 @@ class DeepLearningWorkstation(Construct):
             )
         if not 0 < idle_cpu_percent < 100:
             raise ValueError(
-                f"DeepLearningWorkstation idle_cpu_percent must be between 0 and 100 (exclusive), got {idle_cpu_percent!r}"
+                "DeepLearningWorkstation idle_cpu_percent must be between 0 and 100 (exclusive), "
+                f"got {idle_cpu_percent!r}"
             )
         if not Token.is_unresolved(root_volume_size_gib) and not 8 <= root_volume_size_gib <= 16384:
             raise ValueError(
-                f"DeepLearningWorkstation root_volume_size_gib must be 8..16384 (gp3 limits), got {root_volume_size_gib!r}"
+                "DeepLearningWorkstation root_volume_size_gib must be 8..16384 (gp3 limits), "
+                f"got {root_volume_size_gib!r}"
             )
         if not 1 <= http_put_response_hop_limit <= 64:
             raise ValueError(
-                f"DeepLearningWorkstation http_put_response_hop_limit must be 1..64, got {http_put_response_hop_limit!r}"
+                "DeepLearningWorkstation http_put_response_hop_limit must be 1..64, "
+                f"got {http_put_response_hop_limit!r}"
             )
         if not _SSM_PARAMETER_NAME.match(ami_parameter_name):
             raise ValueError(
@@ -212,7 +215,8 @@ class DeepLearningWorkstation(Construct):
             compliance.acknowledge_wildcard_resources(
                 self.role,
                 executions,
-                "Execution IDs are generated at start time; describing is limited to executions of the given pipelines.",
+                "Execution IDs are generated at start time; describing is limited to executions of the given "
+                "pipelines.",
             )
 
         self.machine_image = ec2.MachineImage.from_ssm_parameter(

@@ -198,11 +198,16 @@ def test_nag_passed_with_specific_acknowledgements(synth):
     report = json.loads((synth.outdir / "validation-report.json").read_text())
     (nag,) = [r for r in report["pluginReports"] if r["pluginName"] == "AwsSolutions"]
     assert nag["conclusion"] == "success" and nag["violations"] == []
-    workstation = {s["ruleName"] for s in nag["suppressedViolations"]
-                   if any(c["constructPath"].startswith("WorkstationTest/Workstation/") for c in s["violatingConstructs"])}
+    workstation = {
+        s["ruleName"]
+        for s in nag["suppressedViolations"]
+        if any(c["constructPath"].startswith("WorkstationTest/Workstation/") for c in s["violatingConstructs"])
+    }
     assert all(rule.startswith("AwsSolutions-IAM5[") for rule in workstation), workstation
     assert "AwsSolutions-IAM5[Resource::*]" in workstation  # Session Manager's channel actions only
-    assert not [s for s in nag["suppressedViolations"] if s["ruleName"].startswith(("AwsSolutions-IAM4", "AwsSolutions-EC2"))]
+    assert not [
+        s for s in nag["suppressedViolations"] if s["ruleName"].startswith(("AwsSolutions-IAM4", "AwsSolutions-EC2"))
+    ]
 
 
 def test_idle_minutes_too_short_is_rejected():
