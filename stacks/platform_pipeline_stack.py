@@ -173,7 +173,8 @@ class PlatformPipelineStack(Stack):
         self.source_bucket: Optional[s3.Bucket] = None
         if src.connection_arn and src.repository:
             source = pipelines.CodePipelineSource.connection(
-                src.repository, src.branch, connection_arn=src.connection_arn, trigger_on_push=True
+                src.repository, src.branch, connection_arn=src.connection_arn, trigger_on_push=True,
+                action_name="Checkout",
             )
         else:
             self.source_bucket = self._kms_bucket(
@@ -191,7 +192,7 @@ class PlatformPipelineStack(Stack):
                 "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
             )
             source = pipelines.CodePipelineSource.s3(
-                self.source_bucket, SOURCE_OBJECT_KEY, trigger=cp_actions.S3Trigger.NONE
+                self.source_bucket, SOURCE_OBJECT_KEY, trigger=cp_actions.S3Trigger.NONE, action_name="SourceZip"
             )
 
         # --- the pipeline -------------------------------------------------------------------------------------------
@@ -282,6 +283,7 @@ class PlatformPipelineStack(Stack):
                 targets=[targets.CodePipeline(self.code_pipeline)],
             )
         self._acknowledge()
+        self._sub_configuration_role_arns()
 
     def _kms_bucket(self, id_: str, log_prefix: str, policy: cdk.RemovalPolicy, *, versioned: bool,
                     rule: s3.LifecycleRule) -> s3.Bucket:
@@ -300,6 +302,33 @@ class PlatformPipelineStack(Stack):
             removal_policy=policy,
             lifecycle_rules=[rule],
         )
+
+    def _sub_configuration_role_arns(self) -> None:
+        """Render the CloudFormation actions' execution role ARNs as ``Fn::Sub`` instead of ``Fn::Join``.
+
+        CDK Pipelines substitutes the partition into the synthesizer's ``arn:${AWS::Partition}:iam::...`` as a
+        ``Fn::Join`` with an empty delimiter, which cfn-lint (E3703) reports as an error inside an action's
+        ``Configuration``. Same value, the form cfn-lint accepts.
+        """
+        cfn = self.code_pipeline.node.default_child
+        # Resolved L1 properties are keyed as in the L1 (camelCase), the override paths as in the template.
+        for i, stage in enumerate(self.resolve(cfn.stages) or []):
+            for j, action in enumerate(stage.get("actions", [])):
+                arn = (action.get("configuration") or {}).get("RoleArn")
+                if not (isinstance(arn, dict) and list(arn) == ["Fn::Join"]):
+                    continue
+                sep, parts = arn["Fn::Join"]
+                rendered = ""
+                for part in parts:
+                    if isinstance(part, str):
+                        rendered += part.replace("${", "${!")
+                    elif isinstance(part, dict) and list(part) == ["Ref"] and part["Ref"].startswith("AWS::"):
+                        rendered += "${" + part["Ref"] + "}"
+                    else:
+                        break
+                else:
+                    if sep == "":
+                        cfn.add_property_override(f"Stages.{i}.Actions.{j}.Configuration.RoleArn", {"Fn::Sub": rendered})
 
     def _acknowledge(self) -> None:
         """What CDK Pipelines generates on purpose (roles of the pipeline, synth, self-mutation, asset publishing)."""
