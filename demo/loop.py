@@ -238,6 +238,14 @@ def check_default_chain() -> None:
                                      "refusing to run")
 
 
+def reset_moto(endpoint_url: str) -> None:
+    """Empty the stand-in (moto's ``/moto-api/reset``); only ever called for the embedded loopback server."""
+    check_endpoint(endpoint_url)
+    request = urllib.request.Request(endpoint_url.rstrip("/") + "/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
 def make_client(service: str, endpoint_url: str, region: str) -> Any:
     import boto3
     from botocore.config import Config
@@ -349,9 +357,13 @@ def local_spark(app_name: str) -> Iterator[Any]:
             .appName(app_name)
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.sql.shuffle.partitions", "1")
             .config("spark.default.parallelism", "1")
+            .config("spark.sql.adaptive.enabled", "false")
             .config("spark.driver.memory", "1g")
+            # A short job on a small machine: the client JIT only and the serial GC start and finish ~3x sooner
+            # than the server defaults (measured: Spark up 9 s -> 3 s, the 600-row ETL 35 s -> 10 s).
+            .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.sql.session.timeZone", "UTC")
@@ -738,10 +750,12 @@ def run_demo(
     work_dir: Optional[Path] = None,
     config_dir: Optional[Path] = None,
     out: Optional[TextIO] = None,
+    spark: Any = None,
 ) -> DemoResult:
     """Run the seven stages; return a :class:`DemoResult`. Raises :class:`DemoFailed` when the model fails the
     registration condition (after writing the report), :class:`UnsafeEnvironmentError` before doing anything when
     ``endpoint_url`` (an already running stand-in; default: an embedded moto server) is not a loopback address.
+    ``spark``: a SparkSession to use (tests share one); by default a local one is started and stopped in stage 3.
     """
     from platform_config import load_config
 
@@ -791,7 +805,10 @@ def run_demo(
                 cleanup.callback(server.stop)
                 host, port = server.get_host_and_port()
                 endpoint_url = f"http://{host}:{port}"
-                progress.say(f"moto server (embedded, in-process) on {endpoint_url}")
+                # moto keeps its state per process: start empty, and leave nothing behind for later users
+                reset_moto(endpoint_url)
+                cleanup.callback(reset_moto, endpoint_url)
+                progress.say(f"moto server (embedded, in-process, empty state) on {endpoint_url}")
             else:
                 progress.say(f"using the stand-in at {endpoint_url}")
             result.endpoint_url = check_endpoint(endpoint_url)
@@ -847,9 +864,14 @@ def run_demo(
             options = etl_job.JobOptions(max_reject_ratio=MAX_REJECT_RATIO,
                                          ingest_date=dt.datetime.now(dt.timezone.utc).date())
             spark_started = time.perf_counter()
-            with patched_environ({"SPARK_LOCAL_IP": "127.0.0.1"}), local_spark("mlops-demo-etl") as spark:
-                progress.say(f"local Spark {spark.version} (local[1], UI off) up in "
-                             f"{time.perf_counter() - spark_started:.1f} s")
+            with contextlib.ExitStack() as spark_scope:
+                if spark is None:
+                    spark_scope.enter_context(patched_environ({"SPARK_LOCAL_IP": "127.0.0.1"}))
+                    spark = spark_scope.enter_context(local_spark("mlops-demo-etl"))
+                    progress.say(f"local Spark {spark.version} (local[1], UI off) up in "
+                                 f"{time.perf_counter() - spark_started:.1f} s")
+                else:
+                    progress.say(f"using the given Spark {spark.version} session")
                 raw_df = etl_transform.read_raw_csv(spark, str(raw_local))
                 try:
                     summary = etl_job.process(
