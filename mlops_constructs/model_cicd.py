@@ -39,6 +39,8 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 DEFAULT_BOOTSTRAP_ROLES = ("deploy", "file-publishing", "lookup")
 STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 RESOLVED_VARIABLES = ("MODEL_PACKAGE_ARN", "MODEL_PACKAGE_VERSION", "MODEL_DATA_URL", "MODEL_IMAGE", "GIT_COMMIT")
 
 
@@ -596,8 +598,9 @@ class DeployStage:
     :param account: the stage's account. Default: this stack's. Another account must be bootstrapped with
         ``cdk bootstrap --trust <this account>``.
     :param region: the stage's region. Default: this stack's.
-    :param smoke_role_arn: a role in the stage's account that the smoke test assumes (needed for another account:
-        CodeBuild's role cannot call endpoints there). It needs ``cloudformation:DescribeStacks`` on the serving
+    :param smoke_role_arn: a role in the stage's account that the smoke test assumes (required when ``account`` is
+        set and is not the stack's, or the stack is environment-agnostic: CodeBuild's role cannot call endpoints in
+        another account). It needs ``cloudformation:DescribeStacks`` on the serving
         stack, ``sagemaker:DescribeEndpoint``/``InvokeEndpoint`` and ``lambda:InvokeFunctionUrl`` on its endpoint and
         function, and to trust this account's smoke build role.
     """
@@ -705,6 +708,12 @@ class ModelDeployCd(Construct):
                 raise ValueError(f"{owner} stage name {s.name!r} must be lower-case letters and digits, at most 10")
             if s.account is not None and not Token.is_unresolved(s.account) and not ACCOUNT_RE.match(s.account):
                 raise ValueError(f"{owner} stage {s.name!r} account {s.account!r} is not a 12-digit AWS account ID")
+            if s.region is not None and not Token.is_unresolved(s.region) and not REGION_RE.match(s.region):
+                raise ValueError(f"{owner} stage {s.name!r} region {s.region!r} is not an AWS region such as eu-west-1")
+            if s.smoke_role_arn is not None and not Token.is_unresolved(s.smoke_role_arn) and not ROLE_ARN_RE.match(
+                s.smoke_role_arn
+            ):
+                raise ValueError(f"{owner} stage {s.name!r} smoke_role_arn {s.smoke_role_arn!r} is not an IAM role ARN")
         if len(set(names)) != len(names):
             raise ValueError(f"{owner} stage names must be unique, got {names}")
         _check_duration(owner, "deploy_timeout", deploy_timeout, 5, 480)

@@ -676,6 +676,11 @@ def test_build_timeout_must_exceed_the_wait_message():
     ({"smoke_sample_file": None},
      "ModelDeployCd smoke test needs sample rows: give smoke_sample_file (JSON instances in the source) or "
      "model_artifacts_bucket (to read model_metadata.json from the approved package's model data)"),
+    ({"model_package_group_arn": f"arn:aws:sagemaker:{REGION}:{OTHER_ACCOUNT}:model-package-group/other"},
+     f"ModelDeployCd model_package_group_arn 'arn:aws:sagemaker:{REGION}:{OTHER_ACCOUNT}:model-package-group/other' "
+     f"names group 'other', not model_package_group_name '{GROUP}'"),
+    ({"stages": [DeployStage("prod", smoke_role_arn="mlops-smoke")]},
+     "ModelDeployCd stage 'prod' smoke_role_arn 'mlops-smoke' is not an IAM role ARN"),
     ({"connection_arn": None},
      "ModelDeployCd needs connection_arn and repository (owner/name) together for a CodeConnections source, or "
      "neither for the S3 source bucket"),
