@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack, Token
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Token
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
@@ -29,6 +29,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ALIAS_NAME = "live"
 API_STAGE = "live"
 API_RESOURCE = "predict"
+DEFAULT_DEPLOYMENT = codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES
+CODEDEPLOY_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited"
 
 
 def s3_object_arn(uri: str) -> str:
@@ -106,7 +108,7 @@ class LambdaInference(Construct):
         service_name: str = "inference",
         metrics_namespace: str = "MLOpsPlatform/Inference",
         log_level: str = "INFO",
-        deployment_config: codedeploy.ILambdaDeploymentConfig = codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
+        deployment_config: codedeploy.ILambdaDeploymentConfig = DEFAULT_DEPLOYMENT,
         errors_threshold: int = 5,
         duration_p99_threshold: Duration = Duration.seconds(1),
         throttles_threshold: int = 1,
@@ -182,7 +184,9 @@ class LambdaInference(Construct):
             environment["ENDPOINT_NAME"] = endpoint_name
             environment["MODEL_METADATA_S3_URI"] = model_metadata_s3_uri
             self.role.add_to_policy(
-                iam.PolicyStatement(sid="InvokeEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
+                iam.PolicyStatement(
+                    sid="InvokeEndpoint", actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn]
+                )
             )
 
         # --- function, layer, version, alias -------------------------------------------------------------------------
@@ -221,7 +225,6 @@ class LambdaInference(Construct):
                 description=version_description, removal_policy=RemovalPolicy.RETAIN
             ),
         )
-        self.function.node.add_dependency(self.role)
         compliance.acknowledge(
             self.function,
             "AwsSolutions-L1",
@@ -290,7 +293,11 @@ class LambdaInference(Construct):
             datapoints_to_alarm=datapoints,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.rollback_alarms: list[cloudwatch.Alarm] = [self.alarm_errors, self.alarm_server_errors, self.alarm_duration]
+        self.rollback_alarms: list[cloudwatch.Alarm] = [
+            self.alarm_errors,
+            self.alarm_server_errors,
+            self.alarm_duration,
+        ]
         self.alarms: list[cloudwatch.Alarm] = [*self.rollback_alarms, self.alarm_throttles]
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
@@ -304,9 +311,10 @@ class LambdaInference(Construct):
         )
         compliance.acknowledge(
             self.deployment_group.role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited]",
-            "CDK always attaches AWSCodeDeployRoleForLambdaLimited to a Lambda deployment group's service role; it is "
-            "the AWS-maintained minimum for shifting an alias (lambda:UpdateAlias/GetAlias, cloudwatch:DescribeAlarms).",
+            f"AwsSolutions-IAM4[Policy::{CODEDEPLOY_POLICY}]",
+            "CDK always attaches AWSCodeDeployRoleForLambdaLimited to a Lambda deployment group's service role; it "
+            "is the AWS-maintained minimum for shifting an alias (lambda:UpdateAlias/GetAlias, "
+            "cloudwatch:DescribeAlarms).",
         )
 
         # --- authenticated entry points ------------------------------------------------------------------------------
@@ -316,7 +324,7 @@ class LambdaInference(Construct):
         if api_gateway:
             self._rest_api(max_batch_rows, api_throttle_rate, api_throttle_burst, log_retention, removal_policy)
 
-    # --- validation ----------------------------------------------------------------------------------------------------
+    # --- validation --------------------------------------------------------------------------------------------------
     @staticmethod
     def _validate(
         *,
@@ -366,7 +374,9 @@ class LambdaInference(Construct):
         if not Token.is_unresolved(memory_size) and not 128 <= memory_size <= 10240:
             raise ValueError(f"LambdaInference memory_size must be within [128, 10240] MB, got {memory_size}")
         if provisioned_concurrency < 0:
-            raise ValueError(f"LambdaInference provisioned_concurrency must be at least 0, got {provisioned_concurrency}")
+            raise ValueError(
+                f"LambdaInference provisioned_concurrency must be at least 0, got {provisioned_concurrency}"
+            )
         if reserved_concurrency is not None and reserved_concurrency < 1:
             raise ValueError(f"LambdaInference reserved_concurrency must be at least 1, got {reserved_concurrency}")
         if reserved_concurrency is not None and provisioned_concurrency > reserved_concurrency:
@@ -386,7 +396,7 @@ class LambdaInference(Construct):
             if value < 1:
                 raise ValueError(f"LambdaInference {name} must be at least 1, got {value}")
 
-    # --- REST API ------------------------------------------------------------------------------------------------------
+    # --- REST API ----------------------------------------------------------------------------------------------------
     def _rest_api(
         self,
         max_batch_rows: int,
@@ -475,7 +485,7 @@ class LambdaInference(Construct):
             "user pool.",
         )
 
-    # --- grants and metrics --------------------------------------------------------------------------------------------
+    # --- grants and metrics ------------------------------------------------------------------------------------------
     def grant_invoke_url(self, grantee: iam.IGrantable) -> iam.Grant:
         """Call the Function URL (``lambda:InvokeFunctionUrl``, and ``lambda:InvokeFunction`` via the URL only)."""
         return self.alias.grant_invoke_url(grantee)
@@ -508,10 +518,11 @@ class LambdaInference(Construct):
         return self.alias.metric_duration(**{"period": Duration.minutes(1), "statistic": "p99", **kwargs})
 
     def metric_concurrent_executions(self, **kwargs) -> cloudwatch.Metric:
-        return self.alias.metric("ConcurrentExecutions", **{"period": Duration.minutes(1), "statistic": "Maximum", **kwargs})
+        options = {"period": Duration.minutes(1), "statistic": "Maximum", **kwargs}
+        return self.alias.metric("ConcurrentExecutions", **options)
 
     def metric_server_errors(self, *, period: Duration = Duration.minutes(1)) -> cloudwatch.MathExpression:
-        """HTTP 5xx answers: the runtime's ``ServerErrors`` EMF metric, summed over its dimensions (Metrics Insights)."""
+        """HTTP 5xx answers: the runtime's ``ServerErrors`` EMF metric summed over its dimensions (Metrics Insights)."""
         return cloudwatch.MathExpression(
             expression=(
                 f'SELECT SUM(ServerErrors) FROM "{self.metrics_namespace}" WHERE service = \'{self.service_name}\''

@@ -269,7 +269,10 @@ class RealtimeEndpoint(Construct):
             containers=[sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn)],
             enable_network_isolation=network_isolation,
         )
-        self.model.node.add_dependency(self.role)
+        # Create the model and the endpoint only once the role's permissions exist (SageMaker checks them).
+        role_policy = self.role.node.try_find_child("DefaultPolicy") if isinstance(self.role, iam.Role) else None
+        if role_policy is not None:
+            self.model.node.add_dependency(role_policy)
 
         if self.serverless:
             memory_mb, max_concurrency = serverless
@@ -370,7 +373,8 @@ class RealtimeEndpoint(Construct):
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             deployment_config=deployment_config,
         )
-        self.endpoint.node.add_dependency(self.role)
+        if role_policy is not None:
+            self.endpoint.node.add_dependency(role_policy)
         self.endpoint.node.add_dependency(self.log_group)
         # Ref of AWS::SageMaker::Endpoint is its ARN.
         self.endpoint_arn: str = self.endpoint.ref
@@ -431,19 +435,25 @@ class RealtimeEndpoint(Construct):
         error_rate_threshold_percent: float,
         alarm_evaluation_periods: int,
     ) -> None:
-        if not Token.is_unresolved(endpoint_name) and not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", endpoint_name):
+        name_ok = re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", endpoint_name)
+        if not Token.is_unresolved(endpoint_name) and not name_ok:
             raise ValueError(
                 f"RealtimeEndpoint endpoint_name {endpoint_name!r} must be 1-63 letters, digits and hyphens, "
                 "starting and ending with a letter or digit (SageMaker)"
             )
         if not 0 <= data_capture_percent <= 100:
-            raise ValueError(f"RealtimeEndpoint data_capture_percent must be within [0, 100], got {data_capture_percent}")
+            raise ValueError(
+                f"RealtimeEndpoint data_capture_percent must be within [0, 100], got {data_capture_percent}"
+            )
         if not 0 < error_rate_threshold_percent <= 100:
             raise ValueError(
-                f"RealtimeEndpoint error_rate_threshold_percent must be within (0, 100], got {error_rate_threshold_percent}"
+                "RealtimeEndpoint error_rate_threshold_percent must be within (0, 100], "
+                f"got {error_rate_threshold_percent}"
             )
         if alarm_evaluation_periods < 1:
-            raise ValueError(f"RealtimeEndpoint alarm_evaluation_periods must be at least 1, got {alarm_evaluation_periods}")
+            raise ValueError(
+                f"RealtimeEndpoint alarm_evaluation_periods must be at least 1, got {alarm_evaluation_periods}"
+            )
         if execution_role is None and model_artifacts_bucket is None:
             raise ValueError(
                 "RealtimeEndpoint needs model_artifacts_bucket (where the package's model.tar.gz lives) to build its "
@@ -455,15 +465,20 @@ class RealtimeEndpoint(Construct):
                 f"min_capacity ({autoscaling.min_capacity})"
             )
         if autoscaling is not None and autoscaling.min_capacity < 1:
-            raise ValueError(f"RealtimeEndpoint autoscaling min_capacity must be at least 1, got {autoscaling.min_capacity}")
+            raise ValueError(
+                f"RealtimeEndpoint autoscaling min_capacity must be at least 1, got {autoscaling.min_capacity}"
+            )
         if serverless is not None:
             memory_mb, max_concurrency = serverless
             if memory_mb not in SERVERLESS_MEMORY_SIZES:
                 raise ValueError(
-                    f"RealtimeEndpoint serverless memory_mb must be one of {list(SERVERLESS_MEMORY_SIZES)}, got {memory_mb}"
+                    f"RealtimeEndpoint serverless memory_mb must be one of {list(SERVERLESS_MEMORY_SIZES)}, "
+                    f"got {memory_mb}"
                 )
             if not 1 <= max_concurrency <= 200:
-                raise ValueError(f"RealtimeEndpoint serverless max_concurrency must be within [1, 200], got {max_concurrency}")
+                raise ValueError(
+                    f"RealtimeEndpoint serverless max_concurrency must be within [1, 200], got {max_concurrency}"
+                )
             if autoscaling is not None:
                 raise ValueError(
                     "RealtimeEndpoint: a serverless endpoint scales by itself up to max_concurrency; Application Auto "
@@ -482,7 +497,9 @@ class RealtimeEndpoint(Construct):
                 )
             return
         if not Token.is_unresolved(initial_instance_count) and initial_instance_count < 1:
-            raise ValueError(f"RealtimeEndpoint initial_instance_count must be at least 1, got {initial_instance_count}")
+            raise ValueError(
+                f"RealtimeEndpoint initial_instance_count must be at least 1, got {initial_instance_count}"
+            )
         if encrypt_volume and _LOCAL_STORAGE_RE.match(instance_type):
             raise ValueError(
                 f"RealtimeEndpoint: {instance_type} has local NVMe storage, which is encrypted by the instance and for "
@@ -504,7 +521,8 @@ class RealtimeEndpoint(Construct):
         bakes = routing.steps * int(routing.wait.to_seconds()) + int(termination_wait.to_seconds())
         if not 0 <= termination_wait.to_seconds() <= MAX_WAIT_SECONDS:
             raise ValueError(
-                f"RealtimeEndpoint termination_wait must be within 0 and 60 minutes, got {termination_wait.to_seconds()} s"
+                "RealtimeEndpoint termination_wait must be within 0 and 60 minutes, "
+                f"got {termination_wait.to_seconds()} s"
             )
         if maximum is None:
             timeout = max(MIN_EXECUTION_TIMEOUT_SECONDS, bakes + PROVISIONING_HEADROOM_SECONDS)

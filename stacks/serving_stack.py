@@ -5,7 +5,8 @@ Deployed by the model deploy pipeline (``cicd_scripts/deploy_serving.py``) with 
     cdk deploy <project>-<env>-serving-<model>-<stage> --exclusively -c env=<env> \\
         --parameters <stack>:ModelPackageArn=<package arn> --parameters <stack>:ModelDataUrl=<s3 uri of model.tar.gz>
 
-(``ModelDataUrl`` exists when Lambda inference is enabled; ``resolve_approved_package`` outputs both values.)
+``ModelDataUrl`` is declared only when Lambda inference is enabled (the template's ``Parameters`` say which; an
+undeclared parameter is refused by CloudFormation); ``resolve_approved_package`` outputs both values.
 Outputs: ``EndpointName`` and/or ``FunctionUrl`` (what ``smoke_test`` calls), ``FunctionAliasArn``, ``DataCaptureUri``.
 """
 
@@ -54,10 +55,11 @@ class ServingStack(Stack):
     """Serve ``model`` in ``stage``: RealtimeEndpoint if ``model.endpoint.enabled``, LambdaInference if
     ``model.lambda_.enabled`` (in ``endpoint_proxy`` mode it calls that endpoint).
 
-    Parameters: ``ModelPackageArn`` (default ``model.model_package_arn`` when the config pins one; otherwise none, so
-    a deploy without it is refused by the CDK CLI / CloudFormation before anything changes) and, with Lambda,
-    ``ModelDataUrl`` (the package's model.tar.gz: the function loads it in ``model`` mode and reads the feature spec
-    from it in ``endpoint_proxy`` mode).
+    Parameters: ``ModelPackageArn`` (default ``model.model_package_arn`` when the config pins one; otherwise none: a
+    placeholder default would deploy a broken stack, while no default makes the CDK CLI refuse a first deploy without
+    the value before anything changes) and, with Lambda only, ``ModelDataUrl`` (the package's model.tar.gz, which the
+    function loads in ``model`` mode and reads the feature spec from in ``endpoint_proxy`` mode). Once deployed, the CDK CLI reuses a parameter's previous value unless a new one is
+    passed, so an infrastructure-only ``cdk deploy`` keeps serving the same package.
     """
 
     def __init__(
@@ -108,6 +110,19 @@ class ServingStack(Stack):
             default=model.model_package_arn,
         )
         package_arn = self.model_package_arn.value_as_string
+        self.model_data_url: Optional[CfnParameter] = None
+        if model.lambda_.enabled:
+            self.model_data_url = CfnParameter(
+                self,
+                MODEL_DATA_PARAMETER,
+                type="String",
+                description=(
+                    f"S3 URI of the model.tar.gz of {MODEL_PACKAGE_PARAMETER} (resolve_approved_package prints it): "
+                    "the inference function loads it (model mode) or reads its feature spec (endpoint_proxy mode)"
+                ),
+                allowed_pattern=MODEL_DATA_PATTERN,
+                constraint_description="must be the s3://bucket/key URI of one object (the package's model.tar.gz)",
+            )
         # "<group>/<version>" of the package: the function reports it and a new one publishes a new version.
         model_version = Fn.select(1, Fn.split(":model-package/", package_arn))
 
@@ -167,20 +182,8 @@ class ServingStack(Stack):
                           description="Where the endpoint captures requests and responses")
 
         self.inference: Optional[LambdaInference] = None
-        self.model_data_url: Optional[CfnParameter] = None
         if model.lambda_.enabled:
             lam = model.lambda_
-            self.model_data_url = CfnParameter(
-                self,
-                MODEL_DATA_PARAMETER,
-                type="String",
-                description=(
-                    f"S3 URI of the model.tar.gz of {MODEL_PACKAGE_PARAMETER} (resolve_approved_package prints it): "
-                    "the inference function loads it (model mode) or reads its feature spec (endpoint_proxy mode)"
-                ),
-                allowed_pattern=MODEL_DATA_PATTERN,
-                constraint_description="must be the s3://bucket/key URI of one object (the package's model.tar.gz)",
-            )
             data_url = self.model_data_url.value_as_string
             proxy = lam.mode == "endpoint_proxy"
             self.inference = LambdaInference(

@@ -261,7 +261,7 @@ def test_serverless_variant_has_no_autoscaling_capture_or_guardrails(served):
     assert not variant.resources("AWS::ApplicationAutoScaling::ScalableTarget")
     assert not variant.resources("AWS::Lambda::Function")
     assert set(variant.template["Outputs"]) == {"EndpointName"}
-    assert "ModelDataUrl" not in variant.template["Parameters"]
+    assert "ModelDataUrl" not in variant.template["Parameters"]  # no Lambda: CloudFormation would flag it unused
     warnings = [str(m.entry.data) for m in variant.messages if m.level == cx_api.SynthesisMessageLevel.WARNING]
     assert any("serverless endpoints capture no data" in w for w in warnings), warnings
 
@@ -372,7 +372,8 @@ def test_endpoint_proxy_invokes_exactly_the_endpoint_arn(served):
     endpoint_id, _ = variant.one("AWS::SageMaker::Endpoint")
     invoking = [s for s in variant.statements() if any(a.startswith("sagemaker:") for a in _actions(s))]
     assert invoking == [
-        {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": _ref(endpoint_id), "Sid": "InvokeEndpoint"}
+        {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": _ref(endpoint_id),
+         "Sid": "InvokeEndpoint"}
     ]
     _, function = variant.one("AWS::Lambda::Function")
     env = function["Properties"]["Environment"]["Variables"]
@@ -412,7 +413,9 @@ def test_parameters_and_outputs_for_the_deploy_pipeline(served):
         assert package["Type"] == "String" and "Default" not in package  # no placeholder: a deploy must pass it
         assert package["AllowedPattern"] == PACKAGE_ARN_PATTERN
     assert set(served["staging"].template["Outputs"]) >= {"EndpointName", "FunctionUrl"}
-    assert served["proxy"].template["Parameters"]["ModelDataUrl"]["AllowedPattern"] == MODEL_DATA_PATTERN
+    for name in ("staging", "proxy"):
+        data_url = served[name].template["Parameters"]["ModelDataUrl"]
+        assert data_url["AllowedPattern"] == MODEL_DATA_PATTERN and "Default" not in data_url
     arn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlops-dev-abalone/3"
     assert re.match(PACKAGE_ARN_PATTERN, arn)
     assert not re.match(PACKAGE_ARN_PATTERN, "arn:aws:sagemaker:eu-west-1:123456789012:model/abalone")
@@ -477,7 +480,7 @@ def test_code_and_layer_fit_lambda_limits():
 @pytest.fixture()
 def scratch():
     stack = cdk.Stack(cdk.App(), "Scratch")
-    key = kms.Key.from_key_arn(stack, "Key", "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    key = kms.Key.from_key_arn(stack, "Key", "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-12345678")
     bucket = s3.Bucket.from_bucket_name(stack, "Artifacts", "mlops-dev-artifacts")
     return stack, key, bucket
 
