@@ -52,6 +52,7 @@ _PARTS: dict[str, tuple[str, int]] = {
 }
 PACKAGE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$")
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
+MODEL_DATA_PARAMETER = "ModelDataUrl"
 ENDPOINT_OUTPUT = "EndpointName"
 FUNCTION_URL_OUTPUT = "FunctionUrl"
 CDK_ENV = {"CDK_DISABLE_VERSION_CHECK": "true", "CDK_DISABLE_CLI_TELEMETRY": "true"}
@@ -71,13 +72,17 @@ def serving_stack_name(project: str, environment: str, model: str, stage: str) -
 
 
 def cdk_deploy_command(stack: str, environment: str, model_package_arn: str, outputs_file: str,
-                       cdk: Sequence[str] = ("npx", "cdk")) -> list[str]:
+                       cdk: Sequence[str] = ("npx", "cdk"), model_data_url: Optional[str] = None) -> list[str]:
+    """The deploy command. ``model_data_url`` (the package's model.tar.gz) feeds the model-in-Lambda function."""
+    parameters = ["--parameters", f"{stack}:{MODEL_PACKAGE_PARAMETER}={model_package_arn}"]
+    if model_data_url:
+        parameters += ["--parameters", f"{stack}:{MODEL_DATA_PARAMETER}={model_data_url}"]
     return [
         *cdk, "deploy", stack,
         "--require-approval", "never",
         "--exclusively",
         "-c", f"env={environment}",
-        "--parameters", f"{stack}:{MODEL_PACKAGE_PARAMETER}={model_package_arn}",
+        *parameters,
         "--outputs-file", outputs_file,
     ]
 
@@ -143,6 +148,16 @@ def _package_arn(args: argparse.Namespace) -> str:
     return str(arn)
 
 
+def _model_data_url(args: argparse.Namespace) -> Optional[str]:
+    url = args.model_data_url
+    if not url and args.package_file:
+        doc = read_json_file(args.package_file, "--package-file")
+        url = doc.get("model_data_url") if isinstance(doc, dict) else None
+    if url and not str(url).startswith("s3://"):
+        raise UsageError(f"--model-data-url {url!r} is not an s3:// URI of the model artifact (model.tar.gz)")
+    return str(url) if url else None
+
+
 def _parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m cicd_scripts.deploy_serving",
@@ -155,6 +170,7 @@ def _parser() -> ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-package-arn")
     src.add_argument("--package-file", help="resolve_approved_package --output-file")
+    p.add_argument("--model-data-url", help="s3:// URI of the package's model.tar.gz (for a model-in-Lambda stack)")
     p.add_argument("--outputs-file", default="cdk-outputs.json")
     p.add_argument("--targets-file", default="smoke-targets.json", help="written for smoke_test --targets-file")
     p.add_argument("--endpoint-output", default=ENDPOINT_OUTPUT, help="stack output holding the endpoint name")
@@ -170,7 +186,8 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Runner = subprocess_ru
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         arn = _package_arn(args)
-        cmd = cdk_deploy_command(stack, args.environment, arn, args.outputs_file)
+        cmd = cdk_deploy_command(stack, args.environment, arn, args.outputs_file,
+                                 model_data_url=_model_data_url(args))
         log("$ " + " ".join(cmd))
         if args.dry_run:
             print(json.dumps(cmd), flush=True)

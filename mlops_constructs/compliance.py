@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Token, Validations
 from constructs import IConstruct
 
 DEFAULT_QUALIFIER = "hnb659fds"
@@ -61,7 +61,10 @@ def acknowledge_wildcard_actions(scope: IConstruct, actions: Iterable[str], reas
 def asset_bucket_objects(scope: IConstruct) -> str:
     """The CDK bootstrap assets bucket's objects, as cdk-nag renders the grant L2 constructs add for assets."""
     qualifier = scope.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or DEFAULT_QUALIFIER
-    return f"arn:<AWS::Partition>:s3:::cdk-{qualifier}-assets-<AWS::AccountId>-<AWS::Region>/*"
+    stack = Stack.of(scope)
+    account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+    return f"arn:<AWS::Partition>:s3:::cdk-{qualifier}-assets-{account}-{region}/*"
 
 
 S3_READ_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*")

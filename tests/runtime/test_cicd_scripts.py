@@ -715,6 +715,27 @@ def test_deploy_dry_run_prints_the_command(capsys):
         "mlops-prod-serving-abalone-prod", "--require-approval", "never", "--exclusively", "-c", "env=prod"]
 
 
+
+def test_deploy_passes_the_model_data_url_for_model_in_lambda(capsys):
+    url = "s3://artifacts/models/abalone/training/job/output/model.tar.gz"
+    code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
+                                "staging", "--model-package-arn", PACKAGE_ARN, "--model-data-url", url,
+                                "--dry-run"], runner=lambda *a: pytest.fail("dry run must not deploy"))
+    assert code == 0
+    cmd = json.loads(capsys.readouterr().out)
+    stack = "mlops-dev-serving-abalone-staging"
+    assert cmd[cmd.index("--outputs-file") - 4:cmd.index("--outputs-file")] == [
+        "--parameters", f"{stack}:ModelPackageArn={PACKAGE_ARN}", "--parameters", f"{stack}:ModelDataUrl={url}"]
+
+
+def test_deploy_refuses_a_model_data_url_that_is_not_s3(capsys):
+    code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
+                                "staging", "--model-package-arn", PACKAGE_ARN, "--model-data-url", "/tmp/model.tar.gz",
+                                "--dry-run"], runner=lambda *a: pytest.fail("must not deploy"))
+    assert code == 2
+    assert stderr_error(capsys) == (
+        "--model-data-url '/tmp/model.tar.gz' is not an s3:// URI of the model artifact (model.tar.gz)")
+
 # ==================================================================================================================
 # smoke_test: endpoint (Stubber for sagemaker and sagemaker-runtime)
 # ==================================================================================================================
