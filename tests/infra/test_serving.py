@@ -19,6 +19,7 @@ import aws_cdk.cx_api as cx_api
 import cfnlint.api
 import pytest
 from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
@@ -98,7 +99,7 @@ def served(tmp_path_factory) -> Served:
     serving("serverless", dev, sls_model, abalone.stages[0])
 
     api_stack = cdk.Stack(app, "serving-api-example")
-    LambdaInference(
+    inference = LambdaInference(
         api_stack,
         "Inference",
         mode="model",
@@ -106,6 +107,9 @@ def served(tmp_path_factory) -> Served:
         model_encryption_key=kms.Key(api_stack, "ModelKey", enable_key_rotation=True),
         api_gateway=True,
     )
+    caller = iam.Role(api_stack, "Caller", assumed_by=iam.AccountRootPrincipal())
+    inference.grant_invoke_url(caller)
+    inference.grant_invoke_api(caller)
     stacks["api"] = (dev, api_stack)
 
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
@@ -403,6 +407,22 @@ def test_rest_api_is_iam_authorized_validated_throttled_and_logged(served):
     groups = variant.resources("AWS::Logs::LogGroup")
     assert stage_props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0] in groups
     assert not variant.resources("AWS::ApiGateway::Account")  # no account-wide CloudWatch role change
+
+
+def test_grants_to_call_the_function_url_and_the_api(served):
+    variant = served["api"]
+    alias_id, _ = variant.one("AWS::Lambda::Alias")
+    api_id, _ = variant.one("AWS::ApiGateway::RestApi")
+    statements = {tuple(_actions(s)): s for s in variant.statements()}
+    url = statements[("lambda:InvokeFunctionUrl",)]
+    assert url["Resource"] == _ref(alias_id)
+    assert url["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
+    via_url = statements[("lambda:InvokeFunction",)]
+    assert via_url["Resource"] == _ref(alias_id)
+    assert via_url["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": True}}
+    (resource,) = _resources(statements[("execute-api:Invoke",)])
+    parts = resource["Fn::Join"][1]
+    assert _ref(api_id) in parts and parts[-1] == "/live/POST/predict"
 
 
 # --- stack interface --------------------------------------------------------------------------------------------------
