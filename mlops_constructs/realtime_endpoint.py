@@ -151,6 +151,8 @@ class RealtimeEndpoint(Construct):
         ``model_artifacts_bucket``, decrypt with ``encryption_key``, pull the SageMaker framework images, write the
         capture prefix and its own log group. A role you pass is used as is.
     :param model_artifacts_bucket / model_artifacts_prefix: where the package's model.tar.gz lives (default role).
+    :param source_code_objects: S3 object ARNs (a trailing ``*`` allowed) the container also reads at startup, e.g. the
+        script-mode source directory a package names in ``SAGEMAKER_SUBMIT_DIRECTORY``. Default: none.
     :param image_repositories: ECR repositories (in SageMaker's AWS-owned accounts) the default role may pull from.
     :param data_capture_bucket / data_capture_prefix / data_capture_percent: request/response capture; 0 disables.
         Default: 100 percent when a bucket is given, to ``data-capture/``.
@@ -167,7 +169,8 @@ class RealtimeEndpoint(Construct):
     :param error_rate_threshold_percent: 5xx responses per invocation (percent) that trips the 5xx alarm. Default: 1.
     :param model_latency_p99_threshold: p99 ``ModelLatency`` that trips the latency alarm. Default: 500 ms.
     :param alarm_period / alarm_evaluation_periods: of both alarms (2 of N datapoints breach). Default: 1 min, 3.
-    :param network_isolation: no network access from the model container. Default: True.
+    :param network_isolation: no network access from the model container. Default: True. A script-mode container
+        downloads ``SAGEMAKER_SUBMIT_DIRECTORY`` from S3 itself, which isolation blocks: set False for such packages.
     :param log_retention / log_encryption_key / removal_policy: of the endpoint's log group. Default: 90 days, no
         customer key, RETAIN.
     """
@@ -183,6 +186,7 @@ class RealtimeEndpoint(Construct):
         execution_role: Optional[iam.IRole] = None,
         model_artifacts_bucket: Optional[s3.IBucket] = None,
         model_artifacts_prefix: str = "models/",
+        source_code_objects: Sequence[str] = (),
         image_repositories: Sequence[str] = DEFAULT_IMAGE_REPOSITORIES,
         data_capture_bucket: Optional[s3.IBucket] = None,
         data_capture_prefix: str = "data-capture/",
@@ -255,6 +259,7 @@ class RealtimeEndpoint(Construct):
                 encryption_key=encryption_key,
                 model_artifacts_bucket=model_artifacts_bucket,
                 model_artifacts_prefix=model_artifacts_prefix,
+                source_code_objects=source_code_objects,
                 image_repositories=image_repositories,
                 data_capture_bucket=data_capture_bucket if data_capture_percent > 0 else None,
                 data_capture_prefix=data_capture_prefix,
@@ -549,6 +554,7 @@ class RealtimeEndpoint(Construct):
         encryption_key: kms.IKey,
         model_artifacts_bucket: s3.IBucket,
         model_artifacts_prefix: str,
+        source_code_objects: Sequence[str],
         image_repositories: Sequence[str],
         data_capture_bucket: Optional[s3.IBucket],
         data_capture_prefix: str,
@@ -564,6 +570,16 @@ class RealtimeEndpoint(Construct):
         role.add_to_policy(
             iam.PolicyStatement(sid="ModelArtifacts", actions=["s3:GetObject"], resources=[model_objects])
         )
+        if source_code_objects:
+            role.add_to_policy(
+                iam.PolicyStatement(sid="SourceCode", actions=["s3:GetObject"], resources=list(source_code_objects))
+            )
+            compliance.acknowledge_wildcard_resources(
+                role,
+                [arn for arn in source_code_objects if "*" in compliance.render(role, arn)],
+                "Read-only access to the code the model container loads at startup (the package's script-mode "
+                "source directory); its object key changes with every code version, hence the pattern.",
+            )
         key_actions = ["kms:Decrypt"]
         wildcards = [model_objects]
         if data_capture_bucket is not None:

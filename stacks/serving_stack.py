@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from aws_cdk import Annotations, CfnOutput, CfnParameter, Duration, Fn, Stack
+from aws_cdk import Annotations, Aws, CfnOutput, CfnParameter, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from mlops_constructs import compliance
 from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
@@ -49,6 +50,13 @@ def model_artifacts_prefix(model: ModelConfig) -> str:
 
 def data_capture_prefix(model: ModelConfig, stage: StageConfig) -> str:
     return f"data-capture/{model.name}/{stage.name}/"
+
+
+def cdk_asset_objects(scope: Construct) -> str:
+    """Objects of the CDK bootstrap assets bucket. The model build registers packages whose serving container loads
+    its script-mode source directory (``SAGEMAKER_SUBMIT_DIRECTORY``) from there, a key that changes with the code."""
+    qualifier = scope.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or compliance.DEFAULT_QUALIFIER
+    return f"arn:{Aws.PARTITION}:s3:::cdk-{qualifier}-assets-{Aws.ACCOUNT_ID}-{Aws.REGION}/*"
 
 
 class ServingStack(Stack):
@@ -154,6 +162,9 @@ class ServingStack(Stack):
                 encryption_key=lake_key,
                 model_artifacts_bucket=artifacts,
                 model_artifacts_prefix=model_artifacts_prefix(model),
+                source_code_objects=[cdk_asset_objects(self)],
+                # The package's container (script mode) downloads its source directory from S3 at startup.
+                network_isolation=False,
                 image_repositories=[IMAGE_REPOSITORIES[model.framework]],
                 data_capture_bucket=artifacts if capture_percent else None,
                 data_capture_prefix=data_capture_prefix(model, stage),
