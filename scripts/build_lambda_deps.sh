@@ -62,7 +62,8 @@ TARGET=$STAGE/python
 echo "build_lambda_deps: installing $REQUIREMENTS for CPython $PYTHON_VERSION manylinux x86_64 into $OUT_DIR/python"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-input \
   --no-deps --no-compile --only-binary=:all: --implementation cp --python-version "$PYTHON_VERSION" \
-  "${PLATFORMS[@]}" --target "$TARGET" -r "$REQUIREMENTS" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  "${PLATFORMS[@]}" --target "$TARGET" -r "$REQUIREMENTS" \
+  2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)  # noise from local file:// mirrors
 
 # ---- dependency closure, stripping, scipy pruning ----------------------------------------------------------------
 "$PYTHON" - "$TARGET" "$REQUIREMENTS" "$PYTHON_VERSION" <<'PY'
@@ -160,7 +161,9 @@ version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/de
 COMPILER=""
 CANDIDATES=("${LAMBDA_PYTHON:-}" "$PYTHON" "$(command -v "python$PYTHON_VERSION" 2>/dev/null || true)")
 if command -v pyenv >/dev/null 2>&1; then
-  for candidate in "$(pyenv root)"/versions/"$PYTHON_VERSION"*/bin/python"$PYTHON_VERSION"; do CANDIDATES+=("$candidate"); done
+  for candidate in "$(pyenv root)"/versions/"$PYTHON_VERSION"*/bin/python"$PYTHON_VERSION"; do
+    CANDIDATES+=("$candidate")
+  done
 fi
 for candidate in "${CANDIDATES[@]}"; do
   if [[ -n "$candidate" && -x "$candidate" && "$(version_of "$candidate")" == "$PYTHON_VERSION" ]]; then
