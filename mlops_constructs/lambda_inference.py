@@ -170,7 +170,8 @@ class LambdaInference(Construct):
             "MAX_BATCH_ROWS": str(max_batch_rows),
             "POWERTOOLS_SERVICE_NAME": service_name,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
-            "LOG_LEVEL": log_level,
+            "POWERTOOLS_LOG_LEVEL": log_level,
+            "LOG_LEVEL": log_level,  # Powertools' legacy name, also read by plain `logging` set-ups
         }
         model_object = model_s3_uri if mode == "model" else model_metadata_s3_uri
         self.role.add_to_policy(

@@ -313,7 +313,7 @@ def test_function_runtime_layer_tracing_and_environment(served):
     assert env["MODEL_VERSION"] == {"Fn::Select": [1, {"Fn::Split": [":model-package/", _ref("ModelPackageArn")]}]}
     assert env["POWERTOOLS_SERVICE_NAME"] == "mlops-dev-abalone-staging"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MLOpsPlatform/Inference"
-    assert env["LOG_LEVEL"] == "INFO" and env["MAX_BATCH_ROWS"] == "1000"
+    assert env["POWERTOOLS_LOG_LEVEL"] == env["LOG_LEVEL"] == "INFO" and env["MAX_BATCH_ROWS"] == "1000"
     groups = variant.resources("AWS::Logs::LogGroup")
     assert props["LoggingConfig"]["LogGroup"]["Ref"] in groups
     # A new package changes the version's description, so CloudFormation publishes a version CodeDeploy shifts to.
