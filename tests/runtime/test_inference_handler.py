@@ -12,6 +12,9 @@ import json
 import math
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tarfile
 
 os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"  # before the handler module is imported (also in the fixtures)
@@ -199,6 +202,9 @@ BAD_BODIES = [
     ("both", json.dumps({"instance": fx.ROW, "instances": [fx.ROW]}), 400, "ambiguous_input", ["not both"]),
     ("unknown-top-level", json.dumps({"rows": [fx.ROW]}), 400, "unknown_field", ["rows"]),
     ("instances-not-a-list", json.dumps({"instances": "not-a-list"}), 400, "invalid_body", ["array", "string"]),
+    ("instances-null", json.dumps({"instances": None}), 400, "invalid_body", ["array", "null"]),
+    ("instance-null", json.dumps({"instance": None}), 400, "invalid_body", ["instance", "null"]),
+    ("long-unknown-key", json.dumps({"instance": _row(**{"k" * 10_000: 1})}), 400, "extra_features", ["kkk..."]),
     ("instance-not-an-object", json.dumps({"instance": [1, 2]}), 400, "invalid_body", ["instance", "array"]),
     ("row-not-an-object", json.dumps({"instances": [fx.ROW, 3]}), 400, "invalid_body", ["instances[1]", "number"]),
     ("empty-batch", json.dumps({"instances": []}), 400, "empty_batch", ["at least one row"]),
@@ -352,6 +358,52 @@ def test_metrics_success_and_bad_request(regression, capsys):
     assert [m["Name"] for m in bad_directive["Metrics"]] == ["BadRequests"]
     assert "reason" in bad_directive["Dimensions"][0]
     assert bad["reason"] == "unknown_category"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tracing enabled (as in Lambda with active tracing): subsegments reach the X-Ray daemon address
+# --------------------------------------------------------------------------------------------------------------------
+TRACED_CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import app
+class Context:
+    function_name = "mlops-inference"; memory_limit_in_mb = 1769; aws_request_id = "req-traced"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:mlops-inference"
+print(json.dumps(app.handler(json.loads(sys.argv[2]), Context())))
+"""
+
+
+def test_tracing_enabled_emits_subsegments(regression_model):
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(1)  # the child sent everything before exiting: wait only for the socket buffer
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_TRACE", "MODEL_", "INFERENCE_"))}
+    env.update(LAMBDA_TASK_ROOT=str(fx.HANDLER_DIR), AWS_LAMBDA_FUNCTION_NAME="mlops-inference",
+               AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+               _X_AMZN_TRACE_ID="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+               MODEL_LOCAL_PATH=str(regression_model.model_dir), POWERTOOLS_LOG_LEVEL="WARNING")
+    event = fx.function_url_event({"instance": fx.ROW})
+    done = subprocess.run([sys.executable, "-c", TRACED_CHILD, str(fx.HANDLER_DIR), json.dumps(event)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    response = json.loads(done.stdout.strip().splitlines()[-1])
+    assert response["statusCode"] == 200, response
+    subsegments = {}
+    try:
+        while True:
+            header, _, document = daemon.recv(65536).decode().partition("\n")
+            assert json.loads(header) == {"format": "json", "version": 1}
+            subsegment = json.loads(document)
+            subsegments[subsegment["name"]] = subsegment
+    except socket.timeout:
+        pass
+    finally:
+        daemon.close()
+    assert {"## _instrumented_handler", "## inference_runtime.handler._predict"} <= set(subsegments), subsegments
+    handler_segment = subsegments["## _instrumented_handler"]
+    assert handler_segment["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert handler_segment["annotations"]["ColdStart"] is True
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class PredictionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     instance: Any = None
-    instances: list[Any] | None = None
+    instances: list[Any] = None  # type: ignore[assignment]  # absent is fine, an explicit null is not a list
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictionRequest:
@@ -163,7 +163,7 @@ def _json_type(value: Any) -> str:
 
 
 def _listing(names: Iterable[str]) -> str:
-    names = list(names)
+    names = [name if len(name) <= 60 else name[:57] + "..." for name in names]  # caller-chosen keys: keep it short
     shown = ", ".join(names[:_MAX_LISTED])
     if len(names) > _MAX_LISTED:
         shown += f", ... ({len(names) - _MAX_LISTED} more)"

@@ -60,11 +60,6 @@ _next_retry_at = 0.0
 
 
 @tracer.capture_method(capture_response=False)
-def _load_predictor(settings: Settings, **clients: Any) -> Predictor:
-    return load_predictor(settings, **clients)
-
-
-@tracer.capture_method(capture_response=False)
 def _predict(predictor: Predictor, rows: list[dict[str, Any]]) -> list[Any]:
     return predictor.predict(rows)
 
@@ -76,7 +71,8 @@ def init(
     global _runtime, _next_retry_at
     settings = settings or Settings.from_env()
     started = time.perf_counter()
-    predictor = _load_predictor(settings, s3_client=s3_client, sagemaker_client=sagemaker_client)
+    # Not a traced method: at import (Lambda's init phase) there is no X-Ray segment to attach a subsegment to.
+    predictor = load_predictor(settings, s3_client=s3_client, sagemaker_client=sagemaker_client)
     runtime = Runtime(settings=settings, predictor=predictor)
     with _lock:
         _runtime = runtime
