@@ -1,7 +1,7 @@
 """Helpers for the inference runtime tests and benchmark: real models, real event shapes, an independent encoder.
 
-Importing this module prepares the environment the handler reads at import (tracing off, a metrics namespace, no
-model location) and puts ``lambda_src/inference`` on ``sys.path`` so that ``inference_runtime`` imports as it does
+Importing this module prepares the environment the handler reads at import (tracing off, a region, no model
+location) and puts ``lambda_src/inference`` on ``sys.path`` so that ``inference_runtime`` imports as it does
 in Lambda, where that directory is the code root.
 """
 
@@ -21,10 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 HANDLER_DIR = REPO / "lambda_src" / "inference"
 ABALONE = REPO / "data" / "abalone.csv"
 
-os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MLOpsPlatform/InferenceTest")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "inference-test")
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"  # as tests/conftest.py does; no X-Ray daemon here
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # boto3 clients (moto, Stubber) need a region
 for _var in ("INFERENCE_MODE", "MODEL_S3_URI", "MODEL_LOCAL_PATH", "ENDPOINT_NAME", "MODEL_METADATA_S3_URI",
              "MODEL_METADATA_LOCAL_PATH", "MAX_BATCH_ROWS", "MODEL_VERSION"):
     os.environ.pop(_var, None)  # the handler module must not load anything by itself at import here

@@ -350,7 +350,7 @@ def test_metrics_success_and_bad_request(regression, capsys):
     records = [r for r in emf_records(capsys.readouterr().out) if "ColdStart" not in r]
     success, bad = records
     directive = success["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == os.environ["POWERTOOLS_METRICS_NAMESPACE"]
+    assert directive["Namespace"] == (os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or runtime.DEFAULT_NAMESPACE)
     assert {m["Name"] for m in directive["Metrics"]} == {"Predictions", "RowsPredicted", "PredictLatency"}
     assert success["RowsPredicted"] == [3.0] and success["Predictions"] == [1.0]
     assert success["mode"] == "model" and success["model_version"] == MODEL_VERSION
