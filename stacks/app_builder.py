@@ -13,6 +13,8 @@ from platform_config import PlatformConfig
 from stacks.common import tag
 from stacks.data_stack import DataStack
 from stacks.model_stack import ModelStack
+from stacks.serving_stack import ServingStack
+from stacks.shared_stack import SharedStack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,8 @@ class PlatformApp:
         prefix = config.prefix()
         self.stacks: dict[str, cdk.Stack] = {}
 
+        self.shared = SharedStack(self.app, f"{prefix}-shared", config=config, env=env)
+        self._register("shared", self.shared)
         self.data = DataStack(self.app, f"{prefix}-data", config=config, env=env)
         self._register("data", self.data)
 
@@ -40,11 +44,34 @@ class PlatformApp:
                 config=config,
                 model=model,
                 lake_refs=self.data.lake_refs,
-                etl=self.data.etl,
+                shared=self.shared,
                 env=env,
             )
             self._register(f"model-{model.name}", stack, model.name)
             self.models[model.name] = stack
+
+        self.serving: dict[tuple[str, str], ServingStack] = {}
+        for model in config.models:
+            if not (model.endpoint.enabled or model.lambda_.enabled):
+                continue  # nothing to serve
+            for stage in model.stages:
+                stage_env = (
+                    cdk.Environment(account=stage.account or config.account, region=stage.region or config.region)
+                    if (stage.account or stage.region)
+                    else env
+                )
+                stack = ServingStack(
+                    self.app,
+                    f"{prefix}-serving-{model.name}-{stage.name}",
+                    config=config,
+                    model=model,
+                    stage=stage,
+                    lake_refs=self.data.lake_refs,
+                    shared=self.shared,
+                    env=stage_env,
+                )
+                self._register(f"serving-{model.name}-{stage.name}", stack, model.name)
+                self.serving[(model.name, stage.name)] = stack
 
         if nag:
             cdk.Validations.of(self.app).add_plugins(AwsSolutionsChecks(self.app))

@@ -26,15 +26,19 @@ def log_retention(config: PlatformConfig) -> logs.RetentionDays:
     return getattr(logs.RetentionDays, _RETENTION[config.log_retention_days])
 
 
+# Types aws-cdk-lib tags but CloudFormation's published schema (and so cfn-lint) does not accept Tags on yet.
+UNTAGGABLE = ["AWS::CloudWatch::Dashboard", "AWS::ApplicationAutoScaling::ScalableTarget"]
+
+
 def tag(scope: IConstruct, config: PlatformConfig, model: str | None = None) -> None:
     """Cost-allocation tags on every taggable resource below ``scope``."""
     tags = Tags.of(scope)
-    tags.add("project", config.project)
-    tags.add("environment", config.environment)
-    tags.add("cost-center", config.tags.cost_center)
+    values = {"project": config.project, "environment": config.environment, "cost-center": config.tags.cost_center}
     if config.tags.owner:
-        tags.add("owner", config.tags.owner)
-    tags.add("model", model or "shared")
+        values["owner"] = config.tags.owner
+    values["model"] = model or "shared"
+    for key, value in values.items():
+        tags.add(key, value, exclude_resource_types=UNTAGGABLE)
 
 
 class LakeReferences:

@@ -1,21 +1,33 @@
-"""`model-<name>` stack: model package group, SageMaker pipeline and its triggers (CI/CD and monitoring join here)."""
+"""`model-<name>` stack: model package group, SageMaker pipeline and triggers, build CI, deploy CD, monitoring."""
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import Fn, Stack
 from aws_cdk import aws_events as events
-from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlops_constructs.glue_etl import GlueEtl
 from mlops_constructs.model_build_pipeline import ModelBuildPipeline
+from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd
+from mlops_constructs.model_registry import ModelRegistry
+from mlops_constructs.monitoring import ModelMonitoring
 from platform_config import ModelConfig, PlatformConfig
-from stacks.common import LakeReferences
+from stacks.common import LakeReferences, log_retention, removal_policy
 
 
 def model_resource_name(config: PlatformConfig, model: ModelConfig) -> str:
     """Physical name of the model's pipeline and model package group: ``<project>-<env>-<model>``."""
     return f"{config.prefix()}-{model.name}"
+
+
+def etl_job_name(config: PlatformConfig) -> str:
+    """Physical name of the Glue job (GlueEtl names it ``<prefix>-etl-<dataset>``)."""
+    return f"{config.prefix()}-etl-{config.data_lake.dataset}"
+
+
+def alarm_topic_export(config: PlatformConfig) -> str:
+    """Export name of the shared stack's alarm topic ARN."""
+    return f"{config.prefix()}-alarm-topic-arn"
 
 
 class ModelStack(Stack):
@@ -27,23 +39,27 @@ class ModelStack(Stack):
         config: PlatformConfig,
         model: ModelConfig,
         lake_refs: LakeReferences,
-        etl: GlueEtl,
+        shared: Stack,
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, description=f"{config.prefix()}: model {model.name} build and registry", **kwargs)
         name = model_resource_name(config, model)
         buckets, key = lake_refs.import_into(self)
-        self.model_package_group = sagemaker.CfnModelPackageGroup(
+        self.add_stack_dependency(shared)
+        alarm_topic = sns.Topic.from_topic_arn(self, "AlarmTopic", Fn.import_value(alarm_topic_export(config)))
+
+        self.registry = ModelRegistry(
             self,
-            "ModelPackageGroup",
+            "Registry",
             model_package_group_name=name,
-            model_package_group_description=f"Versions of {model.name} ({model.problem_type}, {model.framework})",
+            description=f"Versions of {model.name} ({model.problem_type}, {model.framework})",
+            trusted_accounts=config.trusted_accounts,
+            removal_policy=removal_policy(config),
         )
-        etl_job_name = f"{config.prefix()}-etl-{config.data_lake.dataset}"  # physical name; no export needed
         glue_succeeded = events.EventPattern(
             source=["aws.glue"],
             detail_type=["Glue Job State Change"],
-            detail={"jobName": [etl_job_name], "state": ["SUCCEEDED"]},
+            detail={"jobName": [etl_job_name(config)], "state": ["SUCCEEDED"]},
         )
         self.build = ModelBuildPipeline(
             self,
@@ -61,10 +77,54 @@ class ModelStack(Stack):
             processing_instance_type=model.processing_instance_type,
             training_instance_type=model.training_instance_type,
             input_bucket=buckets["curated"],
-            input_prefix=etl.curated_prefix,
+            input_prefix=f"{config.data_lake.dataset}/",
             artifacts_bucket=buckets["artifacts"],
             encryption_key=key,
             start_on_events=[glue_succeeded],
             schedule=model.pipeline_schedule,
         )
-        self.build.pipeline.add_resource_dependency(self.model_package_group)
+        self.build.pipeline.add_resource_dependency(self.registry.group)
+
+        source = config.source
+        self.build_ci = ModelBuildCi(
+            self,
+            "BuildCi",
+            name_prefix=name,
+            model_name=model.name,
+            sagemaker_pipeline_name=name,
+            connection_arn=source.connection_arn,
+            repository=source.repository,
+            branch=source.branch,
+            alarm_topic=alarm_topic,
+            pipeline_stack_name=self.stack_name,
+            log_retention=log_retention(config),
+            removal_policy=removal_policy(config),
+        )
+        self.deploy_cd = ModelDeployCd(
+            self,
+            "DeployCd",
+            project=config.project,
+            environment=config.environment,
+            model_name=model.name,
+            model_package_group_name=name,
+            stages=[DeployStage(s.name, s.account, s.region) for s in model.stages],
+            alarm_topic=alarm_topic,
+            connection_arn=source.connection_arn,
+            repository=source.repository,
+            branch=source.branch,
+            source_bucket=None if source.connection_arn else self.build_ci.source_bucket,
+            model_artifacts_bucket=buckets["artifacts"],
+            model_artifacts_key_pattern=f"models/{model.name}/*",
+            log_retention=log_retention(config),
+            removal_policy=removal_policy(config),
+        )
+        self.monitoring = ModelMonitoring(
+            self,
+            "Monitoring",
+            name=name,
+            alarm_topic=alarm_topic,
+            glue_job_name=etl_job_name(config),
+            pipeline_name=name,
+            glue_job_failures=model.alarms.glue_job_failures,
+            pipeline_failures=model.alarms.pipeline_failures,
+        )

@@ -17,11 +17,14 @@ from typing import Optional
 from aws_cdk import Annotations, Aws, CfnOutput, CfnParameter, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs.lambda_inference import LambdaInference
+from mlops_constructs.monitoring import ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
 from stacks.common import LakeReferences, log_retention, removal_policy
@@ -79,6 +82,7 @@ class ServingStack(Stack):
         model: ModelConfig,
         stage: StageConfig,
         lake_refs: LakeReferences,
+        shared: Optional[Stack] = None,
         **kwargs,
     ) -> None:
         if not (model.endpoint.enabled or model.lambda_.enabled):
@@ -225,6 +229,31 @@ class ServingStack(Stack):
                       description="IAM-authenticated (SigV4) Function URL of the alias 'live' (smoke test target)")
             CfnOutput(self, "FunctionAliasArn", value=self.inference.alias.function_arn,
                       description="Alias 'live' of the inference function")
+
+        # --- monitoring: every alarm notifies the shared topic; a dashboard for this stage --------------------------
+        if shared is not None:
+            self.add_stack_dependency(shared)
+            topic = sns.Topic.from_topic_arn(
+                self, "AlarmTopic", Fn.import_value(f"{config.prefix()}-alarm-topic-arn")
+            )
+            action = cloudwatch_actions.SnsAction(topic)
+            for alarm in self.alarms:  # the rollback alarms of the endpoint and of CodeDeploy
+                alarm.add_alarm_action(action)
+            a = model.alarms
+            self.monitoring = ModelMonitoring(
+                self,
+                "Monitoring",
+                name=f"{config.prefix()}-{model.name}-{stage.name}",
+                alarm_topic=topic,
+                endpoint_name=self.endpoint_name if self.endpoint else None,
+                inference_function=self.inference.function if self.inference else None,
+                inference_log_group=self.inference.log_group if self.inference else None,
+                endpoint_5xx_rate_percent=a.endpoint_5xx_rate_percent,
+                model_latency_p99_ms=a.model_latency_p99_ms,
+                lambda_errors=a.lambda_errors,
+                lambda_throttles=a.lambda_throttles,
+                lambda_duration_p99_ms=a.lambda_duration_p99_ms,
+            )
 
     def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
         """The config's traffic shifting; canary/linear need two instances, else all at once with the same bake."""

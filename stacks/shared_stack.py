@@ -69,11 +69,21 @@ class SharedStack(Stack):
                     removal_policy=removal_policy(config),
                 )
 
+        # Alarm names of each model stack (Glue, pipeline) and each serving stage (endpoint, Lambda).
         alarm_names = [
             name
             for m in config.models
+            for name in ModelMonitoring.alarm_names(f"{prefix}-{m.name}", endpoint=False, lambda_=False)
+        ] + [
+            name
+            for m in config.models
+            for s in m.stages
             for name in ModelMonitoring.alarm_names(
-                f"{prefix}-{m.name}", endpoint=m.endpoint.enabled, lambda_=m.lambda_.enabled
+                f"{prefix}-{m.name}-{s.name}",
+                endpoint=m.endpoint.enabled,
+                lambda_=m.lambda_.enabled,
+                glue=False,
+                pipeline=False,
             )
         ]
         self.overview = PlatformOverview(

@@ -115,7 +115,7 @@ def test_scripts_are_assets_and_images_come_from_the_region_mapping(dev):
 
 def test_pipeline_starts_after_glue_job_succeeds(dev):
     rules = dev.resources("model-abalone", "AWS::Events::Rule")
-    (rule,) = [r for r in rules.values() if "EventPattern" in r["Properties"]]
+    (rule,) = [r for r in rules.values() if "SUCCEEDED" in json.dumps(r["Properties"].get("EventPattern"))]
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.glue"],
         "detail-type": ["Glue Job State Change"],

@@ -134,7 +134,8 @@ def test_overview_dashboard(synth):
     assert len(dashboards) == 1
     body = _body(next(iter(dashboards.values())))
     assert '"type":"alarm"' in body.replace(" ", "") or "alarms" in body
-    for text in (f"alarm:{MODEL}-lambda-errors", f"alarm:{MODEL}-AllTraffic-5xx-rate",
+    for text in (f"alarm:{MODEL}-staging-lambda-errors", f"alarm:{MODEL}-prod-AllTraffic-5xx-rate",
+                 f"alarm:{MODEL}-pipeline-failures",
                  "glue.driver.aggregate.numFailedTasks", "ExecutionFailed", "mlops-dev-etl-abalone"):
         assert text in body, text
 

@@ -85,7 +85,10 @@ def served(tmp_path_factory) -> Served:
         tag(stack, config, model.name)
         stacks[name] = (config, stack)
 
-    abalone = dev.models[0]
+    # dev.yaml ships all_at_once for its one instance; ask for a canary here to exercise the fallback.
+    abalone = dev.models[0].model_copy(
+        update={"endpoint": dev.models[0].endpoint.model_copy(update={"traffic_shifting": "canary"})}
+    )
     serving("staging", dev, abalone, abalone.stages[0])
     prod_model = prod.models[0]
     serving("proxy", prod, prod_model, prod_model.stages[-1])
