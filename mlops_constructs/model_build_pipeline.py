@@ -65,7 +65,8 @@ def _deterministic_tar_gz(files: Sequence[Path], dest: Path) -> Path:
 class ModelBuildPipeline(Construct):
     """An ``AWS::SageMaker::Pipeline`` for one model, built from :mod:`sagemaker_steps.pipeline_spec` at synth time.
 
-    Steps: Preprocess (processing) -> Train (script mode) -> Evaluate (processing, PropertyFile) -> CheckMetric
+    Steps: Preprocess (processing) -> DataQualityBaseline (Model Monitor statistics and constraints of the training
+    features, at ``models/<model>/monitoring/baseline/``) -> Train (script mode) -> Evaluate (processing, PropertyFile) -> CheckMetric
     (condition on the threshold) -> Register (model package, PendingManualApproval, metrics, git commit) or FailStep.
     Parameters: InputDataUrl, MetricThreshold, ModelApprovalStatus, GitCommit, ProcessingInstanceType,
     TrainingInstanceType. Step caching (30 days) and retry policies on service faults, throttling and capacity.
@@ -120,7 +121,10 @@ class ModelBuildPipeline(Construct):
         stack = Stack.of(self)
         self.pipeline_name = pipeline_name
         self.artifacts_prefix = f"models/{model_name}/"
-        self.baseline_prefix = f"{self.artifacts_prefix}preprocess/"
+        baseline = f"{self.artifacts_prefix}{sdk.BASELINE_PREFIX}"
+        #: The latest data-quality baseline (DataQualityBaseline step), for Model Monitor schedules.
+        self.baseline_statistics_uri = artifacts_bucket.s3_url_for_object(f"{baseline}/statistics.json")
+        self.baseline_constraints_uri = artifacts_bucket.s3_url_for_object(f"{baseline}/constraints.json")
 
         # --- code: the step scripts as assets (processing `code`, training source dir) ------------------------
         steps = {s.name: s for s in spec.pipeline_steps(framework)}
@@ -139,13 +143,20 @@ class ModelBuildPipeline(Construct):
             version = spec.CONTAINER_FRAMEWORK_VERSIONS[fw]
             for region, account in sdk.image_registries(fw, version).items():
                 accounts.setdefault(region, {})[fw] = account
+        for region, account in sdk.model_monitor_registries().items():
+            accounts.setdefault(region, {})["monitor"] = account
         mapping = CfnMapping(self, "ImageAccounts", mapping=accounts, lazy=False)
+        monitor_account = mapping.find_in_map(Aws.REGION, "monitor")
+        monitor_registry = f"{monitor_account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
         self.image_repositories: list[str] = []
         for fw in sorted({meta["framework"] for meta in spec.CONTAINER_IMAGES.values()}):
             repo, tag = sdk.image_repository(fw, spec.CONTAINER_FRAMEWORK_VERSIONS[fw])
             account = mapping.find_in_map(Aws.REGION, fw)
             images[fw] = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{repo}:{tag}"
             self.image_repositories.append(f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{repo}")
+        self.image_repositories.append(
+            f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{monitor_account}:repository/sagemaker-model-monitor-analyzer"
+        )
 
         # --- role ----------------------------------------------------------------------------------------------
         self.role: iam.IRole = role or iam.Role(
@@ -188,6 +199,7 @@ class ModelBuildPipeline(Construct):
             sdk.PLACEHOLDER_ROLE: self.role.role_arn,
             sdk.PLACEHOLDER_KMS: encryption_key.key_arn,
             **{sdk.PLACEHOLDER_IMAGE[fw]: uri for fw, uri in images.items()},
+            sdk.model_monitor_placeholder_prefix(): monitor_registry,
         }
         definition = sdk.substitute(self.definition_template, replacements)
         self.pipeline = sagemaker.CfnPipeline(

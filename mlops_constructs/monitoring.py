@@ -985,7 +985,7 @@ class DataQualityMonitor(Construct):
                 ),
             ),
         )
-        self.schedule.add_dependency(self.job_definition)
+        self.schedule.add_resource_dependency(self.job_definition)
 
     def metric_feature_baseline_drift(self, feature: str, *, endpoint_name: str, period: Duration = Duration.hours(1)):
         """Model Monitor's ``feature_baseline_drift_<feature>`` metric of this schedule."""

@@ -81,6 +81,10 @@ def code_key(script: str) -> str:
 
 
 TRAIN_SOURCE_DIR = f"{PLACEHOLDER_CODE}/train-sourcedir.tar.gz"
+BASELINE_STEP = "DataQualityBaseline"
+# Where the baseline job writes statistics.json and constraints.json, under the model's artifacts prefix; the
+# serving stacks' data-quality monitoring schedules read the latest baseline from there.
+BASELINE_PREFIX = "monitoring/baseline"
 
 
 def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
@@ -103,6 +107,9 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         StepExceptionTypeEnum,
         StepRetryPolicy,
     )
+    from sagemaker.model_monitor.dataset_format import DatasetFormat
+    from sagemaker.workflow.check_job_config import CheckJobConfig
+    from sagemaker.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
     from sagemaker.workflow.step_collections import RegisterModel
     from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 
@@ -177,6 +184,32 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         cache_config=cache,
         retry_policies=retry,
     )
+
+    # --- Data-quality baseline for Model Monitor (statistics.json, constraints.json at a fixed "latest" prefix) ----
+    baseline_step = None
+    if inputs.baseline:
+        baseline_step = QualityCheckStep(
+            name=BASELINE_STEP,
+            skip_check=True,
+            register_new_baseline=True,
+            quality_check_config=DataQualityCheckConfig(
+                baseline_dataset=step_pre.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri,
+                dataset_format=DatasetFormat.csv(header=True, output_columns_position="START"),
+                output_s3_uri=f"{out}{BASELINE_PREFIX}",
+            ),
+            check_job_config=CheckJobConfig(
+                role=PLACEHOLDER_ROLE,
+                instance_count=1,
+                instance_type=inputs.processing_instance_type,
+                volume_kms_key=PLACEHOLDER_KMS,
+                output_kms_key=PLACEHOLDER_KMS,
+                max_runtime_in_seconds=3600,
+                sagemaker_session=session,
+                base_job_name=f"{inputs.model_name}-baseline",
+            ),
+            model_package_group_name=inputs.model_package_group_name,
+            cache_config=cache,
+        )
 
     # --- Train (script mode in the framework container) ------------------------------------------------------------
     tr = steps[spec.TRAIN]
@@ -297,7 +330,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
     pipeline = Pipeline(
         name=inputs.pipeline_name,
         parameters=parameters,
-        steps=[step_pre, step_train, step_eval, check],
+        steps=[step_pre, *([baseline_step] if baseline_step else []), step_train, step_eval, check],
         sagemaker_session=session,
     )
     return json.loads(pipeline.definition())
@@ -337,3 +370,15 @@ def image_repository(framework: str, version: str) -> tuple[str, str]:
     if framework == "sklearn":
         return repo, f"{version}-cpu-py3"
     return repo, version
+
+
+def model_monitor_registries() -> dict[str, str]:
+    """Region -> ECR account of the Model Monitor analyzer image (the SDK's own image URI config)."""
+    from sagemaker import image_uris
+
+    return dict(image_uris.config_for_framework("model-monitor")["versions"][""]["registries"])
+
+
+def model_monitor_placeholder_prefix() -> str:
+    """The registry part of the analyzer image URI the SDK writes for the placeholder region."""
+    return f"{model_monitor_registries()[PLACEHOLDER_REGION]}.dkr.ecr.{PLACEHOLDER_REGION}.amazonaws.com"

@@ -24,7 +24,7 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs.lambda_inference import LambdaInference
-from mlops_constructs.monitoring import ModelMonitoring
+from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
 from stacks.common import LakeReferences, log_retention, removal_policy
@@ -254,6 +254,25 @@ class ServingStack(Stack):
                 lambda_throttles=a.lambda_throttles,
                 lambda_duration_p99_ms=a.lambda_duration_p99_ms,
             )
+
+        # --- Model Monitor: hourly data-quality check of captured requests against the pipeline's baseline --------
+        self.data_quality = None
+        if self.endpoint is not None and self.endpoint.data_capture_uri:
+            baseline = f"models/{model.name}/monitoring/baseline"  # ModelBuildPipeline.baseline_*_uri
+            self.data_quality = DataQualityMonitor(
+                self,
+                "DataQuality",
+                name=self.endpoint_name,
+                endpoint_name=self.endpoint_name,
+                bucket=artifacts,
+                encryption_key=lake_key,
+                baseline_statistics_uri=artifacts.s3_url_for_object(f"{baseline}/statistics.json"),
+                baseline_constraints_uri=artifacts.s3_url_for_object(f"{baseline}/constraints.json"),
+                data_capture_prefix=data_capture_prefix(model, stage),
+                output_prefix=f"models/{model.name}/monitoring/data-quality/{stage.name}/",
+                instance_type=model.processing_instance_type,
+            )
+            self.data_quality.node.add_dependency(self.endpoint)
 
     def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
         """The config's traffic shifting; canary/linear need two instances, else all at once with the same bake."""

@@ -15,6 +15,7 @@ from botocore.validate import ParamValidator
 
 OPERATIONS = {
     "Processing": ("CreateProcessingJob", {"ProcessingJobName": "pipelines-step"}),
+    "QualityCheck": ("CreateProcessingJob", {"ProcessingJobName": "pipelines-step"}),
     "Training": ("CreateTrainingJob", {"TrainingJobName": "pipelines-step"}),
     "RegisterModel": ("CreateModelPackage", {}),
     "Model": ("CreateModel", {"ModelName": "pipelines-model"}),

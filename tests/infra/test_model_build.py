@@ -26,6 +26,7 @@ def test_definition_has_every_step_kind(definition):
     kinds = {s["Name"]: s["Type"] for s in all_steps(definition)}
     assert kinds == {
         "Preprocess": "Processing",
+        "DataQualityBaseline": "QualityCheck",
         "Train": "Training",
         "Evaluate": "Processing",
         "CheckMetric": "Condition",
@@ -96,9 +97,10 @@ def test_fail_step_explains_the_miss(definition):
 
 def test_caching_retries_and_encryption_on_job_steps(definition):
     for step in all_steps(definition):
-        if step["Type"] in ("Processing", "Training"):
+        if step["Type"] in ("Processing", "Training", "QualityCheck"):
             assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
-            assert {tuple(r["ExceptionType"]) for r in step["RetryPolicies"]}
+            if step["Type"] != "QualityCheck":
+                assert {tuple(r["ExceptionType"]) for r in step["RetryPolicies"]}
             text = json.dumps(step["Arguments"])
             assert "KmsKeyId" in text and "placeholder" not in text, step["Name"]
 
@@ -109,7 +111,7 @@ def test_scripts_are_assets_and_images_come_from_the_region_mapping(dev):
     assert "cdk-hnb659fds-assets" in body
     assert "Fn::FindInMap" in body and "sagemaker-xgboost:1.7-1" in body and "sagemaker-scikit-learn:1.2-1-cpu-py3" in body
     (mapping,) = template["Mappings"].values()
-    assert mapping["us-east-1"] == {"sklearn": "683313688378", "xgboost": "683313688378"}
+    assert mapping["us-east-1"] == {"sklearn": "683313688378", "xgboost": "683313688378", "monitor": "156813124566"}
     assert "eu-west-1" in mapping
 
 
@@ -139,3 +141,16 @@ def test_execution_role_is_least_privilege(dev):
     assert "mlops-dev-lake-curated-arn" in text and "/abalone/*" in text
     assert "/models/abalone/*" in text
     assert "processing-job/pipelines-*" in text and "training-job/pipelines-*" in text
+
+
+def test_baseline_step_writes_the_latest_data_quality_baseline(definition, dev):
+    (step,) = [s for s in all_steps(definition) if s["Type"] == "QualityCheck"]
+    assert step["CheckType"] == "DATA_QUALITY" and step["RegisterNewBaseline"] is True
+    args = step["Arguments"]
+    assert args["ProcessingInputs"][0]["S3Input"]["S3Uri"] == {
+        "Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['baseline'].S3Output.S3Uri"
+    }
+    assert args["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].endswith(
+        "/models/abalone/monitoring/baseline"
+    )
+    assert "sagemaker-model-monitor-analyzer" in args["AppSpecification"]["ImageUri"]

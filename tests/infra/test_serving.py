@@ -571,3 +571,16 @@ def test_provisioned_above_reserved_concurrency_is_refused(scratch):
         LambdaInference(stack, "Inference", mode="model", model_s3_uri="s3://b/m.tar.gz",
                         reserved_concurrency=2, provisioned_concurrency=3)
     assert str(err.value) == "LambdaInference provisioned_concurrency (3) cannot exceed reserved_concurrency (2)"
+
+
+def test_app_serving_stacks_monitor_data_quality_against_the_pipeline_baseline(dev):
+    """In the full app: each endpoint stage gets an hourly data-quality schedule on the model's latest baseline."""
+    for stage in ("staging", "prod"):
+        template = dev.template(f"serving-abalone-{stage}")
+        (schedule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::MonitoringSchedule"]
+        assert schedule["Properties"]["MonitoringScheduleConfig"]["MonitoringType"] == "DataQuality"
+        (job,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::DataQualityJobDefinition"]
+        text = json.dumps(job["Properties"])
+        assert "/models/abalone/monitoring/baseline/statistics.json" in text
+        assert "/models/abalone/monitoring/baseline/constraints.json" in text
+        assert job["Properties"]["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == f"mlops-dev-abalone-{stage}"
