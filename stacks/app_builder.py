@@ -128,12 +128,18 @@ class PlatformApp:
 
 
 def build_app(
-    config: PlatformConfig, *, app: Optional[cdk.App] = None, outdir: Optional[str | Path] = None, nag: bool = True
+    config: PlatformConfig,
+    *,
+    app: Optional[cdk.App] = None,
+    outdir: Optional[str | Path] = None,
+    nag: bool = True,
+    extra_context: Optional[dict] = None,
 ) -> PlatformApp:
     """All stacks of ``config`` in ``app`` (default: a new App writing to ``outdir`` or cdk.out)."""
     if app is None:
         # Same feature flags as `cdk synth` (cdk.json), so tests synthesize exactly what the CLI does.
         context = json.loads((ROOT / "cdk.json").read_text())["context"]
         context["env"] = config.environment
+        context.update(extra_context or {})
         app = cdk.App(outdir=str(outdir) if outdir else None, context=context)
     return PlatformApp(config, app=app, nag=nag)
