@@ -11,7 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlops_constructs import compliance
+from mlops_constructs.storage import access_logs_bucket
 
 ZONES = ("raw", "curated", "artifacts")
 
@@ -64,28 +64,12 @@ class DataLake(Construct):
 
         # Server access logs cannot be delivered to a bucket encrypted with SSE-KMS: S3-managed keys are the only
         # option for the target bucket (S3 user guide, "Enabling Amazon S3 server access logging").
-        self.access_logs_bucket = s3.Bucket(
+        self.access_logs_bucket = access_logs_bucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             removal_policy=removal_policy,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-access-logs",
-                    expiration=access_log_expiration,
-                    noncurrent_version_expiration=Duration.days(1),
-                    abort_incomplete_multipart_upload_after=incomplete_upload_expiration,
-                )
-            ],
-        )
-        compliance.acknowledge(
-            self.access_logs_bucket,
-            "AwsSolutions-S1",
-            "This is the server access log target bucket; logging it to itself would loop.",
+            expiration=access_log_expiration,
+            incomplete_upload_expiration=incomplete_upload_expiration,
         )
 
         self.buckets: dict[str, s3.Bucket] = {}

@@ -16,6 +16,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.storage import allow_cloudwatch_logs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCRIPT = REPO_ROOT / "glue_jobs" / "etl_job.py"
@@ -108,18 +109,7 @@ class GlueEtl(Construct):
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(encryption_key),
         )
         # CloudWatch Logs encrypts the job's logs with the key: allow the regional logs service to use it.
-        encryption_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
-                    }
-                },
-            )
-        )
+        allow_cloudwatch_logs(encryption_key)
 
         # --- job role: only the dataset prefixes, the key, its own logs --------------------------------------
         self.job_role = iam.Role(

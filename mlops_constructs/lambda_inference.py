@@ -17,7 +17,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.realtime_endpoint import allow_cloudwatch_logs
+from mlops_constructs.storage import allow_cloudwatch_logs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CODE_DIR = REPO_ROOT / "lambda_src" / "inference"

@@ -30,6 +30,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.storage import allow_cloudwatch_logs
 from mlops_constructs.model_registry import approved_event_pattern, grant_read_model_packages
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -79,21 +80,6 @@ def _check_source(owner: str, connection_arn: Optional[str], repository: Optiona
 def _new_key(scope: Construct, description: str, removal_policy: RemovalPolicy) -> kms.Key:
     return kms.Key(
         scope, "Key", description=description, enable_key_rotation=True, removal_policy=removal_policy
-    )
-
-
-def _allow_logs_service(key: kms.IKey) -> None:
-    """Let CloudWatch Logs of this account and region use ``key`` for log groups (no effect on imported keys)."""
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="CloudWatchLogsOfThisAccount",
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-            resources=["*"],
-            conditions={
-                "ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"}
-            },
-        )
     )
 
 
@@ -197,7 +183,7 @@ def _source_bucket(
 def _log_group(
     scope: Construct, *, key: kms.IKey, retention: logs.RetentionDays, removal_policy: RemovalPolicy
 ) -> logs.LogGroup:
-    _allow_logs_service(key)
+    allow_cloudwatch_logs(key)
     return logs.LogGroup(scope, "BuildLogs", retention=retention, encryption_key=key, removal_policy=removal_policy)
 
 

@@ -18,6 +18,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.storage import allow_cloudwatch_logs
 
 VARIANT_NAME = "AllTraffic"
 SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -109,22 +110,6 @@ class EndpointAutoscaling:
     target_invocations_per_instance: int = 100
     scale_in_cooldown: Duration = Duration.minutes(5)
     scale_out_cooldown: Duration = Duration.minutes(1)
-
-
-def allow_cloudwatch_logs(key: kms.IKey) -> None:
-    """Let CloudWatch Logs of this account and region use ``key`` for log groups (no-op for imported keys)."""
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-            resources=["*"],
-            conditions={
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
-                }
-            },
-        )
-    )
 
 
 class RealtimeEndpoint(Construct):

@@ -39,6 +39,7 @@ from aws_cdk import pipelines
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.storage import access_logs_bucket
 from platform_config import PlatformConfig, load_config
 from stacks.common import log_retention, removal_policy
 
@@ -116,28 +117,8 @@ class PlatformPipelineStack(Stack):
             enable_key_rotation=True,
             removal_policy=policy,
         )
-        self.access_logs_bucket = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # the only encryption S3 server access logging delivers to
-            enforce_ssl=True,
-            versioned=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=policy,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-access-logs",
-                    expiration=Duration.days(365),
-                    noncurrent_version_expiration=Duration.days(1),
-                    abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
-            ],
-        )
-        compliance.acknowledge(
-            self.access_logs_bucket,
-            "AwsSolutions-S1",
-            "This is the server access log target bucket of the pipeline's buckets; logging it to itself would loop.",
+        self.access_logs_bucket = access_logs_bucket(
+            self, "AccessLogs", removal_policy=policy, purpose="the pipeline's buckets"
         )
         self.artifact_bucket = self._kms_bucket(
             "ArtifactsBucket",

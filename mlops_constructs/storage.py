@@ -1,0 +1,64 @@
+"""Small building blocks several constructs share: the CloudWatch Logs key grant and the access-log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from mlops_constructs import compliance
+
+
+def allow_cloudwatch_logs(key: kms.IKey) -> None:
+    """Let CloudWatch Logs of this account and region use ``key`` for log groups (no effect on imported keys)."""
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"
+                }
+            },
+        )
+    )
+
+
+def access_logs_bucket(
+    scope: Construct,
+    id_: str,
+    *,
+    removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    expiration: Duration = Duration.days(365),
+    incomplete_upload_expiration: Duration = Duration.days(7),
+    purpose: str = "the lake's buckets",
+) -> s3.Bucket:
+    """A server access-log target bucket: SSE-S3 (the only encryption log delivery supports), versioned, TLS only,
+    private, logs expired after ``expiration``; its own S1 finding acknowledged (logging it to itself would loop)."""
+    bucket = s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        versioned=True,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=removal_policy,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="expire-access-logs",
+                expiration=expiration,
+                noncurrent_version_expiration=Duration.days(1),
+                abort_incomplete_multipart_upload_after=incomplete_upload_expiration,
+            )
+        ],
+    )
+    compliance.acknowledge(
+        bucket,
+        "AwsSolutions-S1",
+        f"This is the server access log target bucket of {purpose}; logging it to itself would loop.",
+    )
+    return bucket
