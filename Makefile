@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: synth test test-fast lint demo bench clean install install-dev lambda-deps
+.PHONY: synth test demo bench clean install install-dev lambda-deps
 
 $(VENV)/.synth-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,11 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # Third-party packages of the model-in-Lambda function, built for Lambda's platform from wheels (no Docker).
-build/lambda-deps/.installed: lambda_src/inference/requirements.txt scripts/build_lambda_deps.sh
+build/lambda-deps/.installed: lambda_src/inference/requirements.txt scripts/build_lambda_deps.sh $(VENV)/.synth-installed
 	bash scripts/build_lambda_deps.sh lambda_src/inference/requirements.txt build/lambda-deps
 	touch $@
+
+lambda-deps: build/lambda-deps/.installed
 
 install: $(VENV)/.synth-installed node_modules/.installed build/lambda-deps/.installed
 install-dev: install $(VENV)/.dev-installed
