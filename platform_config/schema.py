@@ -32,6 +32,12 @@ class Tags(_Strict):
     owner: Optional[str] = Field(default=None, description="Optional `owner` tag.")
 
 
+def _check_schedule(v: Optional[str]) -> Optional[str]:
+    if v is not None and not re.match(r"^(cron|rate)\(.+\)$", v):
+        raise ValueError("must be an EventBridge expression such as 'cron(0 3 * * ? *)' or 'rate(1 day)'")
+    return v
+
+
 class DataLakeConfig(_Strict):
     noncurrent_version_expiration_days: int = Field(default=90, ge=1, le=3650)
     raw_transition_to_ia_days: int = Field(default=30, ge=30, le=3650)
@@ -45,12 +51,7 @@ class DataLakeConfig(_Strict):
     etl_timeout_minutes: int = Field(default=60, ge=1, le=2880)
     dataset: str = Field(default="abalone", pattern=r"^[a-z][a-z0-9_]*$", description="Dataset (table) name.")
 
-    @field_validator("etl_schedule")
-    @classmethod
-    def _schedule(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not re.match(r"^(cron|rate)\(.+\)$", v):
-            raise ValueError("must be an EventBridge expression such as 'cron(0 3 * * ? *)' or 'rate(1 day)'")
-        return v
+    _schedule = field_validator("etl_schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 
 
 class AutoscalingConfig(_Strict):
@@ -143,6 +144,8 @@ class ModelConfig(_Strict):
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _schedule = field_validator("pipeline_schedule")(classmethod(lambda cls, v: _check_schedule(v)))
 
     @model_validator(mode="after")
     def _metric(self) -> "ModelConfig":

@@ -127,3 +127,13 @@ def test_app_prints_one_line_and_no_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "config/nope.yaml: no such config file; pass -c env=<name> with one of ['dev', 'prod']" in result.stderr
+
+
+def test_bad_schedules(tmp_path):
+    msg = _error(tmp_path, lambda d: d["models"][0].update(pipeline_schedule="every day"))
+    assert msg.endswith(
+        "dev.yaml: models[0].pipeline_schedule = 'every day': must be an EventBridge expression such as "
+        "'cron(0 3 * * ? *)' or 'rate(1 day)'"
+    )
+    msg = _error(tmp_path, lambda d: d["data_lake"].update(etl_schedule="0 3 * * *"))
+    assert "dev.yaml: data_lake.etl_schedule = '0 3 * * *': must be an EventBridge expression" in msg

@@ -154,3 +154,27 @@ def test_baseline_step_writes_the_latest_data_quality_baseline(definition, dev):
         "/models/abalone/monitoring/baseline"
     )
     assert "sagemaker-model-monitor-analyzer" in args["AppSpecification"]["ImageUri"]
+
+
+def test_definition_is_built_without_any_network_call(monkeypatch):
+    """The SDK runs at synth: no telemetry request, no STS/S3 call (every socket connect is recorded and refused)."""
+    import socket
+
+    from mlops_constructs import sagemaker_definition as sdk
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network is off during synth")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    definition = sdk.build_definition(
+        sdk.PipelineInputs(
+            model_name="m", pipeline_name="p", model_package_group_name="g", target_column="rings",
+            artifacts_prefix="models/m/",
+        )
+    )
+    assert attempts == []
+    assert [s["Name"] for s in definition["Steps"]][:3] == ["Preprocess", "DataQualityBaseline", "Train"]
