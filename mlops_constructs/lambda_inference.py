@@ -248,51 +248,40 @@ class LambdaInference(Construct):
 
         # --- alarms and the CodeDeploy deployment group --------------------------------------------------------------
         datapoints = min(2, alarm_evaluation_periods)
-        self.alarm_errors = cloudwatch.Alarm(
-            self,
-            "ErrorsAlarm",
-            alarm_description=f"Inference function: {errors_threshold}+ invocation errors a minute (rolls back)",
-            metric=self.metric_errors(),
-            threshold=errors_threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=alarm_evaluation_periods,
-            datapoints_to_alarm=datapoints,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        def alarm(id_: str, description: str, metric: cloudwatch.IMetric, threshold: float,
+                  at_least: bool = True) -> cloudwatch.Alarm:
+            return cloudwatch.Alarm(
+                self,
+                id_,
+                alarm_description=f"Inference function: {description}",
+                metric=metric,
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                if at_least
+                else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=alarm_evaluation_periods,
+                datapoints_to_alarm=datapoints,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+
+        self.alarm_errors = alarm(
+            "ErrorsAlarm", f"{errors_threshold}+ invocation errors a minute (rolls back)", self.metric_errors(),
+            errors_threshold,
         )
-        self.alarm_server_errors = cloudwatch.Alarm(
-            self,
-            "ServerErrorsAlarm",
-            alarm_description=f"Inference function: {errors_threshold}+ HTTP 5xx answers a minute (rolls back)",
-            metric=self.metric_server_errors(),
-            threshold=errors_threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=alarm_evaluation_periods,
-            datapoints_to_alarm=datapoints,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        self.alarm_server_errors = alarm(
+            "ServerErrorsAlarm", f"{errors_threshold}+ HTTP 5xx answers a minute (rolls back)",
+            self.metric_server_errors(), errors_threshold,
         )
-        self.alarm_duration = cloudwatch.Alarm(
-            self,
+        self.alarm_duration = alarm(
             "DurationAlarm",
-            alarm_description=(
-                f"Inference function: p99 duration above {duration_p99_threshold.to_milliseconds()} ms (rolls back)"
-            ),
-            metric=self.metric_duration(statistic="p99"),
-            threshold=duration_p99_threshold.to_milliseconds(),
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=alarm_evaluation_periods,
-            datapoints_to_alarm=datapoints,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            f"p99 duration above {duration_p99_threshold.to_milliseconds()} ms (rolls back)",
+            self.metric_duration(statistic="p99"),
+            duration_p99_threshold.to_milliseconds(),
+            at_least=False,
         )
-        self.alarm_throttles = cloudwatch.Alarm(
-            self,
-            "ThrottlesAlarm",
-            alarm_description=f"Inference function: {throttles_threshold}+ throttled requests a minute",
-            metric=self.metric_throttles(),
-            threshold=throttles_threshold,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=alarm_evaluation_periods,
-            datapoints_to_alarm=datapoints,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        self.alarm_throttles = alarm(
+            "ThrottlesAlarm", f"{throttles_threshold}+ throttled requests a minute", self.metric_throttles(),
+            throttles_threshold,
         )
         self.rollback_alarms: list[cloudwatch.Alarm] = [
             self.alarm_errors,

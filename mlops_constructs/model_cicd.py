@@ -871,9 +871,8 @@ class ModelDeployCd(Construct):
                             input=source_output,
                             outputs=[targets_output],
                             environment_variables={
-                                "MODEL_PACKAGE_ARN": codebuild.BuildEnvironmentVariable(
-                                    value=resolve.variable("MODEL_PACKAGE_ARN")
-                                )
+                                name: codebuild.BuildEnvironmentVariable(value=resolve.variable(name))
+                                for name in ("MODEL_PACKAGE_ARN", "MODEL_DATA_URL")
                             },
                         )
                     ],

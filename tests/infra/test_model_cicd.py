@@ -286,8 +286,10 @@ def test_resolve_exports_variables_that_deploy_and_smoke_consume(synth):
     for stage in ("staging", "prod"):
         (dep,) = _stage(deploy, f"Deploy-{stage}")["Actions"]
         (smoke,) = _stage(deploy, f"Smoke-{stage}")["Actions"]
+        # the serving stack takes both: the package (endpoint) and its model.tar.gz (model-in-Lambda function)
         assert json.loads(dep["Configuration"]["EnvironmentVariables"]) == [
-            {"name": "MODEL_PACKAGE_ARN", "type": "PLAINTEXT", "value": "#{Resolve.MODEL_PACKAGE_ARN}"}
+            {"name": "MODEL_PACKAGE_ARN", "type": "PLAINTEXT", "value": "#{Resolve.MODEL_PACKAGE_ARN}"},
+            {"name": "MODEL_DATA_URL", "type": "PLAINTEXT", "value": "#{Resolve.MODEL_DATA_URL}"},
         ]
         assert dep["OutputArtifacts"] == [{"Name": f"Targets_{stage}"}]
         assert [a["Name"] for a in smoke["InputArtifacts"]] == ["Source", f"Targets_{stage}"]
