@@ -584,3 +584,20 @@ def test_app_serving_stacks_monitor_data_quality_against_the_pipeline_baseline(d
         assert "/models/abalone/monitoring/baseline/statistics.json" in text
         assert "/models/abalone/monitoring/baseline/constraints.json" in text
         assert job["Properties"]["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == f"mlops-dev-abalone-{stage}"
+
+
+def test_deploy_script_and_serving_stacks_agree_on_names(dev):
+    """What cicd_scripts.deploy_serving passes and reads is what the serving stacks declare and output."""
+    from cicd_scripts import deploy_serving
+
+    checked = 0
+    for part, stack in dev.stacks.items():
+        if not part.startswith("serving-"):
+            continue
+        model, stage = part[len("serving-"):].rsplit("-", 1)
+        assert stack.stack_name == deploy_serving.serving_stack_name("mlops", "dev", model, stage)
+        template = dev.templates[stack.stack_name]
+        assert {deploy_serving.MODEL_PACKAGE_PARAMETER, deploy_serving.MODEL_DATA_PARAMETER} <= set(template["Parameters"])
+        assert {deploy_serving.ENDPOINT_OUTPUT, deploy_serving.FUNCTION_URL_OUTPUT} <= set(template["Outputs"])
+        checked += 1
+    assert checked == 2  # staging and prod
