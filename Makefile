@@ -43,6 +43,7 @@ install-dev: install $(VENV)/.dev-installed
 
 ## Synthesize every stack of ENV (default dev) into cdk.out/, offline.
 synth: install
+	rm -rf cdk.out
 	env -u AWS_PROFILE $(CDK) synth --quiet --no-notices -c env=$(ENV)
 	@echo "Templates in cdk.out/:" && ls cdk.out/*.template.json | sed 's/^/  /'
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from mlops_constructs.storage import allow_cloudwatch_logs
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
 from stacks.common import log_retention, removal_policy
@@ -60,12 +62,21 @@ class SharedStack(Stack):
 
         self.sagemaker_log_groups: dict[str, logs.LogGroup] = {}
         if manage_sagemaker_log_groups:
+            self.logs_key = kms.Key(
+                self,
+                "SageMakerLogsKey",
+                description=f"{prefix}: SageMaker processing and training job logs",
+                enable_key_rotation=True,
+                removal_policy=removal_policy(config),
+            )
+            allow_cloudwatch_logs(self.logs_key)
             for id_, name in SAGEMAKER_JOB_LOG_GROUPS.items():
                 self.sagemaker_log_groups[name] = logs.LogGroup(
                     self,
                     id_,
                     log_group_name=name,
                     retention=log_retention(config),
+                    encryption_key=self.logs_key,
                     removal_policy=removal_policy(config),
                 )
 

@@ -76,11 +76,12 @@ def test_no_full_access_managed_policies_and_no_all_buckets(synthesized):
             assert "*" not in actions and "s3:*" not in actions, (name, statement)
 
 
-def test_every_log_group_has_retention(synthesized):
+def test_every_log_group_has_retention_and_a_kms_key(synthesized):
     groups = synthesized.all_resources("AWS::Logs::LogGroup")
     assert groups
     for logical_id, group in groups.items():
         assert group["Properties"].get("RetentionInDays") == synthesized.config.log_retention_days, logical_id
+        assert "KmsKeyId" in group["Properties"], logical_id
 
 
 def test_every_taggable_resource_carries_cost_tags(synthesized):
