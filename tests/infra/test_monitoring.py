@@ -174,7 +174,8 @@ def test_topic_encrypted_and_subscribed(synth):
     tpl = synth["shared"]
     (topic,) = _resources(tpl, "AWS::SNS::Topic").values()
     assert "KmsMasterKeyId" in topic["Properties"]
-    (key,) = _resources(tpl, "AWS::KMS::Key").values()
+    topic_key = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = _resources(tpl, "AWS::KMS::Key")[topic_key]
     assert key["Properties"]["EnableKeyRotation"] is True
     principals = json.dumps(key["Properties"]["KeyPolicy"])
     assert "cloudwatch.amazonaws.com" in principals and "events.amazonaws.com" in principals
