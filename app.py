@@ -21,7 +21,11 @@ def main() -> int:
         return 1
     from stacks.app_builder import build_app
 
-    build_app(config, app=app).synth()
+    try:
+        build_app(config, app=app).synth()
+    except ValueError as exc:  # a construct refused a value: say which, without a jsii stack trace
+        print(f"Synth error (config/{env_name}.yaml):\n{exc}", file=sys.stderr)
+        return 1
     return 0
 
 

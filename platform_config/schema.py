@@ -250,6 +250,16 @@ class PlatformConfig(_Strict):
             raise ValueError(f"models names must be unique; repeated: {dupes}")
         if self.removal_policy == "destroy" and self.environment == "prod":
             raise ValueError("removal_policy 'destroy' is refused for environment 'prod'; use 'retain'")
+        for m in self.models:
+            for s in m.stages:
+                for attr in ("account", "region"):
+                    wanted, own = getattr(s, attr), getattr(self, attr)
+                    if wanted is not None and wanted != own:
+                        raise ValueError(
+                            f"models '{m.name}' stage '{s.name}' sets {attr} {wanted} but the environment's is "
+                            f"{own or 'unset'}: a serving stack reads the lake of its own environment; put that "
+                            "stage in the config of the environment (account) it runs in"
+                        )
         # Longest physical name: "<project>-<env>-<model>-<stage>-endpoint" must stay within SageMaker's 63 chars.
         for m in self.models:
             for s in m.stages:

@@ -137,3 +137,12 @@ def test_bad_schedules(tmp_path):
     )
     msg = _error(tmp_path, lambda d: d["data_lake"].update(etl_schedule="0 3 * * *"))
     assert "dev.yaml: data_lake.etl_schedule = '0 3 * * *': must be an EventBridge expression" in msg
+
+
+def test_stage_in_another_account_is_refused(tmp_path):
+    msg = _error(tmp_path, lambda d: d["models"][0].update(stages=[{"name": "prod", "account": "123456789012"}]))
+    assert msg.endswith(
+        "dev.yaml: (top level): models 'abalone' stage 'prod' sets account 123456789012 but the environment's is "
+        "unset: a serving stack reads the lake of its own environment; put that stage in the config of the "
+        "environment (account) it runs in"
+    )
