@@ -11,7 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlops_constructs.storage import access_logs_bucket
+from mlops_constructs.storage import access_logs_bucket, kms_bucket
 
 ZONES = ("raw", "curated", "artifacts")
 
@@ -93,18 +93,12 @@ class DataLake(Construct):
                         ],
                     )
                 )
-            self.buckets[zone] = s3.Bucket(
+            self.buckets[zone] = kms_bucket(
                 self,
                 zone.capitalize(),
-                encryption=s3.BucketEncryption.KMS,
-                encryption_key=self.key,
-                bucket_key_enabled=True,
-                enforce_ssl=True,
-                versioned=True,
-                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-                server_access_logs_bucket=self.access_logs_bucket,
-                server_access_logs_prefix=f"{zone}/",
+                key=self.key,
+                access_logs_bucket=self.access_logs_bucket,
+                access_logs_prefix=f"{zone}/",
                 removal_policy=removal_policy,
                 lifecycle_rules=rules,
             )

@@ -30,7 +30,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.storage import allow_cloudwatch_logs
+from mlops_constructs.storage import allow_cloudwatch_logs, kms_bucket
 from mlops_constructs.model_registry import approved_event_pattern, grant_read_model_packages
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,20 +95,15 @@ def _private_bucket(
     versioned: bool,
     what: str,
 ) -> s3.Bucket:
-    bucket = s3.Bucket(
+    bucket = kms_bucket(
         scope,
         id_,
-        encryption=s3.BucketEncryption.KMS,
-        encryption_key=key,
-        bucket_key_enabled=True,
-        enforce_ssl=True,
-        versioned=versioned,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        server_access_logs_bucket=access_logs_bucket,
-        server_access_logs_prefix=access_logs_prefix if access_logs_bucket else None,
+        key=key,
+        access_logs_bucket=access_logs_bucket,
+        access_logs_prefix=access_logs_prefix,
         removal_policy=removal_policy,
-        lifecycle_rules=list(lifecycle_rules),
+        lifecycle_rules=lifecycle_rules,
+        versioned=versioned,
     )
     if access_logs_bucket is None:
         compliance.acknowledge(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -62,3 +64,33 @@ def access_logs_bucket(
         f"This is the server access log target bucket of {purpose}; logging it to itself would loop.",
     )
     return bucket
+
+
+def kms_bucket(
+    scope: Construct,
+    id_: str,
+    *,
+    key: kms.IKey,
+    access_logs_bucket: Optional[s3.IBucket],
+    access_logs_prefix: str,
+    removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+    versioned: bool = True,
+) -> s3.Bucket:
+    """A private bucket: SSE-KMS with ``key`` (bucket key on), TLS only, public access blocked, owner-enforced, server
+    access logs to ``access_logs_bucket`` under ``access_logs_prefix`` (none when no log bucket is given)."""
+    return s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=key,
+        bucket_key_enabled=True,
+        enforce_ssl=True,
+        versioned=versioned,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=access_logs_bucket,
+        server_access_logs_prefix=access_logs_prefix if access_logs_bucket else None,
+        removal_policy=removal_policy,
+        lifecycle_rules=list(lifecycle_rules),
+    )

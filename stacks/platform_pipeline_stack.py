@@ -39,7 +39,7 @@ from aws_cdk import pipelines
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.storage import access_logs_bucket
+from mlops_constructs.storage import access_logs_bucket, kms_bucket
 from platform_config import PlatformConfig, load_config
 from stacks.common import log_retention, removal_policy
 
@@ -268,20 +268,15 @@ class PlatformPipelineStack(Stack):
 
     def _kms_bucket(self, id_: str, log_prefix: str, policy: cdk.RemovalPolicy, *, versioned: bool,
                     rule: s3.LifecycleRule) -> s3.Bucket:
-        return s3.Bucket(
+        return kms_bucket(
             self,
             id_,
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            versioned=versioned,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix=log_prefix,
+            key=self.key,
+            access_logs_bucket=self.access_logs_bucket,
+            access_logs_prefix=log_prefix,
             removal_policy=policy,
             lifecycle_rules=[rule],
+            versioned=versioned,
         )
 
     def _sub_configuration_role_arns(self) -> None:
