@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from platform_config import PlatformConfig
-from stacks.common import tag
+from stacks.common import LakeReferences, tag
 from stacks.data_stack import DataStack
-from stacks.model_stack import ModelStack
+from stacks.model_stack import ModelStack, model_resource_name
 from stacks.serving_stack import ServingStack
 from stacks.shared_stack import SharedStack
 from stacks.workstation_stack import WorkstationStack
@@ -21,63 +21,95 @@ from stacks.workstation_stack import WorkstationStack
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: CDK context key that selects serving stacks: ``all``, or ``<model>/<stage>`` (comma-separated for several).
+SERVING_CONTEXT = "serving"
+
+
+def serving_selection(value: object, config: PlatformConfig) -> set[tuple[str, str]]:
+    """The (model, stage) pairs the ``serving`` context asks for; ``ValueError`` naming the bad entry.
+
+    Serving stacks take the approved model package as a parameter, so they exist only when asked for: the model
+    deploy pipeline synthesizes exactly the one it deploys (``-c serving=<model>/<stage>``); tests and the rehearsal
+    ask for ``all``. Without the context, ``cdk deploy --all`` deploys every stack that can exist before the first
+    approval and needs no parameter.
+    """
+    available = {
+        (m.name, s.name) for m in config.models if m.endpoint.enabled or m.lambda_.enabled for s in m.stages
+    }
+    if value in (None, "", False):
+        return set()
+    if value is True or value == "all":
+        return available
+    chosen: set[tuple[str, str]] = set()
+    for item in str(value).split(","):
+        model, _, stage = item.strip().partition("/")
+        if (model, stage) not in available:
+            names = ", ".join(f"{m}/{s}" for m, s in sorted(available)) or "none"
+            raise ValueError(
+                f"-c {SERVING_CONTEXT}={value}: '{item.strip()}' is not a served model/stage of "
+                f"config/{config.environment}.yaml; use 'all' or one of: {names}"
+            )
+        chosen.add((model, stage))
+    return chosen
+
+
+def stack_environment(config: PlatformConfig) -> Optional[cdk.Environment]:
+    """The environment of the config's stacks, or None (environment-agnostic) when it names no account/region."""
+    if config.account or config.region:
+        return cdk.Environment(account=config.account, region=config.region)
+    return None
+
+
 class EnvironmentStacks:
     """The stacks of one environment in ``scope`` (the App, or a Stage of the platform pipeline).
 
-    Named ``<project>-<environment>-<part>``: shared, data, model-<model>, serving-<model>-<stage> (unless
-    ``include_serving`` is False: serving stacks take the approved package as a parameter, which only the model deploy
-    pipeline or a person running ``cdk deploy`` can pass), and workstation when the config enables it.
+    Named ``<project>-<environment>-<part>`` (the same CloudFormation stack name in the App and in a pipeline Stage):
+    shared, data, model-<model>, workstation when the config enables it, and the serving-<model>-<stage> stacks
+    listed in ``serving`` (see :func:`serving_selection`).
     """
 
-    def __init__(self, scope: Construct, config: PlatformConfig, *, include_serving: bool = True) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        config: PlatformConfig,
+        *,
+        serving: Iterable[tuple[str, str]] = (),
+        core: bool = True,
+    ) -> None:
         self.config = config
-        env = cdk.Environment(account=config.account, region=config.region) if (
-            config.account or config.region
-        ) else None
+        env = stack_environment(config)
         prefix = config.prefix()
         self.stacks: dict[str, cdk.Stack] = {}
+        self.serving: dict[tuple[str, str], ServingStack] = {}
+        self.models: dict[str, ModelStack] = {}
+        serving = set(serving)
+        if not core:
+            # Serving stacks alone (the platform pipeline owns the environment's other stacks): they reach the lake
+            # and the alarm topic through the environment's named exports.
+            self._serving(scope, config, serving, LakeReferences.imported(prefix), None, env)
+            return
 
-        self.shared = SharedStack(scope, f"{prefix}-shared", config=config, env=env)
+        self.shared = SharedStack(scope, f"{prefix}-shared", config=config, env=env, stack_name=f"{prefix}-shared")
         self._register("shared", self.shared)
-        self.data = DataStack(scope, f"{prefix}-data", config=config, env=env)
+        self.data = DataStack(scope, f"{prefix}-data", config=config, env=env, stack_name=f"{prefix}-data")
         self._register("data", self.data)
 
-        self.models: dict[str, ModelStack] = {}
         for model in config.models:
+            name = f"{prefix}-model-{model.name}"
             stack = ModelStack(
                 scope,
-                f"{prefix}-model-{model.name}",
+                name,
                 config=config,
                 model=model,
                 lake_refs=self.data.lake_refs,
                 shared=self.shared,
                 env=env,
+                stack_name=name,
             )
             self._register(f"model-{model.name}", stack, model.name)
             self.models[model.name] = stack
 
-        self.serving: dict[tuple[str, str], ServingStack] = {}
-        for model in config.models if include_serving else ():
-            if not (model.endpoint.enabled or model.lambda_.enabled):
-                continue  # nothing to serve
-            for stage in model.stages:
-                stage_env = (
-                    cdk.Environment(account=stage.account or config.account, region=stage.region or config.region)
-                    if (stage.account or stage.region)
-                    else env
-                )
-                stack = ServingStack(
-                    scope,
-                    f"{prefix}-serving-{model.name}-{stage.name}",
-                    config=config,
-                    model=model,
-                    stage=stage,
-                    lake_refs=self.data.lake_refs,
-                    shared=self.shared,
-                    env=stage_env,
-                )
-                self._register(f"serving-{model.name}-{stage.name}", stack, model.name)
-                self.serving[(model.name, stage.name)] = stack
+        self._serving(scope, config, serving, self.data.lake_refs, self.shared, env)
 
         if config.workstation.enabled:
             self.workstation = WorkstationStack(
@@ -85,10 +117,37 @@ class EnvironmentStacks:
                 f"{prefix}-workstation",
                 config=config,
                 lake_refs=self.data.lake_refs,
-                pipeline_names=[f"{prefix}-{m.name}" for m in config.models],
+                pipeline_names=[model_resource_name(config, m) for m in config.models],
                 env=env,
+                stack_name=f"{prefix}-workstation",
             )
             self._register("workstation", self.workstation)
+
+    def _serving(self, scope, config, serving, lake_refs, shared, env) -> None:
+        prefix = config.prefix()
+        for model in config.models:
+            for stage in model.stages:
+                if (model.name, stage.name) not in serving:
+                    continue
+                stage_env = (
+                    cdk.Environment(account=stage.account or config.account, region=stage.region or config.region)
+                    if (stage.account or stage.region)
+                    else env
+                )
+                name = f"{prefix}-serving-{model.name}-{stage.name}"
+                stack = ServingStack(
+                    scope,
+                    name,
+                    config=config,
+                    model=model,
+                    stage=stage,
+                    lake_refs=lake_refs,
+                    shared=shared,
+                    env=stage_env,
+                    stack_name=name,
+                )
+                self._register(f"serving-{model.name}-{stage.name}", stack, model.name)
+                self.serving[(model.name, stage.name)] = stack
 
     def _register(self, part: str, stack: cdk.Stack, model: Optional[str] = None) -> None:
         tag(stack, self.config, model)
@@ -96,23 +155,32 @@ class EnvironmentStacks:
 
 
 class PlatformApp:
-    """The app of one environment: its stacks, the platform pipeline when enabled, and the cdk-nag gate."""
+    """The app of one environment: its stacks, the platform pipeline when enabled, and the cdk-nag gate.
+
+    One owner per environment: without the platform pipeline the App holds the environment's stacks; with it, the
+    pipeline's Stages own them (every environment in ``platform_pipeline.environments``) and the App holds only the
+    pipeline stack, plus the serving stacks the ``serving`` context asks for (the model deploy pipeline deploys those
+    with the approved package; they import the environment's exports by name).
+    """
 
     def __init__(self, config: PlatformConfig, *, app: cdk.App, nag: bool = True) -> None:
         self.config = config
         self.app = app
-        self.environment = EnvironmentStacks(app, config)
+        serving = serving_selection(app.node.try_get_context(SERVING_CONTEXT), config)
+        pipeline_enabled = config.platform_pipeline.enabled
+        self.environment = EnvironmentStacks(app, config, serving=serving, core=not pipeline_enabled)
         self.stacks = self.environment.stacks
-        if config.platform_pipeline.enabled:
+        if pipeline_enabled:
             from stacks.platform_pipeline_stack import PlatformPipelineStack
 
-            env = cdk.Environment(account=config.account, region=config.region) if config.account else None
+            name = f"{config.prefix()}-pipeline"
             self.pipeline = PlatformPipelineStack(
                 app,
-                f"{config.prefix()}-pipeline",
+                name,
                 config=config,
-                build_stacks=lambda stage, env_config: EnvironmentStacks(stage, env_config, include_serving=False),
-                env=env,
+                build_stacks=lambda stage, env_config: EnvironmentStacks(stage, env_config),
+                env=stack_environment(config),
+                stack_name=name,
             )
             tag(self.pipeline, config)
             self.stacks["pipeline"] = self.pipeline

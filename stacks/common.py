@@ -60,6 +60,15 @@ class LakeReferences:
                       export_name=self.export_name(zone, "name"))
         CfnOutput(producer, "LakeKeyArn", value=key.key_arn, export_name=self.export_name("key", "arn"))
 
+    @classmethod
+    def imported(cls, prefix: str) -> "LakeReferences":
+        """The same exports, for stacks of an App that does not hold the data stack (it is deployed elsewhere, e.g.
+        by the platform pipeline's Stage): consumers import by name, with no stack dependency."""
+        refs = cls.__new__(cls)
+        refs.prefix = prefix
+        refs.producer = None
+        return refs
+
     def export_name(self, part: str, attribute: str) -> str:
         return f"{self.prefix}-lake-{part}-{attribute}"
 
@@ -68,7 +77,8 @@ class LakeReferences:
         from aws_cdk import aws_kms as kms
         from aws_cdk import aws_s3 as s3
 
-        consumer.add_stack_dependency(self.producer)
+        if self.producer is not None:
+            consumer.add_stack_dependency(self.producer)
         key = kms.Key.from_key_arn(consumer, "LakeKey", Fn.import_value(self.export_name("key", "arn")))
         buckets = {
             zone: s3.Bucket.from_bucket_attributes(

@@ -41,7 +41,7 @@ def _synth(env: str, outdir: Path) -> Synthesized:
 
     config = load_config(env)
     # Reference assets in place: the templates are the same, without copying the ~90 MB Lambda layer per synth.
-    platform = build_app(config, outdir=outdir, extra_context={"aws:cdk:disable-asset-staging": True})
+    platform = build_app(config, outdir=outdir, extra_context={"aws:cdk:disable-asset-staging": True, "serving": "all"})
     try:
         assembly = platform.synth()
     except RuntimeError as exc:  # cdk-nag findings fail synthesis: show the report, not just "ValidationFailed"
