@@ -17,6 +17,13 @@
 # Idempotent: the build happens in a staging dir that replaces OUT_DIR/python at the end; an up-to-date OUT_DIR
 # (same requirements, script and target) is kept as is unless FORCE=1.
 #
+# Reproducible: the same requirements, script and bytecode compiler (the exact python3.12 release; recorded as
+# "bytecode" in manifest.json) give byte-identical OUT_DIR/python, hence the same CDK asset hash: a deploy with
+# nothing changed publishes no new layer or function version and starts no CodeDeploy deployment, and two builds
+# (staging's and prod's) ship the same layer. What used to differ: .pyc embedding the random staging path. pip's
+# RECORD/INSTALLER/REQUESTED/direct_url.json (install paths, tool names) and console scripts (shebangs) are removed.
+# Checked by tests/runtime/test_lambda_layer_reproducible.py.
+#
 # Environment: PYTHON_VERSION (default 3.12), PYTHON (the interpreter whose pip runs; default the repo's .venv,
 # else python3), LAMBDA_PYTHON (an interpreter of PYTHON_VERSION for bytecode and the smoke test; default
 # found on PATH or in pyenv), HANDLER_DIR (function code measured with the layer; default lambda_src/inference),
@@ -172,8 +179,14 @@ for candidate in "${CANDIDATES[@]}"; do
   fi
 done
 if [[ -n "$COMPILER" ]]; then
-  # unchecked-hash: valid whatever mtimes the zip/extraction gives the sources.
-  "$COMPILER" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$TARGET" >/dev/null
+  # Reproducible bytes (same inputs -> same CDK asset hash -> no new layer version, no CodeDeploy run):
+  # - unchecked-hash: no source mtime in the .pyc (valid whatever mtimes the zip/extraction gives the sources);
+  # - -s/-p: each code object's co_filename is the path Lambda runs it from (/opt/python/...), not this build's
+  #   random staging dir;
+  # - PYTHONHASHSEED=0: before 3.11 marshal wrote frozenset constants in (per-process random) hash order; 3.11+
+  #   sorts them, the seed costs nothing for other PYTHON_VERSIONs.
+  PYTHONHASHSEED=0 "$COMPILER" -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+    -s "$STAGE" -p /opt "$TARGET" >/dev/null
   echo "build_lambda_deps: compiled bytecode with $COMPILER"
 else
   echo "build_lambda_deps: WARNING no python$PYTHON_VERSION here: no .pyc in the layer (cold starts compile the"
@@ -211,7 +224,9 @@ with tempfile.TemporaryDirectory() as runtime_dir:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MODEL_", "INFERENCE_"))}
     env["POWERTOOLS_TRACE_DISABLED"] = "true"
     # -S -I: no site-packages, no user site, no PYTHON* env: only what Lambda would have.
-    subprocess.run([interpreter, "-S", "-I", "-c", code, target, handler_dir, runtime_dir], check=True, env=env)
+    # -B: write no bytecode (the layer's .pyc are final; the handler dir's are not part of the asset).
+    subprocess.run([interpreter, "-S", "-I", "-B", "-c", code, target, handler_dir, runtime_dir], check=True,
+                   env=env)
 print(f"build_lambda_deps: isolated import + predict smoke test OK with {interpreter}")
 PY
 else
@@ -221,7 +236,9 @@ fi
 # ---- swap in, measure, record ------------------------------------------------------------------------------------
 rm -rf "$OUT_DIR/python"
 mv "$TARGET" "$OUT_DIR/python"
-"$PYTHON" - "$OUT_DIR" "$HANDLER_DIR" "$STAMP" "$PYTHON_VERSION" "$MAX_ZIP_MB" "$MAX_UNZIPPED_MB" <<'PY'
+BYTECODE=none
+[[ -n "$COMPILER" ]] && BYTECODE=$("$COMPILER" -c 'import platform; print(platform.python_implementation(), platform.python_version())')
+"$PYTHON" - "$OUT_DIR" "$HANDLER_DIR" "$STAMP" "$PYTHON_VERSION" "$MAX_ZIP_MB" "$MAX_UNZIPPED_MB" "$BYTECODE" <<'PY'
 import io
 import json
 import os
@@ -230,7 +247,7 @@ import zipfile
 from pathlib import Path
 
 out_dir, handler_dir, stamp, py_version = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-max_zip_mb, max_unzipped_mb = float(sys.argv[5]), float(sys.argv[6])
+max_zip_mb, max_unzipped_mb, bytecode = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
 
 
 def files(root: Path, prefix: str, skip_pycache: bool = False):
@@ -273,6 +290,9 @@ manifest_path = out_dir / "manifest.json"
 if sizes["total_zipped_mb"] > max_zip_mb or sizes["total_unzipped_mb"] > max_unzipped_mb:
     manifest_path.unlink(missing_ok=True)  # not up to date: the next run rebuilds
     sys.exit(f"over budget: {max_zip_mb} MB zipped / {max_unzipped_mb} MB unzipped")
-manifest = {"inputs_sha256": stamp, "python_version": py_version, "sizes": sizes, "unzipped_mb_by_entry": packages}
+# bytecode: the interpreter that compiled the .pyc ("none": no .pyc), the one input outside inputs_sha256 that
+# changes the layer's bytes (another 3.12.x patch release may emit other bytecode).
+manifest = {"inputs_sha256": stamp, "python_version": py_version, "bytecode": bytecode, "sizes": sizes,
+            "unzipped_mb_by_entry": packages}
 manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 PY
