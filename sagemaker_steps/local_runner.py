@@ -150,7 +150,8 @@ def run_local_pipeline(
     local_hyperparameters = dict(hyperparameters or {})
     local_hyperparameters.setdefault("nthread", 1)  # a laptop/CI run shares its cores
     arguments = {
-        spec.PREPROCESS: spec.preprocess_arguments(target_column, problem_type, positive_threshold, seed=seed),
+        spec.PREPROCESS: spec.preprocess_arguments(target_column, problem_type, positive_threshold, seed=seed,
+                                                   input_data_url=input_path.resolve().as_uri()),
         spec.TRAIN: spec.hyperparameters_to_cli(
             spec.training_hyperparameters(framework, local_hyperparameters, seed=seed)),
         spec.EVALUATE: spec.evaluate_arguments(seed=seed),

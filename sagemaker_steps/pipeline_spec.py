@@ -180,6 +180,18 @@ class StepSpec:
 
 
 EVALUATION_REPORT = PropertyFileSpec(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+BASELINE_FILE = "baseline.csv"
+DATA_MANIFEST_FILE = "data_manifest.json"
+
+# Serving: train.py copies itself into the model dir as code/train.py, so model.tar.gz carries its inference code;
+# the registered package's container environment points the framework container's inference toolkit at it.
+SERVING_SUBMIT_DIRECTORY = "/opt/ml/model/code"
+
+
+def serving_environment(framework: str = "xgboost") -> dict[str, str]:
+    """The container environment of the registered model package (the same for both frameworks)."""
+    return {"SAGEMAKER_PROGRAM": step_by_name(TRAIN, framework).script,
+            "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_SUBMIT_DIRECTORY}
 
 PREPROCESS = "Preprocess"
 TRAIN = "Train"
@@ -211,10 +223,13 @@ def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
                 Channel("train", _p("train"), flag="--train-dir"),
                 Channel("validation", _p("validation"), flag="--validation-dir"),
                 Channel("test", _p("test"), flag="--test-dir"),
-                Channel("baseline", _p("baseline"), flag="--baseline-dir"),
+                Channel("baseline", _p("baseline"), flag="--baseline-dir", artifact=BASELINE_FILE),
+                Channel("manifest", _p("manifest"), flag="--manifest-dir", artifact=DATA_MANIFEST_FILE),
             ),
             notes="arguments: preprocess_arguments(); train/ also holds feature_spec.json; baseline/baseline.csv "
-                  "is the Model Monitor data-quality baseline dataset (CSV with header, raw features, no target)",
+                  "is the Model Monitor data-quality baseline dataset (the rows the endpoint receives: encoded "
+                  "numeric features, CSV, no header, no target); manifest/data_manifest.json lists the input "
+                  "objects with their SHA-256 and one content digest",
         ),
         StepSpec(
             name=TRAIN, step_type="Training", script="train.py", container=training_container,
@@ -278,8 +293,12 @@ def step_by_name(name: str, framework: str = "xgboost") -> StepSpec:
 def preprocess_arguments(target_column: str, problem_type: str = "regression",
                          positive_threshold: float | None = None, *, validation_fraction: float = 0.15,
                          test_fraction: float = 0.15, seed: int = 42,
-                         exclude_columns: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """The ProcessingStep job arguments of Preprocess (container paths are the defaults, so not passed)."""
+                         exclude_columns: tuple[str, ...] | list[str] = (),
+                         input_data_url: Any = None) -> list[Any]:
+    """The ProcessingStep job arguments of Preprocess (container paths are the defaults, so not passed).
+
+    ``input_data_url``: recorded in the data manifest (the pipeline passes the InputDataUrl parameter).
+    """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"unknown problem_type {problem_type!r}")
     if problem_type == "binary_classification" and positive_threshold is None:
@@ -291,6 +310,8 @@ def preprocess_arguments(target_column: str, problem_type: str = "regression",
         args += ["--positive-threshold", str(positive_threshold)]
     if exclude_columns:
         args += ["--exclude-columns", ",".join(exclude_columns)]
+    if input_data_url is not None:
+        args += ["--input-data-url", input_data_url]
     return args
 
 

@@ -8,14 +8,19 @@ Container paths (each overridable):
   train     /opt/ml/processing/train       train.csv + feature_spec.json
   validation /opt/ml/processing/validation validation.csv
   test      /opt/ml/processing/test        test.csv
-  baseline  /opt/ml/processing/baseline    baseline.csv (raw features of the training rows, no target)
+  baseline  /opt/ml/processing/baseline    baseline.csv: the training rows exactly as the endpoint receives them
+                                           (encoded_columns in order, numeric, no header, no target), the
+                                           Model Monitor data-quality baseline dataset
+  manifest  /opt/ml/processing/manifest    data_manifest.json: the input objects (relative path, size, SHA-256),
+                                           their partitions, row count and one content digest of them all
 
-The encoded CSVs have a header row and the target (the 0/1 label for binary_classification) FIRST, then the
-``encoded_columns`` of the feature spec in order.
+The train/validation/test CSVs have a header row and the target (the 0/1 label for binary_classification) FIRST,
+then the ``encoded_columns`` of the feature spec in order.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -30,6 +35,8 @@ PROBLEM_TYPES = ("regression", "binary_classification")
 # Columns the curated zone adds that are never features (Hive partition columns and lineage).
 DEFAULT_METADATA_COLUMNS = ("ingest_date",)
 FEATURE_SPEC_FILE = "feature_spec.json"
+MANIFEST_FILE = "data_manifest.json"
+BASELINE_FILE = "baseline.csv"
 
 
 class PreprocessError(ValueError):
@@ -58,15 +65,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--input-data-url", default="",
+                        help="the S3 URI the input was downloaded from (recorded in the data manifest)")
     parser.add_argument("--input-dir", default=os.path.join(PROCESSING_BASE, "input"))
     parser.add_argument("--output-dir", default=PROCESSING_BASE,
-                        help="base of the output dirs train/, validation/, test/, baseline/")
+                        help="base of the output dirs train/, validation/, test/, baseline/, manifest/")
     parser.add_argument("--train-dir", default=None)
     parser.add_argument("--validation-dir", default=None)
     parser.add_argument("--test-dir", default=None)
     parser.add_argument("--baseline-dir", default=None)
+    parser.add_argument("--manifest-dir", default=None)
     args = parser.parse_args(argv)
-    for name in ("train", "validation", "test", "baseline"):
+    for name in ("train", "validation", "test", "baseline", "manifest"):
         attr = name + "_dir"
         if getattr(args, attr) is None:
             setattr(args, attr, os.path.join(args.output_dir, name))
@@ -135,6 +145,34 @@ def read_curated(input_dir: str, drop_columns: Sequence[str] = DEFAULT_METADATA_
     print("Read {} rows x {} columns from {} file(s) under {}".format(len(data), len(columns), len(files),
                                                                      input_dir))
     return data
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_manifest(input_dir: str, input_data_url: str = "") -> Dict:
+    """What this run read: every data file under ``input_dir`` (path relative to it, bytes, SHA-256), the Hive
+    partitions (``key=value`` directories) they sit in, and one ``digest`` over the sorted (path, SHA-256) pairs, so
+    two runs on the same objects give the same digest and any added, removed or changed object changes it."""
+    files = _data_files(input_dir)
+    root = input_dir if os.path.isdir(input_dir) else os.path.dirname(input_dir)
+    entries = []
+    partitions = set()
+    for path in files:
+        relative = os.path.relpath(path, root).replace(os.sep, "/")
+        entries.append({"path": relative, "bytes": os.path.getsize(path), "sha256": _sha256(path)})
+        for part in relative.split("/")[:-1]:
+            if "=" in part:
+                partitions.add(part)
+    entries.sort(key=lambda e: e["path"])
+    digest = hashlib.sha256("".join("{}\t{}\n".format(e["path"], e["sha256"]) for e in entries).encode("utf-8"))
+    return {"input_data_url": input_data_url, "digest": "sha256:" + digest.hexdigest(), "file_count": len(entries),
+            "partitions": sorted(partitions), "files": entries}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,10 +275,10 @@ def split_indices(index: pd.Index, y: pd.Series, validation_fraction: float, tes
 # ---------------------------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------------------------
-def _write_csv(frame: pd.DataFrame, directory: str, name: str) -> str:
+def _write_csv(frame: pd.DataFrame, directory: str, name: str, header: bool = True) -> str:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
-    frame.to_csv(path, index=False, header=True)
+    frame.to_csv(path, index=False, header=header)
     return path
 
 
@@ -249,6 +287,7 @@ def run(args: argparse.Namespace) -> Dict:
     if target in args.exclude_columns:
         raise PreprocessError("target column {!r} is listed in --exclude-columns".format(target))
     drop = list(DEFAULT_METADATA_COLUMNS) + [c for c in args.exclude_columns if c not in DEFAULT_METADATA_COLUMNS]
+    manifest = data_manifest(args.input_dir, args.input_data_url)
     data = read_curated(args.input_dir, drop)
     if target not in data.columns:
         raise PreprocessError("target column {!r} not found in the input data; columns are {}".format(
@@ -279,7 +318,10 @@ def run(args: argparse.Namespace) -> Dict:
     outputs["train"] = _write_csv(encoded.loc[train_idx], args.train_dir, "train.csv")
     outputs["validation"] = _write_csv(encoded.loc[validation_idx], args.validation_dir, "validation.csv")
     outputs["test"] = _write_csv(encoded.loc[test_idx], args.test_dir, "test.csv")
-    outputs["baseline"] = _write_csv(raw_features.loc[train_idx], args.baseline_dir, "baseline.csv")
+    # The Model Monitor baseline: the training rows as the endpoint receives them (text/csv, encoded, no header, no
+    # target), so the baseline and the captured requests have the same columns (_c0 ... _cN) and types.
+    outputs["baseline"] = _write_csv(encoded.loc[train_idx, columns], args.baseline_dir, BASELINE_FILE,
+                                     header=False)
 
     spec = {
         "features": features,
@@ -292,11 +334,17 @@ def run(args: argparse.Namespace) -> Dict:
     with open(spec_path, "w") as handle:
         json.dump(spec, handle, indent=2)
     outputs["feature_spec"] = spec_path
+    manifest["rows"] = int(len(data))
+    os.makedirs(args.manifest_dir, exist_ok=True)
+    manifest_path = os.path.join(args.manifest_dir, MANIFEST_FILE)
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle, indent=2)
+    outputs["manifest"] = manifest_path
 
     print("Split {} rows: train={} validation={} test={} ({} encoded feature columns, dropped {})".format(
         len(data), len(train_idx), len(validation_idx), len(test_idx), len(columns), ", ".join(drop)))
     return {"rows": int(len(data)), "train": int(len(train_idx)), "validation": int(len(validation_idx)),
-            "test": int(len(test_idx)), "outputs": outputs}
+            "test": int(len(test_idx)), "digest": manifest["digest"], "outputs": outputs}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,9 +10,11 @@ channels as ``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` (train.csv + featur
 validation.csv), the model dir as ``SM_MODEL_DIR`` (default /opt/ml/model), which SageMaker packs into model.tar.gz.
 Each is overridable by a flag. Unknown hyperparameters are reported and ignored.
 
-Serving: the registered model package runs this file as ``SAGEMAKER_PROGRAM`` in the same framework container, whose
-inference toolkit calls ``model_fn``, ``input_fn`` (text/csv encoded rows or application/json raw instances),
-``predict_fn`` and ``output_fn`` (text/csv or application/json) defined below.
+Serving: training copies this file into the model dir as ``code/train.py``, so model.tar.gz carries its own inference
+code (an endpoint with network isolation needs nothing else). The registered model package sets
+``SAGEMAKER_PROGRAM=train.py`` and ``SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code``; the framework container's
+inference toolkit imports it from there and calls ``model_fn``, ``input_fn`` (text/csv encoded rows or
+application/json raw instances), ``predict_fn`` and ``output_fn`` (text/csv or application/json) defined below.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -32,6 +35,9 @@ TRAINING_INFO_FILE = "training_info.json"
 XGBOOST_MODEL_FILE = "xgboost-model.json"
 SKLEARN_MODEL_FILE = "model.joblib"
 FRAMEWORKS = ("xgboost", "sklearn")
+# The inference code inside model.tar.gz: <model dir>/code/train.py (SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code).
+SERVING_CODE_DIR = "code"
+SERVING_PROGRAM = "train.py"
 
 
 class TrainError(ValueError):
@@ -284,10 +290,21 @@ def run(args: argparse.Namespace) -> Dict:
                  "validation_rows": int(len(y_val))})
     with open(os.path.join(args.model_dir, TRAINING_INFO_FILE), "w") as handle:
         json.dump(info, handle, indent=2)
+    write_serving_code(args.model_dir)
     print("Best iteration {} validation-{}={:.6f}; wrote {} and {} to {}".format(
         info["best_iteration"], info["validation_metric"], info["validation_score"], info["model_file"],
         METADATA_FILE, args.model_dir))
     return info
+
+
+def write_serving_code(model_dir: str) -> str:
+    """Copy this script to ``<model_dir>/code/train.py``: SageMaker packs the model dir into model.tar.gz, and the
+    serving container imports SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code."""
+    code_dir = os.path.join(model_dir, SERVING_CODE_DIR)
+    os.makedirs(code_dir, exist_ok=True)
+    target = os.path.join(code_dir, SERVING_PROGRAM)
+    shutil.copyfile(os.path.abspath(__file__), target)
+    return target
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -241,3 +241,34 @@ def test_model_fn_errors(serving, tmp_path, xgb_run):
     (tmp_path / "model_metadata.json").write_text((xgb_run.model_dir / "model_metadata.json").read_text())
     with pytest.raises(ValueError, match="xgboost-model.json not found in model dir"):
         serving.model_fn(str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The registered package as the framework container's inference toolkit serves it (network isolation: nothing but
+# model.tar.gz and the package's container environment)
+# ---------------------------------------------------------------------------------------------------------------
+def test_model_tarball_serves_itself_with_the_registered_environment(xgb_run, tmp_path):
+    import tarfile
+
+    from sagemaker_steps import pipeline_spec
+
+    environment = pipeline_spec.serving_environment("xgboost")
+    assert environment == {"SAGEMAKER_PROGRAM": "train.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
+    # SageMaker extracts ModelDataUrl into /opt/ml/model; SAGEMAKER_SUBMIT_DIRECTORY is a directory inside it.
+    model_dir = tmp_path / "opt" / "ml" / "model"
+    model_dir.mkdir(parents=True)
+    with tarfile.open(xgb_run.model_artifact) as archive:
+        archive.extractall(model_dir, filter="data")
+    submit_dir = model_dir / Path(environment["SAGEMAKER_SUBMIT_DIRECTORY"]).relative_to("/opt/ml/model")
+    program = submit_dir / environment["SAGEMAKER_PROGRAM"]
+    assert program.is_file()
+    module_spec = importlib.util.spec_from_file_location(program.stem + "_from_tarball", program)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    model = module.model_fn(str(model_dir))
+    rows = _encode_by_hand(_metadata(xgb_run), INSTANCES)
+    body = "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
+    text, content_type = module.output_fn(module.predict_fn(module.input_fn(body, "text/csv"), model), "text/csv")
+    assert content_type == "text/csv"
+    np.testing.assert_array_equal(np.array([float(x) for x in text.split()], dtype=np.float32),
+                                  _booster_predict(xgb_run, rows))

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import importlib.util
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -119,16 +122,50 @@ def test_splits_add_up_and_have_target_first(regression):
     assert train["rings"].dtype.kind == "i" and train["rings"].between(1, 29).all()
 
 
-def test_baseline_is_raw_training_features_without_target(regression):
-    baseline = _csv(regression, "baseline")
-    train = _csv(regression, "train")
-    assert list(baseline.columns) == ["sex", *NUMERIC]
-    assert len(baseline) == len(train)
-    assert set(baseline["sex"]) == {"F", "I", "M"}
-    assert "ingest_date" not in baseline.columns and "rings" not in baseline.columns
+def _baseline(result: LocalRunResult) -> pd.DataFrame:
+    return pd.read_csv(result.outputs["baseline"] / "baseline.csv", header=None)
 
 
-def test_feature_spec_and_contract_encoding_reproduce_train_csv(regression):
+def test_baseline_is_exactly_what_the_endpoint_receives(regression):
+    """Model Monitor baseline = the training rows as text/csv requests: encoded, numeric, no header, no target."""
+    first_line = (regression.outputs["baseline"] / "baseline.csv").read_text().splitlines()[0]
+    assert all(float(cell) == float(cell) for cell in first_line.split(","))  # a data row, not a header
+    baseline, train = _baseline(regression), _csv(regression, "train")
+    assert baseline.shape == (len(train), len(ENCODED))
+    assert all(dtype.kind == "f" for dtype in baseline.dtypes)
+    np.testing.assert_array_equal(baseline.to_numpy(), train[ENCODED].to_numpy())
+    # The serving code accepts every baseline row as a text/csv request unchanged.
+    module_spec = importlib.util.spec_from_file_location("baseline_train_module",
+                                                         spec.step_by_name("Train").script_path)
+    serving = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(serving)
+    metadata = json.loads((regression.model_dir / "model_metadata.json").read_text())
+    body = "\n".join(first_line for _ in range(3))
+    assert serving.input_fn(body, "text/csv", metadata).shape == (3, len(ENCODED))
+
+
+def test_data_manifest_records_the_input_objects_and_a_content_digest(regression, curated, tmp_path):
+    manifest = json.loads((regression.outputs["manifest"] / "data_manifest.json").read_text())
+    (part,) = list(curated.rglob("*.parquet"))
+    assert manifest["partitions"] == ["ingest_date=2024-05-01"]
+    assert manifest["file_count"] == 1 and manifest["rows"] == ABALONE_ROWS
+    assert manifest["files"] == [{"path": "ingest_date=2024-05-01/part-00000.parquet", "bytes": part.stat().st_size,
+                                  "sha256": hashlib.sha256(part.read_bytes()).hexdigest()}]
+    assert manifest["input_data_url"] == curated.resolve().as_uri()
+    assert manifest["digest"].startswith("sha256:")
+    # Same objects -> same digest; one more partition -> another digest.
+    again = preprocess.data_manifest(str(curated))
+    assert again["digest"] == manifest["digest"]
+    grown = tmp_path / "grown"
+    shutil.copytree(curated, grown)
+    (grown / "ingest_date=2024-05-02").mkdir()
+    shutil.copy2(part, grown / "ingest_date=2024-05-02" / "part-00000.parquet")
+    changed = preprocess.data_manifest(str(grown))
+    assert changed["digest"] != manifest["digest"]
+    assert changed["partitions"] == ["ingest_date=2024-05-01", "ingest_date=2024-05-02"]
+
+
+def test_feature_spec_and_contract_encoding_reproduce_train_csv(regression, curated):
     feature_spec = json.loads((regression.outputs["train"] / "feature_spec.json").read_text())
     assert feature_spec == {
         "features": [{"name": "sex", "type": "categorical", "categories": ["F", "I", "M"]}]
@@ -138,10 +175,11 @@ def test_feature_spec_and_contract_encoding_reproduce_train_csv(regression):
         "problem_type": "regression",
         "positive_threshold": None,
     }
-    # Encoding the raw baseline rows exactly as CONTRACTS.md tells inference to gives the train.csv features.
-    baseline, train = _csv(regression, "baseline"), _csv(regression, "train")
+    # Encoding the raw rows exactly as CONTRACTS.md tells inference to gives the train.csv features.
+    curated_rows = pd.read_parquet(next(curated.rglob("*.parquet")))
+    train = _csv(regression, "train")
     rows = []
-    for record in baseline.to_dict(orient="records"):
+    for record in curated_rows.to_dict(orient="records"):
         row = []
         for feature in feature_spec["features"]:
             if feature["type"] == "categorical":
@@ -149,14 +187,21 @@ def test_feature_spec_and_contract_encoding_reproduce_train_csv(regression):
             else:
                 row.append(float(record[feature["name"]]))
         rows.append(row)
-    np.testing.assert_allclose(np.array(rows), train[ENCODED].to_numpy())
+    encoded = np.array(rows)
+    # Every train row is one of the curated rows, encoded (train.csv holds a subset, in curated order).
+    as_set = {tuple(r) for r in encoded.round(6)}
+    assert all(tuple(r) in as_set for r in train[ENCODED].to_numpy().round(6))
+    assert encoded.shape[1] == len(ENCODED)
 
 
 def test_model_artifact_layout_and_metadata_contract(regression):
     with tarfile.open(regression.model_artifact) as archive:
         names = set(archive.getnames())
-    assert {"xgboost-model.json", "model_metadata.json"} <= names
-    assert all("/" not in n for n in names)  # contents at the archive root, as SageMaker packs /opt/ml/model
+    assert {"xgboost-model.json", "model_metadata.json", "code/train.py"} <= names
+    # contents at the archive root, as SageMaker packs /opt/ml/model; only the inference code in code/
+    assert all("/" not in n or n.startswith("code/") for n in names)
+    train_py = spec.step_by_name("Train").script_path
+    assert (regression.model_dir / "code" / "train.py").read_bytes() == train_py.read_bytes()
     metadata = json.loads((regression.model_dir / "model_metadata.json").read_text())
     assert set(metadata) == CONTRACT_METADATA_KEYS
     assert metadata["framework"] == "xgboost"
@@ -297,7 +342,12 @@ def test_preprocess_reads_partitions_recursively_and_drops_metadata(tmp_path, ca
     assert feature_spec["encoded_columns"] == ["colour_blue", "colour_green", "colour_red", "size"]
     frames = [pd.read_csv(tmp_path / "out" / n / f"{n}.csv") for n in ("train", "validation", "test")]
     assert sum(len(f) for f in frames) == 40
-    assert list(pd.read_csv(tmp_path / "out" / "baseline" / "baseline.csv").columns) == ["colour", "size"]
+    baseline = pd.read_csv(tmp_path / "out" / "baseline" / "baseline.csv", header=None)
+    assert baseline.shape == (len(frames[0]), 4)  # encoded colour_blue, colour_green, colour_red, size
+    manifest = json.loads((tmp_path / "out" / "manifest" / "data_manifest.json").read_text())
+    assert [f["path"] for f in manifest["files"]] == [
+        "extra.csv", "ingest_date=2024-01-01/part-0.parquet", "ingest_date=2024-01-02/part-00000-c000"]
+    assert manifest["partitions"] == ["ingest_date=2024-01-01", "ingest_date=2024-01-02"]
     assert "Read 40 rows" in capsys.readouterr().out
 
 
