@@ -14,6 +14,17 @@ Job arguments:
     --max_reject_ratio  optional, default 0.1: the job fails when rejected / rows_in is greater than this.
     --ingest_date       optional, default today (UTC): the ``ingest_date`` partition, ``YYYY-MM-DD``.
 
+How Glue runs it: ``python <script object>.py --JOB_NAME <name> --<argument> <value> ...`` (the script is the CDK asset
+``<hash>.py``), with every ``--extra-py-files`` object on ``sys.path``. ``etl_transform`` arrives inside a zip
+(``mlops_constructs.glue_etl.package_python_modules``) because Glue would expose a plain ``<hash>.py`` under that name.
+
+The whole ``awsglue`` surface used (all in ``main``), which is what a local stand-in must provide:
+    ``awsglue.utils.getResolvedOptions(argv, names)`` -> dict of the named ``--name value`` arguments;
+    ``awsglue.context.GlueContext(spark_context)`` with ``.spark_session`` and
+    ``.create_dynamic_frame.from_options(connection_type, format, format_options, connection_options,
+    transformation_ctx)`` -> a DynamicFrame, of which only ``.resolveChoice(choice="cast:string").toDF()`` is used;
+    ``awsglue.job.Job(glue_context)`` with ``.init(job_name, args)`` and ``.commit()``.
+
 When the reject ratio is exceeded, the rejected rows are still written to the quarantine (so they can be inspected),
 nothing is written to the curated zone, and the job raises before ``Job.commit``: the bookmark does not advance and
 the same files are processed again by the next run.
