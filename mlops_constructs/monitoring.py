@@ -7,11 +7,14 @@ in one period reaches the value" (``>=``); latency and rate thresholds mean "ala
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import cdk_monitoring_constructs as mon
-from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Fn, RemovalPolicy, Stack, Token
+import jsii
+from aws_cdk import ArnFormat, Aspects, Aws, CfnMapping, Duration, Fn, IAspect, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
@@ -43,16 +46,16 @@ _GLUE_ALARMS = ("glue-failed-tasks",)
 _PIPELINE_ALARMS = ("pipeline-failures",)
 
 
+# What Model Monitor reports when an hourly execution finds no captured requests (an endpoint without traffic): the
+# execution is "Failed" with this reason. Not an incident: filtered out of failure notifications.
+NO_DATA_FAILURE_REASON = "Job inputs had no data"
+
+
 def model_monitor_image_accounts() -> dict[str, str]:
     """region -> account of the SageMaker Model Monitor analyzer image, from the SageMaker SDK (offline)."""
-    import os
+    from mlops_constructs.sagemaker_definition import model_monitor_registries
 
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    from sagemaker import image_uris
-
-    config = image_uris.config_for_framework("model-monitor")
-    (version,) = config["versions"].values()
-    return dict(sorted(version["registries"].items()))
+    return dict(sorted(model_monitor_registries().items()))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -142,12 +145,17 @@ class FailureEvents(Construct):
     :param sagemaker_pipeline_names: SageMaker pipelines whose failed executions notify. Default: none.
     :param sagemaker_pipeline_name_prefix: also notify for every pipeline whose name starts with this. Default: none.
     :param glue_job_names: Glue jobs whose FAILED, TIMEOUT or ERROR runs notify. Default: none.
-    :param sagemaker_jobs: notify failed SageMaker training and processing jobs. These events carry no pipeline
-        reference, so the rules cover the account and region unless ``sagemaker_job_name_prefixes`` narrows them.
-        Default: True.
-    :param sagemaker_job_name_prefixes: only jobs whose names start with one of these. Default: all jobs.
+    :param training_job_tags: notify failed SageMaker training jobs that carry ALL these tags (key -> value). A
+        training job state change event carries the job's tags as a key -> value map in ``detail.Tags``; matching them
+        keeps other teams' and other environments' jobs in the account out. Default: none (no training job rule).
+    :param processing_job_role_arns: notify failed SageMaker processing jobs run with one of these roles
+        (``detail.RoleArn``). The processing job state change event carries no tags, so the role is how a rule tells
+        its own jobs (e.g. a :class:`DataQualityMonitor`'s) from the account's others. Default: none (no rule).
+    :param ignored_failure_reason: failures whose ``FailureReason`` starts with this do not notify. Default: Model
+        Monitor's "no data" (an hourly monitoring job on an endpoint without traffic). None: every failure notifies.
     :param codepipeline_names: CodePipeline pipelines whose FAILED executions notify. Default: none.
 
+    Processing and training jobs a SageMaker pipeline starts are also covered by the pipeline execution rule.
     ``rules`` maps a kind (``sagemaker_pipeline``, ``glue_job``, ``training_job``, ``processing_job``,
     ``codepipeline``) to its rule; kinds without anything to watch have no rule.
     """
@@ -161,8 +169,9 @@ class FailureEvents(Construct):
         sagemaker_pipeline_names: Sequence[str] = (),
         sagemaker_pipeline_name_prefix: Optional[str] = None,
         glue_job_names: Sequence[str] = (),
-        sagemaker_jobs: bool = True,
-        sagemaker_job_name_prefixes: Optional[Sequence[str]] = None,
+        training_job_tags: Optional[Mapping[str, str]] = None,
+        processing_job_role_arns: Sequence[str] = (),
+        ignored_failure_reason: Optional[str] = NO_DATA_FAILURE_REASON,
         codepipeline_names: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
@@ -210,33 +219,40 @@ class FailureEvents(Construct):
                 f"{_field('$.detail.state')} at {_field('$.time')} (account {_field('$.account')}, region "
                 f"{_field('$.region')}): {_field('$.detail.message')}",
             )
-        if sagemaker_jobs:
-            def name_filter(key: str) -> dict:
-                if not sagemaker_job_name_prefixes:
-                    return {}
-                return {key: [{"prefix": p} for p in sagemaker_job_name_prefixes]}
-
+        reason_filter = (
+            {"FailureReason": [{"anything-but": {"prefix": ignored_failure_reason}}]} if ignored_failure_reason else {}
+        )
+        if training_job_tags:
             self._rule(
                 "training_job",
                 "TrainingJobFailed",
-                "Failed SageMaker training jobs",
+                "Failed SageMaker training jobs of this environment (by tags)",
                 events.EventPattern(
                     source=["aws.sagemaker"],
                     detail_type=["SageMaker Training Job State Change"],
-                    detail={"TrainingJobStatus": ["Failed"], **name_filter("TrainingJobName")},
+                    detail={
+                        "TrainingJobStatus": ["Failed"],
+                        "Tags": {key: [value] for key, value in training_job_tags.items()},
+                        **reason_filter,
+                    },
                 ),
                 f"SageMaker training job {_field('$.detail.TrainingJobName')} failed at {_field('$.time')} "
                 f"(account {_field('$.account')}, region {_field('$.region')}): {_field('$.detail.FailureReason')}. "
                 "Logs: /aws/sagemaker/TrainingJobs.",
             )
+        if processing_job_role_arns:
             self._rule(
                 "processing_job",
                 "ProcessingJobFailed",
-                "Failed SageMaker processing jobs",
+                "Failed SageMaker processing jobs run with this environment's roles",
                 events.EventPattern(
                     source=["aws.sagemaker"],
                     detail_type=["SageMaker Processing Job State Change"],
-                    detail={"ProcessingJobStatus": ["Failed"], **name_filter("ProcessingJobName")},
+                    detail={
+                        "ProcessingJobStatus": ["Failed"],
+                        "RoleArn": list(processing_job_role_arns),
+                        **reason_filter,
+                    },
                 ),
                 f"SageMaker processing job {_field('$.detail.ProcessingJobName')} failed at {_field('$.time')} "
                 f"(account {_field('$.account')}, region {_field('$.region')}): {_field('$.detail.FailureReason')}. "
@@ -775,6 +791,42 @@ def _object_arn(uri: str) -> str:
     return f"arn:{Aws.PARTITION}:s3:::{uri[5:]}"
 
 
+@jsii.implements(IAspect)
+class _NameJobDefinition:
+    """Names a data-quality job definition after its content, once the tag aspects (which run first: they mutate)
+    have set its tags, and points the schedule at that name."""
+
+    def __init__(self, monitor: "DataQualityMonitor", prefix: str, revision: Optional[str]) -> None:
+        self.monitor = monitor
+        self.prefix = prefix
+        self.revision = revision
+
+    def visit(self, node) -> None:
+        monitor = self.monitor
+        if node is not monitor.job_definition:
+            return
+        definition = monitor.job_definition
+        content = Stack.of(definition).resolve(
+            [
+                definition.data_quality_app_specification,
+                definition.data_quality_baseline_config,
+                definition.data_quality_job_input,
+                definition.data_quality_job_output_config,
+                definition.job_resources,
+                definition.network_config,
+                definition.role_arn,
+                definition.stopping_condition,
+                definition.tags.render_tags(),
+            ]
+        )
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{self.prefix}-{digest}" + (f"-{self.revision}" if self.revision else "")
+        definition.job_definition_name = name
+        monitor.schedule.add_property_override(
+            "MonitoringScheduleConfig.MonitoringJobDefinitionName", name
+        )
+
+
 _JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -784,10 +836,16 @@ class DataQualityMonitor(Construct):
     The analyzer compares captured inputs with the baseline statistics and constraints, writes violation reports to
     ``s3://<bucket>/<output_prefix>`` and publishes ``aws/sagemaker/Endpoints/data-metrics`` metrics. The job runs
     with network isolation and encrypted inter-container traffic; outputs and volumes use ``encryption_key``. Its
-    logs go to the account's ``/aws/sagemaker/ProcessingJobs`` log group.
+    logs go to the account's ``/aws/sagemaker/ProcessingJobs`` log group (its role may create the group, which
+    SageMaker names, when it does not exist yet).
 
-    :param name: prefix of the job definition and schedule names: ``<name>-data-quality``, or ``<name>-dq`` when that
-        exceeds SageMaker's 63 characters (letters, digits, hyphens).
+    Every property of a ``DataQualityJobDefinition`` is replace-only, so a new baseline means a new definition. Its
+    name is ``<name[:40]>-<hash of its properties and tags>[-<revision>]``: a changed property yields a new name, so
+    CloudFormation can create the replacement before deleting the old definition (a fixed name would fail the
+    update). The schedule keeps its name (the ``MonitoringSchedule`` dimension of the metrics) and is updated in place.
+
+    :param name: prefix of the job definition name and the schedule name, ``<name>-data-quality`` (``<name>-dq``
+        when that exceeds SageMaker's 63 characters; letters, digits, hyphens).
     :param endpoint_name: the monitored endpoint; it must capture inputs to ``bucket`` under ``data_capture_prefix``.
         Add a dependency on the endpoint (``monitor.node.add_dependency(endpoint)``): SageMaker checks it exists.
     :param bucket: the artifacts bucket (capture data, baselines, reports).
@@ -800,6 +858,11 @@ class DataQualityMonitor(Construct):
     :param volume_size_gb: Default: 20. :param max_runtime: Default: 1 hour (the schedule's period).
     :param schedule_expression: Default: hourly, ``cron(0 * ? * * *)``.
     :param publish_cloudwatch_metrics: Default: True.
+    :param revision: a short value (letters, digits; at most 12 characters) that changes whenever a value only known at
+        deploy time changes the definition, e.g. the model package version when the baseline URIs are stack
+        parameters: the hash covers the template, not parameter values. Default: none.
+    :param alarm_topic: notify failed monitoring jobs there, except Model Monitor's "no data" failure (the hourly job
+        on an endpoint without traffic). Default: no notification.
     """
 
     def __init__(
@@ -821,8 +884,12 @@ class DataQualityMonitor(Construct):
         max_runtime: Duration = Duration.hours(1),
         schedule_expression: str = HOURLY,
         publish_cloudwatch_metrics: bool = True,
+        revision: Optional[str] = None,
+        alarm_topic: Optional[sns.ITopic] = None,
     ) -> None:
         super().__init__(scope, id_)
+        if revision is not None and not Token.is_unresolved(revision) and not re.match(r"^[a-zA-Z0-9]{1,12}$", revision):
+            raise ValueError(f"DataQualityMonitor revision must be 1-12 letters or digits, got {revision!r}")
         job_name = f"{name}-data-quality"
         if not Token.is_unresolved(name) and len(job_name) > 63:
             job_name = f"{name}-dq"  # the longest endpoint names the config allows (54) still fit
@@ -836,7 +903,6 @@ class DataQualityMonitor(Construct):
             if not prefix.endswith("/") or prefix.startswith("/"):
                 raise ValueError(f"DataQualityMonitor {label} must be a key prefix ending in '/', got {prefix!r}")
         stack = Stack.of(self)
-        self.job_definition_name = job_name
         self.schedule_name = job_name
         self.output_uri = bucket.s3_url_for_object(output_prefix.rstrip("/"))
 
@@ -883,7 +949,8 @@ class DataQualityMonitor(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="Logs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                # CreateLogGroup: the account-wide group exists only once some processing job has run.
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 resources=[processing_logs, f"{processing_logs}:*"],
             )
         )
@@ -922,7 +989,6 @@ class DataQualityMonitor(Construct):
         self.job_definition = sagemaker.CfnDataQualityJobDefinition(
             self,
             "JobDefinition",
-            job_definition_name=job_name,
             data_quality_app_specification=sagemaker.CfnDataQualityJobDefinition.DataQualityAppSpecificationProperty(
                 image_uri=self.image_uri, environment=environment
             ),
@@ -971,6 +1037,10 @@ class DataQualityMonitor(Construct):
                 max_runtime_in_seconds=int(max_runtime.to_seconds())
             ),
         )
+        # Named at synthesis after its content (see the class doc); the ARN is known at deploy time.
+        self.job_definition_arn: str = self.job_definition.attr_job_definition_arn
+        short = name[:40].rstrip("-") if not Token.is_unresolved(name) else "data-quality"
+        Aspects.of(self).add(_NameJobDefinition(self, short, revision))
         # The role's policy must exist before SageMaker validates the definition with it.
         self.job_definition.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
         self.schedule = sagemaker.CfnMonitoringSchedule(
@@ -978,7 +1048,8 @@ class DataQualityMonitor(Construct):
             "Schedule",
             monitoring_schedule_name=job_name,
             monitoring_schedule_config=sagemaker.CfnMonitoringSchedule.MonitoringScheduleConfigProperty(
-                monitoring_job_definition_name=job_name,
+                # Set by _NameJobDefinition at synthesis (a content-derived name).
+                monitoring_job_definition_name="set-at-synthesis",
                 monitoring_type="DataQuality",
                 schedule_config=sagemaker.CfnMonitoringSchedule.ScheduleConfigProperty(
                     schedule_expression=schedule_expression
@@ -986,6 +1057,12 @@ class DataQualityMonitor(Construct):
             ),
         )
         self.schedule.add_resource_dependency(self.job_definition)
+
+        self.failure_events: Optional[FailureEvents] = None
+        if alarm_topic is not None:
+            self.failure_events = FailureEvents(
+                self, "Failures", topic=alarm_topic, processing_job_role_arns=[self.role.role_arn]
+            )
 
     def metric_feature_baseline_drift(self, feature: str, *, endpoint_name: str, period: Duration = Duration.hours(1)):
         """Model Monitor's ``feature_baseline_drift_<feature>`` metric of this schedule."""

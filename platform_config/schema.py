@@ -7,6 +7,7 @@ constructs never read it (see DESIGN.md, "Layers").
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +22,38 @@ METRICS: dict[str, dict[str, bool]] = {
     "regression": {"rmse": False, "mae": False, "r2": True},
     "binary_classification": {"auc": True, "accuracy": True, "f1": True},
 }
+
+
+# Longest "<project>-<environment>-<model>-<stage>": it names the SageMaker endpoint (63 characters at most), the
+# inference Lambda function (64) and, with a suffix, the Model Monitor schedule (63).
+SERVING_NAME_MAX = 54
+
+
+@lru_cache(maxsize=1)
+def supported_regions() -> tuple[str, ...]:
+    """Regions where every image the platform runs exists: the SageMaker framework images of the pipeline steps and
+    the endpoint (``sagemaker_steps.pipeline_spec.CONTAINER_FRAMEWORK_VERSIONS``) and the Model Monitor analyzer.
+
+    Computed from the SageMaker SDK's own image URI config (offline), the same source as the stacks' region ->
+    account mappings; imported on first use, so loading a config without a region stays fast.
+    """
+    from mlops_constructs.sagemaker_definition import image_registries, model_monitor_registries
+    from sagemaker_steps.pipeline_spec import CONTAINER_FRAMEWORK_VERSIONS
+
+    regions = set(model_monitor_registries())
+    for framework, version in CONTAINER_FRAMEWORK_VERSIONS.items():
+        regions &= set(image_registries(framework, version))
+    return tuple(sorted(regions))
+
+
+def check_region(region: Optional[str]) -> Optional[str]:
+    """``region`` if the platform supports it, else a ValueError naming the supported regions."""
+    if region is not None and region not in supported_regions():
+        raise ValueError(
+            f"region {region} is not supported: the SageMaker images the platform runs (XGBoost, scikit-learn, Model "
+            f"Monitor) are not published there; use one of {', '.join(supported_regions())}"
+        )
+    return region
 
 
 class _Strict(BaseModel):
@@ -112,6 +145,8 @@ class StageConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9]*$", max_length=10)
     account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
     region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+    _region = field_validator("region")(classmethod(lambda cls, v: check_region(v)))
 
 
 class ModelConfig(_Strict):
@@ -209,7 +244,11 @@ class PlatformConfig(_Strict):
     project: str = Field(pattern=NAME_PATTERN, max_length=16)
     environment: str = Field(pattern=r"^[a-z][a-z0-9]*$", max_length=8)
     account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
-    region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    region: Optional[str] = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        description="Region of every stack. Must be one of supported_regions(). None: the CLI's default region.",
+    )
     tags: Tags
     removal_policy: Literal["retain", "destroy"] = Field(
         default="retain", description="'destroy' deletes buckets, data and keys with the stack: dev only."
@@ -225,6 +264,18 @@ class PlatformConfig(_Strict):
         default_factory=list,
         description="Accounts (e.g. staging, prod) that may read this environment's model package groups.",
     )
+    sagemaker_job_log_groups: bool = Field(
+        default=False,
+        description=(
+            "Create the ACCOUNT-WIDE log groups /aws/sagemaker/ProcessingJobs and /aws/sagemaker/TrainingJobs (KMS key, "
+            "log_retention_days, retained) in the shared stack. Opt in for at most ONE environment per account and "
+            "region, and only where no SageMaker job ever ran (SageMaker creates them on the first job; "
+            "CloudFormation cannot adopt them and the deploy fails with 'already exists'; after a stack delete the "
+            "retained groups block a redeploy the same way). False: SageMaker creates them, without expiry."
+        ),
+    )
+
+    _region = field_validator("region")(classmethod(lambda cls, v: check_region(v)))
 
     @field_validator("alarm_emails")
     @classmethod
@@ -260,14 +311,15 @@ class PlatformConfig(_Strict):
                             f"{own or 'unset'}: a serving stack reads the lake of its own environment; put that "
                             "stage in the config of the environment (account) it runs in"
                         )
-        # Longest physical name: "<project>-<env>-<model>-<stage>-endpoint" must stay within SageMaker's 63 chars.
+        # Physical names other systems call: the endpoint, the inference function (contract C1), the monitor schedule.
         for m in self.models:
             for s in m.stages:
                 name = f"{self.project}-{self.environment}-{m.name}-{s.name}"
-                if len(name) > 54:
+                if len(name) > SERVING_NAME_MAX:
                     raise ValueError(
-                        f"'{name}' (project-environment-model-stage) is {len(name)} characters; keep it within 54 "
-                        "so endpoint names fit SageMaker's 63-character limit"
+                        f"'{name}' (project-environment-model-stage) is {len(name)} characters; keep it within "
+                        f"{SERVING_NAME_MAX} (it names the SageMaker endpoint, max 63, the inference Lambda function, "
+                        "max 64, and the Model Monitor schedule): shorten the project, model or stage name"
                     )
         return self
 

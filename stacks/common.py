@@ -30,10 +30,17 @@ def log_retention(config: PlatformConfig) -> logs.RetentionDays:
 UNTAGGABLE = ["AWS::CloudWatch::Dashboard", "AWS::ApplicationAutoScaling::ScalableTarget"]
 
 
+def environment_tags(config: PlatformConfig) -> dict[str, str]:
+    """The tags that identify this environment's resources: ``project`` and ``environment``. Every stack carries
+    them (:func:`tag`); the build pipeline puts them on each SageMaker job it starts, and the shared stack's failure
+    rules match jobs by them (contract C3)."""
+    return {"project": config.project, "environment": config.environment}
+
+
 def tag(scope: IConstruct, config: PlatformConfig, model: str | None = None) -> None:
     """Cost-allocation tags on every taggable resource below ``scope``."""
     tags = Tags.of(scope)
-    values = {"project": config.project, "environment": config.environment, "cost-center": config.tags.cost_center}
+    values = {**environment_tags(config), "cost-center": config.tags.cost_center}
     if config.tags.owner:
         values["owner"] = config.tags.owner
     values["model"] = model or "shared"

@@ -1,6 +1,9 @@
-"""`shared` stack: the alarm topic, failure notifications, SageMaker job log groups and the platform overview."""
+"""`shared` stack: the alarm topic, failure notifications, the platform overview and, on request, the SageMaker job
+log groups."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_kms as kms
@@ -10,11 +13,13 @@ from constructs import Construct
 from mlops_constructs.storage import allow_cloudwatch_logs
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
-from stacks.common import log_retention, removal_policy
+from stacks.common import environment_tags, log_retention, removal_policy
 
-# Log groups SageMaker writes training and processing job logs to. They are ACCOUNT-WIDE (one per region) and named
-# by the service: if one already exists in the account (any earlier job creates it) the deploy fails with "already
-# exists". Then deploy with manage_sagemaker_log_groups=False and set their retention by hand.
+# Log groups SageMaker writes training and processing job logs to. They are ACCOUNT-WIDE (one per region, shared by
+# every environment and team in the account) and named by the service: SageMaker creates them on the first job, and
+# CloudFormation cannot adopt an existing one (the deploy fails with "already exists", as does a second environment
+# in the account, or a redeploy after a stack delete left them retained). So the platform creates them only when the
+# config opts in (`sagemaker_job_log_groups: true`).
 SAGEMAKER_JOB_LOG_GROUPS = {
     "ProcessingJobLogs": "/aws/sagemaker/ProcessingJobs",
     "TrainingJobLogs": "/aws/sagemaker/TrainingJobs",
@@ -25,8 +30,14 @@ class SharedStack(Stack):
     """Resources every model stack of the environment uses.
 
     :param manage_sagemaker_log_groups: create the account-wide ``/aws/sagemaker/ProcessingJobs`` and
-        ``/aws/sagemaker/TrainingJobs`` log groups with the config's retention. Default: True. Pass False when they
-        already exist in the account (CloudFormation cannot adopt them; the deploy would fail).
+        ``/aws/sagemaker/TrainingJobs`` log groups with the config's retention and a KMS key. Default: the config's
+        ``sagemaker_job_log_groups`` (False). Only for one environment per account and region, before any SageMaker
+        job ran there (CloudFormation cannot adopt them; the deploy would fail).
+
+    Failure notifications: the environment's SageMaker pipelines (every step, so every processing and training job
+    they start), its Glue ETL job, and failed training jobs carrying the environment's tags (``project`` and
+    ``environment``, contract C3). Processing job events carry no tags: processing jobs outside a pipeline (Model
+    Monitor's) are notified by the serving stacks, matched by their role.
     """
 
     def __init__(
@@ -35,7 +46,7 @@ class SharedStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        manage_sagemaker_log_groups: bool = True,
+        manage_sagemaker_log_groups: Optional[bool] = None,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -58,9 +69,12 @@ class SharedStack(Stack):
             topic=self.alarm_topic.topic,
             sagemaker_pipeline_names=self.pipeline_names,
             glue_job_names=self.glue_job_names,
+            training_job_tags=environment_tags(config),
         )
 
         self.sagemaker_log_groups: dict[str, logs.LogGroup] = {}
+        if manage_sagemaker_log_groups is None:
+            manage_sagemaker_log_groups = config.sagemaker_job_log_groups
         if manage_sagemaker_log_groups:
             self.logs_key = kms.Key(
                 self,

@@ -63,6 +63,7 @@ def synth(tmp_path_factory):
     )
     key = kms.Key.from_key_arn(stack, "Key", "arn:aws:kms:us-east-1:111111111111:key/11111111-2222-3333-4444-555555555555")
     bucket = s3.Bucket.from_bucket_attributes(stack, "Artifacts", bucket_name="mlops-dev-artifacts", encryption_key=key)
+    opt_in = SharedStack(app, "mlops-opt-in-shared", config=config.model_copy(update={"sagemaker_job_log_groups": True}))
     dq = DataQualityMonitor(
         stack,
         "DataQuality",
@@ -74,6 +75,8 @@ def synth(tmp_path_factory):
         baseline_constraints_uri="s3://mlops-dev-artifacts/models/abalone/baseline/constraints.json",
         data_capture_prefix="data-capture/",
         output_prefix="models/abalone/monitoring/data-quality/",
+        revision="3",
+        alarm_topic=shared.alarm_topic.topic,
     )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     try:
@@ -86,11 +89,18 @@ def synth(tmp_path_factory):
     return {
         "config": config,
         "shared": templates["mlops-dev-shared"],
+        "opt_in": templates["mlops-opt-in-shared"],
         "test": templates["mlops-dev-monitoring-test"],
         "paths": paths,
         "monitoring": monitoring,
         "dq": dq,
     }
+
+
+def _logical_id(synth, construct) -> str:
+    import aws_cdk as cdk
+
+    return cdk.Stack.of(construct).get_logical_id(construct.node.default_child)
 
 
 def _resources(template: dict, cfn_type: str) -> dict[str, dict]:
@@ -188,11 +198,12 @@ def test_topic_encrypted_and_subscribed(synth):
 def test_failure_rules_have_readable_messages(synth):
     rules = _resources(synth["shared"], "AWS::Events::Rule")
     by_type = {r["Properties"]["EventPattern"]["detail-type"][0]: r["Properties"] for r in rules.values()}
+    # Processing job events carry no tags: pipeline steps are covered by the pipeline rule, Model Monitor jobs by the
+    # serving stacks' rule on their role (test_data_quality_failures_notify_except_no_data).
     assert set(by_type) == {
         "SageMaker Model Building Pipeline Execution Status Change",
         "Glue Job State Change",
         "SageMaker Training Job State Change",
-        "SageMaker Processing Job State Change",
     }
     for props in by_type.values():
         (target,) = props["Targets"]
@@ -206,16 +217,46 @@ def test_failure_rules_have_readable_messages(synth):
     assert "$.detail.pipelineExecutionArn" in json.dumps(pipeline["Targets"])
 
 
+def test_training_job_failures_match_only_this_environments_tags(synth):
+    """The training job state change event carries the job's tags as a key -> value map (detail.Tags)."""
+    from stacks.common import environment_tags
+
+    rules = _resources(synth["shared"], "AWS::Events::Rule").values()
+    (training,) = [r["Properties"] for r in rules if r["Properties"]["EventPattern"]["detail-type"] == [
+        "SageMaker Training Job State Change"]]
+    detail = training["EventPattern"]["detail"]
+    assert detail["TrainingJobStatus"] == ["Failed"]
+    assert detail["Tags"] == {"project": ["mlops"], "environment": ["dev"]}
+    assert environment_tags(synth["config"]) == {"project": "mlops", "environment": "dev"}
+
+
+def test_data_quality_failures_notify_except_no_data(synth):
+    """A monitoring job of an endpoint without traffic fails with "Job inputs had no data": not an incident."""
+    (rule,) = [r for r in _resources(synth["test"], "AWS::Events::Rule").values()
+               if "Processing Job" in json.dumps(r["Properties"].get("EventPattern", {}))]
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["SageMaker Processing Job State Change"]
+    detail = pattern["detail"]
+    assert detail["ProcessingJobStatus"] == ["Failed"]
+    assert detail["FailureReason"] == [{"anything-but": {"prefix": "Job inputs had no data"}}]
+    (role_arn,) = detail["RoleArn"]
+    assert role_arn == {"Fn::GetAtt": [_logical_id(synth, synth["dq"].role), "Arn"]}
+    assert "mlops-dev-shared" in json.dumps(rule["Properties"]["Targets"])  # the shared alarm topic
+
+
 def test_log_groups_have_retention(synth):
     retention = synth["config"].log_retention_days
-    shared = _resources(synth["shared"], "AWS::Logs::LogGroup")
-    assert {g["Properties"]["LogGroupName"] for g in shared.values()} == {
+    # By default the shared stack takes no account-wide name: SageMaker creates its job log groups.
+    assert _resources(synth["shared"], "AWS::Logs::LogGroup") == {}
+    opt_in = _resources(synth["opt_in"], "AWS::Logs::LogGroup")
+    assert {g["Properties"]["LogGroupName"] for g in opt_in.values()} == {
         "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs"
     }
-    for tpl in (synth["shared"], synth["test"]):
+    for tpl in (synth["opt_in"], synth["test"]):
         for group in _resources(tpl, "AWS::Logs::LogGroup").values():
             assert "RetentionInDays" in group["Properties"]
-    assert all(g["Properties"]["RetentionInDays"] == retention for g in shared.values())
+    assert all(g["Properties"]["RetentionInDays"] == retention for g in opt_in.values())
+    assert all(g["DeletionPolicy"] == "Retain" and "KmsKeyId" in g["Properties"] for g in opt_in.values())
 
 
 def test_inference_log_metric_filter_and_queries(synth):
@@ -235,8 +276,10 @@ def test_data_quality_schedule(synth):
     config = schedule["Properties"]["MonitoringScheduleConfig"]
     assert config["MonitoringType"] == "DataQuality"
     assert config["ScheduleConfig"]["ScheduleExpression"] == "cron(0 * ? * * *)"
+    assert schedule["Properties"]["MonitoringScheduleName"] == f"{ENDPOINT}-data-quality"
     (job,) = _resources(tpl, "AWS::SageMaker::DataQualityJobDefinition").values()
     props = job["Properties"]
+    assert config["MonitoringJobDefinitionName"] == props["JobDefinitionName"]
     assert props["NetworkConfig"]["EnableNetworkIsolation"] is True
     assert props["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == ENDPOINT
     assert props["DataQualityBaselineConfig"]["StatisticsResource"]["S3Uri"].endswith("statistics.json")
@@ -246,6 +289,43 @@ def test_data_quality_schedule(synth):
     assert "sagemaker-model-monitor-analyzer" in image and "Fn::FindInMap" in image
     mapping = next(iter(tpl["Mappings"].values()))
     assert mapping["us-east-1"]["account"] == "156813124566"
+    # Its role may create the account-wide processing log group (the platform no longer creates it by default).
+    policies = json.dumps(_resources(tpl, "AWS::IAM::Policy"))
+    assert "logs:CreateLogGroup" in policies and "/aws/sagemaker/ProcessingJobs" in policies
+
+
+def test_data_quality_job_definition_name_follows_its_content():
+    """Every property of a job definition is replace-only: a changed one needs a new name, or the update fails."""
+    import re
+
+    import aws_cdk as cdk
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_s3 as s3
+
+    from mlops_constructs.monitoring import DataQualityMonitor
+
+    def name(instance_type="ml.m5.large", revision=None, tag="a"):
+        app = cdk.App()
+        stack = cdk.Stack(app, "S")
+        key = kms.Key(stack, "Key")
+        DataQualityMonitor(
+            stack, "DQ", name=ENDPOINT, endpoint_name=ENDPOINT, bucket=s3.Bucket(stack, "B"), encryption_key=key,
+            baseline_statistics_uri="s3://b/s.json", baseline_constraints_uri="s3://b/c.json",
+            data_capture_prefix="dc/", output_prefix="out/", instance_type=instance_type, revision=revision,
+        )
+        cdk.Tags.of(stack).add("owner", tag)
+        template = app.synth().get_stack_by_name("S").template
+        (job,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::DataQualityJobDefinition"]
+        return job["Properties"]["JobDefinitionName"]
+
+    base = name()
+    assert re.match(r"^mlops-dev-abalone-staging-[0-9a-f]{10}$", base) and len(base) <= 63
+    assert name() == base
+    assert name(instance_type="ml.m5.xlarge") != base
+    assert name(tag="b") != base
+    assert name(revision="12") == f"{base}-12"
+    with pytest.raises(ValueError, match="revision must be 1-12 letters or digits"):
+        name(revision="not/valid")
 
 
 def test_cfn_lint_no_errors(synth):
