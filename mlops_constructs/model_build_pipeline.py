@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import tarfile
 import tempfile
@@ -65,13 +66,23 @@ def _deterministic_tar_gz(files: Sequence[Path], dest: Path) -> Path:
 class ModelBuildPipeline(Construct):
     """An ``AWS::SageMaker::Pipeline`` for one model, built from :mod:`sagemaker_steps.pipeline_spec` at synth time.
 
-    Steps: Preprocess (processing) -> DataQualityBaseline (Model Monitor statistics and constraints of the training
-    features, at ``models/<model>/monitoring/baseline/``) -> Train (script mode) -> Evaluate (processing, PropertyFile) -> CheckMetric
-    (condition on the threshold) -> Register (model package, PendingManualApproval, metrics, git commit) or FailStep.
-    Parameters: InputDataUrl, MetricThreshold, ModelApprovalStatus, GitCommit, ProcessingInstanceType,
-    TrainingInstanceType. Step caching (30 days) and retry policies on service faults, throttling and capacity.
+    Steps: Preprocess (processing; encoded splits, the Model Monitor baseline dataset and a data manifest with a
+    content digest) -> DataQualityBaseline (Model Monitor statistics and constraints of exactly the rows the endpoint
+    receives) -> Train (script mode; model.tar.gz holds the inference code in ``code/``) -> Evaluate (processing,
+    PropertyFile) -> CheckMetric (condition on the threshold) -> Register (model package, PendingManualApproval, the
+    serving environment, model quality and data quality metrics, lineage metadata) or FailStep.
+    Every execution writes under ``models/<model>/executions/<PipelineExecutionId>/``. No step caching (new data under
+    the same InputDataUrl retrains), no SageMaker Experiments entities; retry policies on service faults,
+    throttling and capacity. Parameters: InputDataUrl, MetricThreshold, ModelApprovalStatus, GitCommit,
+    ProcessingInstanceType, TrainingInstanceType.
+
+    The registered package's ``CustomerMetadataProperties``: GitCommit (parameter), CodeDigest (of the deployed step
+    code assets), Model, InputDataUrl, DataManifest (S3 URI of the run's data_manifest.json: input objects, SHA-256s,
+    partitions and one content digest), PipelineExecutionArn.
 
     :param pipeline_name: physical name (other systems start it by name).
+    :param project / environment: values of the ``project`` and ``environment`` tags on every processing and
+        training job the pipeline starts (the account's failure-event rules match jobs by these tags). Required.
     :param model_name: short model name (job name prefixes, registry metadata).
     :param model_package_group_name: group the Register step writes to.
     :param target_column / problem_type / framework / metric / threshold / positive_threshold / hyperparameters: the
@@ -93,6 +104,8 @@ class ModelBuildPipeline(Construct):
         pipeline_name: str,
         model_name: str,
         model_package_group_name: str,
+        project: str,
+        environment: str,
         target_column: str,
         input_bucket: s3.IBucket,
         input_prefix: str,
@@ -121,10 +134,10 @@ class ModelBuildPipeline(Construct):
         stack = Stack.of(self)
         self.pipeline_name = pipeline_name
         self.artifacts_prefix = f"models/{model_name}/"
-        baseline = f"{self.artifacts_prefix}{sdk.BASELINE_PREFIX}"
-        #: The latest data-quality baseline (DataQualityBaseline step), for Model Monitor schedules.
-        self.baseline_statistics_uri = artifacts_bucket.s3_url_for_object(f"{baseline}/statistics.json")
-        self.baseline_constraints_uri = artifacts_bucket.s3_url_for_object(f"{baseline}/constraints.json")
+        #: Prefix of every execution's outputs: ``<executions_prefix><PipelineExecutionId>/`` (preprocess/,
+        #: baseline/, training/, evaluation/). A package's data-quality baseline is in its ModelMetrics.
+        self.executions_prefix = f"{self.artifacts_prefix}{sdk.EXECUTIONS_PREFIX}/"
+        self.job_tags = {"project": project, "environment": environment}
 
         # --- code: the step scripts as assets (processing `code`, training source dir) ------------------------
         steps = {s.name: s for s in spec.pipeline_steps(framework)}
@@ -135,6 +148,10 @@ class ModelBuildPipeline(Construct):
         tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
         train_tar = _deterministic_tar_gz([steps[spec.TRAIN].script_path], tmp / "sourcedir.tar.gz")
         self.train_source = s3_assets.Asset(self, "TrainSourceDir", path=str(train_tar))
+        #: Digest of the deployed step code (the content hashes of its assets), recorded in every package.
+        self.code_digest = "sha256:" + hashlib.sha256(
+            "\n".join(sorted(a.asset_hash for a in (*self.code_assets.values(), self.train_source))).encode()
+        ).hexdigest()
 
         # --- images: region -> account mapping, so the stack stays environment-agnostic -------------------------
         images: dict[str, str] = {}
@@ -189,11 +206,20 @@ class ModelBuildPipeline(Construct):
             processing_instance_type=processing_instance_type,
             training_instance_type=training_instance_type,
             artifacts_prefix=self.artifacts_prefix,
+            job_tags=self.job_tags,
+            code_digest=self.code_digest,
         )
         self.definition_template = sdk.build_definition(inputs)
+        # A processing job downloads its code input (S3Prefix = the asset object) to LocalPath under the object's
+        # own name, <hash>.py; the entry point runs that file: /opt/ml/processing/input/code/<asset object key>.
+        # (Full URIs first, then the object name left in the entry point.)
         replacements = {
             sdk.TRAIN_SOURCE_DIR: self.train_source.s3_object_url,
             **{sdk.code_key(script): asset.s3_object_url for script, asset in self.code_assets.items()},
+            **{
+                sdk.code_object_name(script): asset.s3_object_key.rsplit("/", 1)[-1]
+                for script, asset in self.code_assets.items()
+            },
             sdk.PLACEHOLDER_INPUT: input_bucket.s3_url_for_object(input_prefix),
             sdk.PLACEHOLDER_ARTIFACTS: f"s3://{artifacts_bucket.bucket_name}",
             sdk.PLACEHOLDER_ROLE: self.role.role_arn,
@@ -267,6 +293,16 @@ class ModelBuildPipeline(Construct):
         for asset in (*self.code_assets.values(), self.train_source):
             asset.grant_read(role)
         key.grant_encrypt_decrypt(role)
+        # The jobs' ML storage volumes are encrypted with this key (VolumeKmsKeyId): SageMaker creates the encrypted
+        # volume on the role's behalf through a KMS grant, so the role needs kms:CreateGrant, only for AWS resources.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="JobVolumeKeyGrant",
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
         jobs = [
             stack.format_arn(service="sagemaker", resource=kind, resource_name=f"pipelines-*")
             for kind in ("processing-job", "training-job")
@@ -286,6 +322,8 @@ class ModelBuildPipeline(Construct):
                 resources=jobs,
             )
         )
+        # Register creates a version in this group. (No ListModelPackages: it takes no resource ARN, and nothing
+        # here lists versions: the baseline step is given no package group to look baselines up in.)
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="Registry",
@@ -293,7 +331,6 @@ class ModelBuildPipeline(Construct):
                     "sagemaker:CreateModelPackage",
                     "sagemaker:DescribeModelPackage",
                     "sagemaker:DescribeModelPackageGroup",
-                    "sagemaker:ListModelPackages",
                     "sagemaker:AddTags",
                 ],
                 resources=[self.model_package_group_arn, f"{self.model_package_group_arn.replace('model-package-group', 'model-package', 1)}/*"],
@@ -325,22 +362,30 @@ class ModelBuildPipeline(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
             )
         )
-        job_logs = [
-            stack.format_arn(
-                service="logs",
-                resource="log-group",
-                resource_name=f"/aws/sagemaker/{kind}:log-stream:pipelines-*",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        # CloudWatch Logs authorizes CreateLogStream and DescribeLogStreams on the log group (log-group:<name>, also
+        # matched as log-group:<name>:*) and PutLogEvents on the log stream (log-group:<name>:log-stream:<stream>).
+        # The jobs' streams are <job name>/<host>..., and pipeline job names start with "pipelines-".
+        def log_arn(name: str) -> str:
+            return stack.format_arn(
+                service="logs", resource="log-group", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
             )
-            for kind in ("ProcessingJobs", "TrainingJobs")
+
+        kinds = ("ProcessingJobs", "TrainingJobs")
+        job_log_groups = [log_arn(f"/aws/sagemaker/{k}") for k in kinds] + [
+            log_arn(f"/aws/sagemaker/{k}:*") for k in kinds
         ]
+        job_log_streams = [log_arn(f"/aws/sagemaker/{k}:log-stream:pipelines-*") for k in kinds]
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="JobLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=job_logs,
+                sid="JobLogGroups",
+                actions=["logs:CreateLogStream", "logs:DescribeLogStreams"],
+                resources=job_log_groups,
             )
         )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="JobLogStreams", actions=["logs:PutLogEvents"], resources=job_log_streams)
+        )
+        job_logs = [*job_log_groups[len(kinds):], *job_log_streams]
         compliance.acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -357,7 +402,8 @@ class ModelBuildPipeline(Construct):
                 artifacts_bucket.arn_for_objects(f"{self.artifacts_prefix}*"),
                 compliance.asset_bucket_objects(self),
             ],
-            "Pipeline jobs are named pipelines-<execution>-<step> by SageMaker; packages are versions of this "
+            "Pipeline jobs are named pipelines-<execution>-<step> by SageMaker and log to streams named after the "
+            "job; CreateLogStream is authorized on the log group ARN form <group>:*; packages are versions of this "
             "model's group; S3 access is limited to this model's prefixes and the step script assets.",
         )
         compliance.acknowledge_wildcard_actions(

@@ -57,6 +57,10 @@ class PipelineInputs:
     exclude_columns: tuple[str, ...] = ("ingest_date",)
     artifacts_prefix: str = ""  # e.g. "models/abalone/"
     baseline: bool = True
+    #: Tags of every processing and training job (contract C3: ``project`` and ``environment``).
+    job_tags: Mapping[str, str] = field(default_factory=dict)
+    #: Digest of the step code as deployed (recorded in the package metadata as ``CodeDigest``).
+    code_digest: str = "unknown"
 
 
 def _disable_telemetry() -> None:
@@ -75,26 +79,37 @@ def _session(default_bucket: str):
     return PipelineSession(boto_session=boto_session, default_bucket=default_bucket)
 
 
+def code_object_name(script: str) -> str:
+    """Object name standing for a step script's asset key: the SDK names the processing entry point after the code
+    object (``/opt/ml/processing/input/code/<object name>``), so the construct replaces this name by the asset's
+    object key everywhere, in the code input's S3 URI and in the entry point alike."""
+    return f"placeholder-code-{script}"
+
+
 def code_key(script: str) -> str:
-    """Key of a step script under the code placeholder (the stack maps it to the script's asset URI)."""
-    return f"{PLACEHOLDER_CODE}/{script}"
+    """S3 URI of a step script under the code placeholder (the construct maps it to the script's asset URI)."""
+    return f"{PLACEHOLDER_CODE}/{code_object_name(script)}"
 
 
 TRAIN_SOURCE_DIR = f"{PLACEHOLDER_CODE}/train-sourcedir.tar.gz"
 BASELINE_STEP = "DataQualityBaseline"
-# Where the baseline job writes statistics.json and constraints.json, under the model's artifacts prefix; the
-# serving stacks' data-quality monitoring schedules read the latest baseline from there.
-BASELINE_PREFIX = "monitoring/baseline"
+# Every execution writes under <artifacts prefix>executions/<PipelineExecutionId>/ (preprocess/, baseline/,
+# training/, evaluation/): nothing one run writes is overwritten by another, and a package's metadata and metrics
+# point at the files of the run that produced it.
+EXECUTIONS_PREFIX = "executions"
 
 
 def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
     """The pipeline definition (parsed JSON) with placeholders for role, key, buckets, code and images."""
     _disable_telemetry()
     from sagemaker.estimator import Estimator
+    from sagemaker.model import Model
     from sagemaker.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
     from sagemaker.inputs import TrainingInput
     from sagemaker.workflow.condition_step import ConditionStep
+    from sagemaker.workflow.execution_variables import ExecutionVariables
+    from sagemaker.workflow.model_step import ModelStep
     from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
     from sagemaker.workflow.fail_step import FailStep
     from sagemaker.workflow.functions import Join, JsonGet
@@ -110,8 +125,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
     from sagemaker.model_monitor.dataset_format import DatasetFormat
     from sagemaker.workflow.check_job_config import CheckJobConfig
     from sagemaker.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
-    from sagemaker.workflow.step_collections import RegisterModel
-    from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+    from sagemaker.workflow.steps import ProcessingStep, TrainingStep
 
     session = _session("placeholder-artifacts-bucket")
     out = f"{PLACEHOLDER_ARTIFACTS}/{inputs.artifacts_prefix}"
@@ -124,7 +138,15 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
     p_train_type = ParameterString("TrainingInstanceType", default_value=inputs.training_instance_type)
     parameters = [p_input, p_threshold, p_approval, p_commit, p_proc_type, p_train_type]
 
-    cache = CacheConfig(enable_caching=True, expire_after="P30D")
+    # No step caching: a run on new data under the same InputDataUrl must retrain (a cache hit would reuse the old
+    # preprocess output and register the old model again). Re-run a failed execution with RetryPipelineExecution.
+    execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
+
+    def run_uri(*parts: str) -> Join:
+        """s3://<artifacts>/<prefix>executions/<PipelineExecutionId>/<parts...>"""
+        return Join(on="/", values=[f"{out}{EXECUTIONS_PREFIX}", execution_id, *parts])
+
+    tags = [{"Key": k, "Value": v} for k, v in sorted(inputs.job_tags.items())] or None
     retry = [
         StepRetryPolicy(
             exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
@@ -158,6 +180,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             base_job_name=f"{inputs.model_name}-{base}",
             sagemaker_session=session,
             max_runtime_in_seconds=3600,
+            tags=tags,
         )
 
     # --- Preprocess ------------------------------------------------------------------------------------------------
@@ -171,7 +194,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             ProcessingOutput(
                 output_name=o.name,
                 source=o.container_path,
-                destination=Join(on="/", values=[f"{out}preprocess", p_commit, o.name]),
+                destination=run_uri("preprocess", o.name),
             )
             for o in pre.outputs
         ],
@@ -180,12 +203,13 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             inputs.problem_type,
             inputs.positive_threshold,
             exclude_columns=inputs.exclude_columns,
+            input_data_url=p_input,
         ),
-        cache_config=cache,
         retry_policies=retry,
     )
 
-    # --- Data-quality baseline for Model Monitor (statistics.json, constraints.json at a fixed "latest" prefix) ----
+    # --- Data-quality baseline for Model Monitor, per execution: statistics.json and constraints.json of exactly the
+    # rows the endpoint receives (encoded numeric features, CSV, no header, no target); registered with the package.
     baseline_step = None
     if inputs.baseline:
         baseline_step = QualityCheckStep(
@@ -194,8 +218,8 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             register_new_baseline=True,
             quality_check_config=DataQualityCheckConfig(
                 baseline_dataset=step_pre.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri,
-                dataset_format=DatasetFormat.csv(header=True, output_columns_position="START"),
-                output_s3_uri=f"{out}{BASELINE_PREFIX}",
+                dataset_format=DatasetFormat.csv(header=False),
+                output_s3_uri=run_uri("baseline"),
             ),
             check_job_config=CheckJobConfig(
                 role=PLACEHOLDER_ROLE,
@@ -206,9 +230,8 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
                 max_runtime_in_seconds=3600,
                 sagemaker_session=session,
                 base_job_name=f"{inputs.model_name}-baseline",
+                tags=tags,
             ),
-            model_package_group_name=inputs.model_package_group_name,
-            cache_config=cache,
         )
 
     # --- Train (script mode in the framework container) ------------------------------------------------------------
@@ -220,7 +243,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         instance_count=1,
         volume_kms_key=PLACEHOLDER_KMS,
         output_kms_key=PLACEHOLDER_KMS,
-        output_path=f"{out}training",
+        output_path=run_uri("training"),
         base_job_name=f"{inputs.model_name}-train",
         sagemaker_session=session,
         max_run=3600,
@@ -232,6 +255,7 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         enable_sagemaker_metrics=True,
         disable_profiler=True,
         environment={"SAGEMAKER_PROGRAM": tr.script},
+        tags=tags,
     )
     step_train = TrainingStep(
         name=tr.name,
@@ -243,7 +267,6 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             )
             for ch in tr.inputs
         },
-        cache_config=cache,
         retry_policies=retry,
     )
 
@@ -270,39 +293,68 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             ProcessingOutput(
                 output_name=o.name,
                 source=o.container_path,
-                destination=Join(on="/", values=[f"{out}evaluation", p_commit]),
+                destination=run_uri("evaluation"),
             )
             for o in ev.outputs
         ],
         job_arguments=spec.evaluate_arguments(),
         property_files=[report],
-        cache_config=cache,
         retry_policies=retry,
     )
 
     # --- Register, condition, fail ------------------------------------------------------------------------------
     eval_uri = step_eval.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+    data_quality = {}
+    if baseline_step is not None:
+        # Contract C2: ModelMetrics.ModelDataQuality.Statistics / .Constraints, this execution's baseline.
+        data_quality = dict(
+            model_data_statistics=MetricsSource(
+                s3_uri=baseline_step.properties.CalculatedBaselineStatistics, content_type="application/json"
+            ),
+            model_data_constraints=MetricsSource(
+                s3_uri=baseline_step.properties.CalculatedBaselineConstraints, content_type="application/json"
+            ),
+        )
     metrics = ModelMetrics(
         model_statistics=MetricsSource(
             s3_uri=Join(on="/", values=[eval_uri, spec.EVALUATION_REPORT.path]), content_type="application/json"
-        )
+        ),
+        **data_quality,
     )
-    serving_env = {"SAGEMAKER_PROGRAM": tr.script, "SAGEMAKER_SUBMIT_DIRECTORY": TRAIN_SOURCE_DIR}
-    register = RegisterModel(
-        name=spec.REGISTER,
-        estimator=estimator,
+    manifest = pre.output("manifest")
+    manifest_uri = Join(
+        on="/",
+        values=[step_pre.properties.ProcessingOutputConfig.Outputs["manifest"].S3Output.S3Uri, manifest.artifact],
+    )
+    # The container environment travels with the package (an SDK Model keeps it; RegisterModel with an estimator
+    # drops it): the framework container imports train.py from model.tar.gz's code/ and calls its model_fn/input_fn.
+    serving_model = Model(
         image_uri=image[tr.container],
         model_data=step_train.properties.ModelArtifacts.S3ModelArtifacts,
-        content_types=["text/csv"],
-        response_types=["text/csv"],
-        inference_instances=["ml.t2.medium", "ml.m5.large", "ml.m5.xlarge"],
-        transform_instances=["ml.m5.large"],
-        model_package_group_name=inputs.model_package_group_name,
-        approval_status=p_approval,
-        model_metrics=metrics,
-        customer_metadata_properties={"GitCommit": p_commit, "Model": inputs.model_name},
-        description=f"{inputs.model_name}: {inputs.problem_type} ({inputs.framework}), metric {inputs.metric}",
-        env=serving_env,
+        env=spec.serving_environment(inputs.framework),
+        role=PLACEHOLDER_ROLE,
+        sagemaker_session=session,
+    )
+    register = ModelStep(
+        name=spec.REGISTER,
+        step_args=serving_model.register(
+            content_types=["text/csv", "application/json"],
+            response_types=["text/csv", "application/json"],
+            inference_instances=["ml.t2.medium", "ml.m5.large", "ml.m5.xlarge"],
+            transform_instances=["ml.m5.large"],
+            model_package_group_name=inputs.model_package_group_name,
+            approval_status=p_approval,
+            model_metrics=metrics,
+            customer_metadata_properties={
+                "GitCommit": p_commit,
+                "CodeDigest": inputs.code_digest,
+                "Model": inputs.model_name,
+                "InputDataUrl": p_input,
+                "DataManifest": manifest_uri,
+                "PipelineExecutionArn": ExecutionVariables.PIPELINE_EXECUTION_ARN,
+            },
+            description=f"{inputs.model_name}: {inputs.problem_type} ({inputs.framework}), metric {inputs.metric}",
+        ),
     )
     metric_value = JsonGet(
         step_name=step_eval.name,
@@ -332,6 +384,9 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         parameters=parameters,
         steps=[step_pre, *([baseline_step] if baseline_step else []), step_train, step_eval, check],
         sagemaker_session=session,
+        # No SageMaker Experiments entities (experiment, trial, trial components): the pipeline role needs no
+        # sagemaker:CreateExperiment/CreateTrial/AssociateTrialComponent; lineage is in the package metadata.
+        pipeline_experiment_config=None,
     )
     return json.loads(pipeline.definition())
 

@@ -67,6 +67,8 @@ class ModelStack(Stack):
             pipeline_name=name,
             model_name=model.name,
             model_package_group_name=name,
+            project=config.project,
+            environment=config.environment,
             target_column=model.target_column,
             problem_type=model.problem_type,
             framework=model.framework,

@@ -8,6 +8,7 @@ of the type the API expects at that spot, then botocore's ParamValidator runs ag
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import botocore.session
@@ -31,6 +32,9 @@ def resolve_cfn_string(value: Any) -> str:
     if isinstance(value, dict) and "Fn::Join" in value:
         sep, parts = value["Fn::Join"]
         return sep.join(resolve_cfn_string(p) for p in parts)
+    if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
+        # e.g. an asset URL: s3://cdk-...-assets-${AWS::AccountId}-${AWS::Region}/<hash>.py (the key stays visible)
+        return re.sub(r"\$\{[^}]+\}", "token", value["Fn::Sub"])
     return "arn-or-name-resolved-by-cloudformation"
 
 

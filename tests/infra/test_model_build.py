@@ -87,6 +87,83 @@ def test_register_records_git_commit_metrics_and_pending_approval(definition):
     assert "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri" in json.dumps(stats)
 
 
+def test_registered_container_serves_the_inference_code_inside_model_tar_gz(definition):
+    """SAGEMAKER_PROGRAM/SUBMIT_DIRECTORY travel with the package and point into model.tar.gz (train.py writes code/)."""
+    from sagemaker_steps import train
+
+    (register,) = [s for s in all_steps(definition) if s["Type"] == "RegisterModel"]
+    (container,) = register["Arguments"]["InferenceSpecification"]["Containers"]
+    assert container["Environment"] == {
+        "SAGEMAKER_PROGRAM": train.SERVING_PROGRAM,
+        "SAGEMAKER_SUBMIT_DIRECTORY": f"/opt/ml/model/{train.SERVING_CODE_DIR}",
+    } == spec.serving_environment("xgboost")
+    assert container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert "s3://" not in json.dumps(container["Environment"])  # nothing to download: works with network isolation
+
+
+def test_register_records_the_data_code_and_execution_of_the_run(dev, definition):
+    (register,) = [s for s in all_steps(definition) if s["Type"] == "RegisterModel"]
+    metadata = register["Arguments"]["CustomerMetadataProperties"]
+    assert metadata["InputDataUrl"] == {"Get": "Parameters.InputDataUrl"}
+    assert metadata["DataManifest"] == {"Std:Join": {"On": "/", "Values": [
+        {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['manifest'].S3Output.S3Uri"}, "data_manifest.json"]}}
+    assert metadata["PipelineExecutionArn"] == {"Get": "Execution.PipelineExecutionArn"}
+    assert metadata["CodeDigest"] == dev.stacks["model-abalone"].build.code_digest
+    assert metadata["CodeDigest"].startswith("sha256:") and len(metadata) <= 50
+    (preprocess,) = [s for s in definition["Steps"] if s["Name"] == "Preprocess"]
+    args = preprocess["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--input-data-url") + 1] == {"Get": "Parameters.InputDataUrl"}
+    outputs = {o["OutputName"] for o in preprocess["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs == {"train", "validation", "test", "baseline", "manifest"}
+
+
+def test_every_output_is_under_an_execution_specific_prefix(definition):
+    """No fixed path one run overwrites for another: each output URI contains the pipeline execution ID."""
+    uris = []
+    for step in all_steps(definition):
+        args = step.get("Arguments", {})
+        for output in args.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            uris.append((step["Name"], output["S3Output"]["S3Uri"]))
+        if "OutputDataConfig" in args:
+            uris.append((step["Name"], args["OutputDataConfig"]["S3OutputPath"]))
+    assert len(uris) >= 8
+    for name, uri in uris:
+        values = uri["Std:Join"]["Values"]
+        assert values[1] == {"Get": "Execution.PipelineExecutionId"}, name
+        assert values[0].endswith("/models/abalone/executions"), name
+
+
+def test_processing_entrypoint_runs_the_code_object_as_downloaded(dev, definition):
+    """SageMaker downloads the code input (S3Prefix = the asset object) to LocalPath under the object's own name."""
+    template = dev.template("model-abalone")
+    body = json.dumps(template["Resources"])
+    for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py")):
+        (step,) = [s for s in definition["Steps"] if s["Name"] == name]
+        (code,) = [i for i in step["Arguments"]["ProcessingInputs"] if i["InputName"] == "code"]
+        s3_input = code["S3Input"]
+        assert s3_input["S3DataType"] == "S3Prefix" and s3_input["LocalPath"] == "/opt/ml/processing/input/code"
+        object_name = s3_input["S3Uri"].rsplit("/", 1)[-1]
+        assert object_name.endswith(".py") and len(object_name) == 64 + 3  # <sha256 asset hash>.py
+        assert step["Arguments"]["AppSpecification"]["ContainerEntrypoint"] == [
+            "python3", f"/opt/ml/processing/input/code/{object_name}"]
+        assert object_name in body  # the asset the stack references is that object
+        assert "placeholder" not in json.dumps(step)
+    asset = dev.stacks["model-abalone"].build.code_assets["preprocess.py"]
+    assert asset.s3_object_key.endswith(".py")
+
+
+def test_every_job_carries_the_environment_tags(dev, definition):
+    expected = [{"Key": "environment", "Value": dev.config.environment}, {"Key": "project", "Value": dev.config.project}]
+    jobs = [s for s in all_steps(definition) if s["Type"] in ("Processing", "Training", "QualityCheck")]
+    assert {s["Name"] for s in jobs} == {"Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
+    for step in jobs:
+        assert step["Arguments"]["Tags"] == expected, step["Name"]
+
+
+def test_no_experiment_tracking(definition):
+    assert definition.get("PipelineExperimentConfig") is None
+
+
 def test_fail_step_explains_the_miss(definition):
     (fail,) = [s for s in all_steps(definition) if s["Type"] == "Fail"]
     values = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
@@ -95,10 +172,11 @@ def test_fail_step_explains_the_miss(definition):
     assert {"Get": "Parameters.MetricThreshold"} in values
 
 
-def test_caching_retries_and_encryption_on_job_steps(definition):
+def test_no_caching_retries_and_encryption_on_job_steps(definition):
+    """New data under the same InputDataUrl must retrain: no step is served from the cache."""
     for step in all_steps(definition):
         if step["Type"] in ("Processing", "Training", "QualityCheck"):
-            assert step["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+            assert not step.get("CacheConfig", {}).get("Enabled"), step["Name"]
             if step["Type"] != "QualityCheck":
                 assert {tuple(r["ExceptionType"]) for r in step["RetryPolicies"]}
             text = json.dumps(step["Arguments"])
@@ -143,17 +221,62 @@ def test_execution_role_is_least_privilege(dev):
     assert "processing-job/pipelines-*" in text and "training-job/pipelines-*" in text
 
 
-def test_baseline_step_writes_the_latest_data_quality_baseline(definition, dev):
+def _statements(dev) -> dict[str, dict]:
+    template = dev.template("model-abalone")
+    policies = [p for k, p in template["Resources"].items() if p["Type"] == "AWS::IAM::Policy" and "ExecutionRole" in k]
+    return {s["Sid"]: s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"] if "Sid" in s}
+
+
+def _resource_text(resource) -> str:
+    from tests.infra.definition_check import resolve_cfn_string
+
+    return resolve_cfn_string(resource)
+
+
+def test_execution_role_can_encrypt_job_volumes_and_write_job_logs(dev):
+    statements = _statements(dev)
+    grant = statements["JobVolumeKeyGrant"]
+    assert grant["Action"] == "kms:CreateGrant"
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert "mlops-dev-lake-key-arn" in json.dumps(grant["Resource"])
+    groups = statements["JobLogGroups"]
+    assert sorted(groups["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams"]
+    group_arns = sorted(_resource_text(r).split("log-group:", 1)[1] for r in groups["Resource"])
+    assert group_arns == ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/ProcessingJobs:*",
+                          "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/TrainingJobs:*"]
+    streams = statements["JobLogStreams"]
+    assert streams["Action"] == "logs:PutLogEvents"
+    assert sorted(_resource_text(r).split("log-group:", 1)[1] for r in streams["Resource"]) == [
+        "/aws/sagemaker/ProcessingJobs:log-stream:pipelines-*", "/aws/sagemaker/TrainingJobs:log-stream:pipelines-*"]
+
+
+def test_execution_role_has_no_list_or_experiment_actions(dev):
+    text = json.dumps(_statements(dev))
+    assert "sagemaker:ListModelPackages" not in text  # a List action takes no resource ARN; nothing lists here
+    for action in ("CreateExperiment", "CreateTrial", "AssociateTrialComponent"):
+        assert action not in text
+
+
+def test_baseline_step_computes_this_packages_data_quality_baseline(definition, dev):
+    """Contract C2: the baseline of exactly the rows the endpoint receives, per execution, in the package."""
     (step,) = [s for s in all_steps(definition) if s["Type"] == "QualityCheck"]
-    assert step["CheckType"] == "DATA_QUALITY" and step["RegisterNewBaseline"] is True
+    assert step["CheckType"] == "DATA_QUALITY" and step["RegisterNewBaseline"] is True and step["SkipCheck"] is True
+    assert not step.get("ModelPackageGroupName")  # no lookup of an earlier package's baseline
     args = step["Arguments"]
     assert args["ProcessingInputs"][0]["S3Input"]["S3Uri"] == {
         "Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['baseline'].S3Output.S3Uri"
     }
-    assert args["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].endswith(
-        "/models/abalone/monitoring/baseline"
-    )
+    assert json.loads(args["Environment"]["dataset_format"])["csv"]["header"] is False
+    output = args["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]["Std:Join"]["Values"]
+    assert output[1:] == [{"Get": "Execution.PipelineExecutionId"}, "baseline"]
     assert "sagemaker-model-monitor-analyzer" in args["AppSpecification"]["ImageUri"]
+    (register,) = [s for s in all_steps(definition) if s["Type"] == "RegisterModel"]
+    assert register["Arguments"]["ModelMetrics"]["ModelDataQuality"] == {
+        "Statistics": {"ContentType": "application/json",
+                       "S3Uri": {"Get": "Steps.DataQualityBaseline.CalculatedBaselineStatistics"}},
+        "Constraints": {"ContentType": "application/json",
+                        "S3Uri": {"Get": "Steps.DataQualityBaseline.CalculatedBaselineConstraints"}},
+    }
 
 
 def test_definition_is_built_without_any_network_call(monkeypatch):
