@@ -2,17 +2,25 @@
 
     python -m cicd_scripts.deploy_serving --project P --environment E --model M --stage S
         (--model-package-arn ARN | --package-file resolved.json)
+        [--endpoint --baseline-statistics-url S3 --baseline-constraints-url S3]
+        [--lambda-mode model|endpoint_proxy|none [--model-data-url S3]]
         [--outputs-file cdk-outputs.json] [--targets-file smoke-targets.json]
         [--endpoint-output EndpointName] [--function-url-output FunctionUrl] [--dry-run]
 
 Runs (from the CDK app's directory)::
 
-    npx cdk deploy <P>-<E>-serving-<M>-<S> --require-approval never --exclusively -c env=<E>
-        --parameters <stack>:ModelPackageArn=<arn> --outputs-file <outputs file>
+    npx cdk deploy <P>-<E>-serving-<M>-<S> --require-approval never --exclusively -c env=<E> -c serving=<M>/<S>
+        --parameters <stack>:ModelPackageArn=<arn> [--parameters <stack>:<parameter>=<value> ...]
+        --outputs-file <outputs file>
 
-The parameter is qualified with the stack name and ``--exclusively`` is set: the CDK CLI hands an unqualified
-``--parameters`` value to every stack it deploys, dependencies included, and CloudFormation rejects a parameter a
-template does not declare; the model deploy pipeline must not redeploy shared stacks anyway.
+``-c serving=<M>/<S>`` makes the app synthesize that one serving stack (it synthesizes none unless asked). The
+parameters are the ones the serving stack declares for its configuration: ``BaselineStatisticsUrl`` and
+``BaselineConstraintsUrl`` (the package's Model Monitor baseline) with ``--endpoint``, ``ModelDataUrl`` (the package's
+model.tar.gz) with ``--lambda-mode model``; a value the stack does not declare is never passed, because CloudFormation
+rejects a parameter a template does not declare. The parameters are qualified with the stack name and
+``--exclusively`` is set: the CDK CLI hands an unqualified ``--parameters`` value to every stack it deploys,
+dependencies included; the model deploy pipeline must not redeploy shared stacks anyway. ``none`` (the deploy
+pipeline's placeholder for an absent value) counts as not given.
 
 Then reads the outputs file (``{"<stack>": {"EndpointName": ..., "FunctionUrl": ...}}``) and writes the targets file
 for ``smoke_test --targets-file``: ``{"stack_name", "stage", "model_package_arn", "endpoint_name", "function_url"}``
@@ -53,6 +61,10 @@ _PARTS: dict[str, tuple[str, int]] = {
 PACKAGE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$")
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_DATA_PARAMETER = "ModelDataUrl"
+BASELINE_STATISTICS_PARAMETER = "BaselineStatisticsUrl"
+BASELINE_CONSTRAINTS_PARAMETER = "BaselineConstraintsUrl"
+LAMBDA_MODES = ("model", "endpoint_proxy", "none")
+PLACEHOLDER = "none"
 ENDPOINT_OUTPUT = "EndpointName"
 FUNCTION_URL_OUTPUT = "FunctionUrl"
 CDK_ENV = {"CDK_DISABLE_VERSION_CHECK": "true", "CDK_DISABLE_CLI_TELEMETRY": "true"}
@@ -71,18 +83,52 @@ def serving_stack_name(project: str, environment: str, model: str, stage: str) -
     return f"{project}-{environment}-serving-{model}-{stage}"
 
 
+def serving_context(model: str, stage: str) -> str:
+    """The ``serving`` context value that makes the app synthesize this one serving stack."""
+    return f"{model}/{stage}"
+
+
+def serving_parameters(*, endpoint: bool, lambda_mode: str, model_data_url: Optional[str],
+                       baseline_statistics_url: Optional[str], baseline_constraints_url: Optional[str]
+                       ) -> dict[str, str]:
+    """The parameters (besides ModelPackageArn) the serving stack of this configuration declares, with their values;
+    UsageError naming the missing value."""
+    out: dict[str, str] = {}
+    if endpoint:
+        for flag, name, value in (
+            ("--baseline-statistics-url", BASELINE_STATISTICS_PARAMETER, baseline_statistics_url),
+            ("--baseline-constraints-url", BASELINE_CONSTRAINTS_PARAMETER, baseline_constraints_url),
+        ):
+            if not value:
+                raise UsageError(
+                    f"{flag} is required with --endpoint: the endpoint's data-quality monitor takes the package's "
+                    "Model Monitor baseline (resolve_approved_package exports it)"
+                )
+            _check_s3(flag, value)
+            out[name] = value
+    if lambda_mode == "model":
+        if not model_data_url:
+            raise UsageError("--model-data-url is required with --lambda-mode model: the function loads the model "
+                             "from the package's model.tar.gz")
+        out[MODEL_DATA_PARAMETER] = model_data_url
+    return out
+
+
 def cdk_deploy_command(stack: str, environment: str, model_package_arn: str, outputs_file: str,
-                       cdk: Sequence[str] = ("npx", "cdk"), model_data_url: Optional[str] = None) -> list[str]:
-    """The deploy command. ``model_data_url`` (the package's model.tar.gz) feeds the model-in-Lambda function."""
-    parameters = ["--parameters", f"{stack}:{MODEL_PACKAGE_PARAMETER}={model_package_arn}"]
-    if model_data_url:
-        parameters += ["--parameters", f"{stack}:{MODEL_DATA_PARAMETER}={model_data_url}"]
+                       cdk: Sequence[str] = ("npx", "cdk"), *, serving: str,
+                       parameters: Optional[Mapping[str, str]] = None) -> list[str]:
+    """The deploy command: ``serving`` is the ``-c serving=<model>/<stage>`` value, ``parameters`` the serving
+    stack's parameters besides ModelPackageArn (see :func:`serving_parameters`)."""
+    args = ["--parameters", f"{stack}:{MODEL_PACKAGE_PARAMETER}={model_package_arn}"]
+    for name, value in (parameters or {}).items():
+        args += ["--parameters", f"{stack}:{name}={value}"]
     return [
         *cdk, "deploy", stack,
         "--require-approval", "never",
         "--exclusively",
         "-c", f"env={environment}",
-        *parameters,
+        "-c", f"serving={serving}",
+        *args,
         "--outputs-file", outputs_file,
     ]
 
@@ -148,14 +194,31 @@ def _package_arn(args: argparse.Namespace) -> str:
     return str(arn)
 
 
+def _given(value: Optional[str]) -> Optional[str]:
+    return None if value is None or value.strip() in ("", PLACEHOLDER) else value.strip()
+
+
+def _check_s3(flag: str, url: str) -> None:
+    if not url.startswith("s3://") or len(url) <= len("s3://"):
+        raise UsageError(f"{flag} {url!r} is not an s3:// URI")
+
+
 def _model_data_url(args: argparse.Namespace) -> Optional[str]:
-    url = args.model_data_url
+    url = _given(args.model_data_url)
     if not url and args.package_file:
         doc = read_json_file(args.package_file, "--package-file")
-        url = doc.get("model_data_url") if isinstance(doc, dict) else None
+        url = _given(doc.get("model_data_url")) if isinstance(doc, dict) else None
     if url and not str(url).startswith("s3://"):
         raise UsageError(f"--model-data-url {url!r} is not an s3:// URI of the model artifact (model.tar.gz)")
     return str(url) if url else None
+
+
+def _from_package(args: argparse.Namespace, flag_value: Optional[str], key: str) -> Optional[str]:
+    value = _given(flag_value)
+    if not value and args.package_file:
+        doc = read_json_file(args.package_file, "--package-file")
+        value = _given(doc.get(key)) if isinstance(doc, dict) else None
+    return value
 
 
 def _parser() -> ArgumentParser:
@@ -170,7 +233,13 @@ def _parser() -> ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-package-arn")
     src.add_argument("--package-file", help="resolve_approved_package --output-file")
+    p.add_argument("--endpoint", action=argparse.BooleanOptionalAction, default=False,
+                   help="the serving stack has an endpoint: pass the Model Monitor baseline parameters")
+    p.add_argument("--lambda-mode", choices=LAMBDA_MODES, default="none",
+                   help="the serving stack's Lambda inference mode; 'model' passes ModelDataUrl")
     p.add_argument("--model-data-url", help="s3:// URI of the package's model.tar.gz (for a model-in-Lambda stack)")
+    p.add_argument("--baseline-statistics-url", help="s3:// URI of the package's baseline statistics.json")
+    p.add_argument("--baseline-constraints-url", help="s3:// URI of the package's baseline constraints.json")
     p.add_argument("--outputs-file", default="cdk-outputs.json")
     p.add_argument("--targets-file", default="smoke-targets.json", help="written for smoke_test --targets-file")
     p.add_argument("--endpoint-output", default=ENDPOINT_OUTPUT, help="stack output holding the endpoint name")
@@ -186,8 +255,18 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Runner = subprocess_ru
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         arn = _package_arn(args)
+        model_data_url = _model_data_url(args)
+        parameters = serving_parameters(
+            endpoint=args.endpoint,
+            lambda_mode=args.lambda_mode,
+            model_data_url=model_data_url,
+            baseline_statistics_url=_from_package(args, args.baseline_statistics_url, "baseline_statistics_url"),
+            baseline_constraints_url=_from_package(args, args.baseline_constraints_url, "baseline_constraints_url"),
+        )
+        if model_data_url and MODEL_DATA_PARAMETER not in parameters:
+            log(f"(not passing {MODEL_DATA_PARAMETER}: the stack declares it with --lambda-mode model only)")
         cmd = cdk_deploy_command(stack, args.environment, arn, args.outputs_file,
-                                 model_data_url=_model_data_url(args))
+                                 serving=serving_context(args.model, args.stage), parameters=parameters)
         log("$ " + " ".join(cmd))
         if args.dry_run:
             print(json.dumps(cmd), flush=True)

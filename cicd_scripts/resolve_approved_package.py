@@ -1,20 +1,27 @@
 """Model deploy CD: resolve the latest Approved model package of a model package group.
 
     python -m cicd_scripts.resolve_approved_package --model-package-group NAME_OR_ARN [--output-file out.json]
-        [--export-env-file deploy.env] [--expected-arn ARN] [--region REGION]
+        [--export-env-file deploy.env] [--expected-arn ARN] [--require-baseline] [--none-is-ok] [--region REGION]
 
 Prints (and writes to ``--output-file``)::
 
     {"model_package_arn": ..., "model_package_version": 4, "model_data_url": "s3://.../model.tar.gz",
      "git_commit": "<CustomerMetadataProperties.GitCommit, else MetadataProperties.CommitId, else null>",
-     "image": "<inference container image>"}
+     "image": "<inference container image>",
+     "baseline_statistics_url": "<ModelMetrics.ModelDataQuality.Statistics.S3Uri, else null>",
+     "baseline_constraints_url": "<ModelMetrics.ModelDataQuality.Constraints.S3Uri, else null>"}
 
-``--export-env-file`` writes ``export MODEL_PACKAGE_ARN=...`` lines (also MODEL_PACKAGE_VERSION, MODEL_DATA_URL,
-GIT_COMMIT, MODEL_IMAGE) for ``. ./deploy.env`` in a buildspec.
+``--export-env-file`` writes ``export PACKAGE_FOUND=true`` and ``export MODEL_PACKAGE_ARN=...`` lines (also
+MODEL_PACKAGE_VERSION, MODEL_DATA_URL, GIT_COMMIT, MODEL_IMAGE, BASELINE_STATISTICS_URL, BASELINE_CONSTRAINTS_URL) for
+``. ./deploy.env`` in a buildspec. The Model Monitor baseline is what the model build pipeline recorded in the package;
+``--require-baseline`` (a serving stack with an endpoint) makes a package without one an error.
 
 "Latest" is the most recently created package whose status is Approved; Rejected and PendingManualApproval packages
-never resolve. Exit codes: 0 resolved; 2 no approved package (or invalid arguments); 3 ``--expected-arn`` is not the
-latest approved package (a newer approval superseded it, or it is not approved); 1 any other failure.
+never resolve. With ``--none-is-ok`` a group without an approved package is not an error: the script exits 0 and the
+env file says ``PACKAGE_FOUND=false`` (every other value ``none``), so the deploy pipeline skips its stages instead of
+failing on its first run. Exit codes: 0 resolved (or nothing to resolve with ``--none-is-ok``); 2 no approved package
+(or invalid arguments); 3 ``--expected-arn`` is not the latest approved package (a newer approval superseded it, or it
+is not approved); 1 any other failure (a missing group or baseline included).
 """
 
 from __future__ import annotations
@@ -46,6 +53,17 @@ APPROVED = "Approved"
 EXIT_NO_APPROVED = EXIT_USAGE
 EXIT_SUPERSEDED = 3
 GIT_COMMIT_KEYS = ("GitCommit", "git_commit", "git-commit")
+# CodePipeline refuses empty output variables: what the env file holds for a value the package does not have.
+NONE = "none"
+ENV_KEYS = {
+    "MODEL_PACKAGE_ARN": "model_package_arn",
+    "MODEL_PACKAGE_VERSION": "model_package_version",
+    "MODEL_DATA_URL": "model_data_url",
+    "GIT_COMMIT": "git_commit",
+    "MODEL_IMAGE": "image",
+    "BASELINE_STATISTICS_URL": "baseline_statistics_url",
+    "BASELINE_CONSTRAINTS_URL": "baseline_constraints_url",
+}
 GROUP_RE = re.compile(
     r"^(arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package-group/)?[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 )
@@ -55,6 +73,10 @@ PACKAGE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-
 class NoApprovedPackage(ScriptError):
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_NO_APPROVED)
+
+
+class MissingGroup(ScriptError):
+    """The group does not exist: a misconfiguration, never a quiet "nothing to deploy"."""
 
 
 def no_approved_message(group: str) -> str:
@@ -104,6 +126,12 @@ def _git_commit(desc: dict[str, Any]) -> Optional[str]:
     return str(commit) if commit else None
 
 
+def _baseline(desc: dict[str, Any], part: str) -> Optional[str]:
+    quality = (desc.get("ModelMetrics") or {}).get("ModelDataQuality") or {}
+    uri = (quality.get(part) or {}).get("S3Uri")
+    return str(uri) if uri else None
+
+
 def package_info(desc: dict[str, Any]) -> dict[str, Any]:
     """The output document from a describe_model_package response."""
     arn = desc["ModelPackageArn"]
@@ -122,7 +150,30 @@ def package_info(desc: dict[str, Any]) -> dict[str, Any]:
         "model_data_url": model_data_url,
         "git_commit": _git_commit(desc),
         "image": container.get("Image"),
+        "baseline_statistics_url": _baseline(desc, "Statistics"),
+        "baseline_constraints_url": _baseline(desc, "Constraints"),
     }
+
+
+def check_baseline(info: dict[str, Any]) -> None:
+    """A serving stack with an endpoint monitors it against the package's data-quality baseline: it must exist."""
+    parts = (("Statistics", "baseline_statistics_url"), ("Constraints", "baseline_constraints_url"))
+    missing = [name for name, key in parts if not info[key]]
+    if missing:
+        raise ScriptError(
+            f"model package {info['model_package_arn']} has no Model Monitor baseline "
+            f"(ModelMetrics.ModelDataQuality.{' and '.join(missing)}.S3Uri); the endpoint's data-quality monitor needs "
+            "it: register the package from the model build pipeline, which records the baseline"
+        )
+
+
+def env_values(info: Optional[dict[str, Any]]) -> dict[str, str]:
+    """The exported variables: PACKAGE_FOUND and every ENV_KEYS value (``none`` when absent)."""
+    values = {"PACKAGE_FOUND": "true" if info else "false"}
+    for name, key in ENV_KEYS.items():
+        value = (info or {}).get(key)
+        values[name] = NONE if value is None or value == "" else str(value)
+    return values
 
 
 def resolve(sm: Any, group: str, page_size: int = 100) -> dict[str, Any]:
@@ -131,7 +182,7 @@ def resolve(sm: Any, group: str, page_size: int = 100) -> dict[str, Any]:
         sm.describe_model_package_group(ModelPackageGroupName=group)
     except ClientError as exc:
         if error_code(exc) in ("ValidationException", "ResourceNotFound") and "does not exist" in error_message(exc):
-            raise NoApprovedPackage(
+            raise MissingGroup(
                 f"model package group '{group}' does not exist in {sm.meta.region_name}; the model build stack "
                 "creates it and the model build pipeline registers versions in it"
             ) from None
@@ -179,6 +230,10 @@ def _parser() -> ArgumentParser:
     p.add_argument("--output-file", help="write the result JSON here")
     p.add_argument("--export-env-file", help="write 'export KEY=value' lines here")
     p.add_argument("--expected-arn", help="fail (exit 3) unless this package is the latest approved one")
+    p.add_argument("--require-baseline", action="store_true",
+                   help="fail unless the package records a Model Monitor baseline (serving with an endpoint)")
+    p.add_argument("--none-is-ok", action="store_true",
+                   help="no approved package: exit 0 and write PACKAGE_FOUND=false instead of failing")
     p.add_argument("--region", help="default: the AWS_REGION of the environment")
     return p
 
@@ -191,27 +246,29 @@ def main(argv: Optional[Sequence[str]] = None, *, sagemaker: Any = None, page_si
         if args.expected_arn and not PACKAGE_ARN_RE.match(args.expected_arn):
             raise UsageError(f"--expected-arn {args.expected_arn!r} is not a model package ARN")
         sm = sagemaker or client("sagemaker", args.region)
-        info = resolve(sm, group, page_size)
+        try:
+            info = resolve(sm, group, page_size)
+        except NoApprovedPackage as exc:
+            if not args.none_is_ok:
+                raise
+            log(f"nothing to deploy: {exc}")
+            if args.export_env_file:
+                write_env_file(args.export_env_file, env_values(None))
+            print(json.dumps(None), flush=True)
+            return EXIT_OK
         log(
             f"latest approved package of '{_group_display(group)}': version {info['model_package_version']} "
             f"({info['model_package_arn']}), commit {info['git_commit'] or 'unknown'}"
         )
         if args.expected_arn:
             check_expected(sm, args.expected_arn, info, group)
+        if args.require_baseline:
+            check_baseline(info)
         print(json.dumps(info, indent=2), flush=True)
         if args.output_file:
             write_json_file(args.output_file, info)
         if args.export_env_file:
-            write_env_file(
-                args.export_env_file,
-                {
-                    "MODEL_PACKAGE_ARN": info["model_package_arn"],
-                    "MODEL_PACKAGE_VERSION": info["model_package_version"],
-                    "MODEL_DATA_URL": info["model_data_url"],
-                    "GIT_COMMIT": info["git_commit"],
-                    "MODEL_IMAGE": info["image"],
-                },
-            )
+            write_env_file(args.export_env_file, env_values(info))
         return EXIT_OK
 
     return run(_parser(), body, argv)

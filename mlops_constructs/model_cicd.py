@@ -10,6 +10,7 @@ change to them; the scripts they call are ``cicd_scripts/*`` (see ``python -m ci
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,26 @@ STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-RESOLVED_VARIABLES = ("MODEL_PACKAGE_ARN", "MODEL_PACKAGE_VERSION", "MODEL_DATA_URL", "MODEL_IMAGE", "GIT_COMMIT")
+RESOLVED_VARIABLES = (
+    "PACKAGE_FOUND", "MODEL_PACKAGE_ARN", "MODEL_PACKAGE_VERSION", "MODEL_DATA_URL", "MODEL_IMAGE", "GIT_COMMIT",
+    "BASELINE_STATISTICS_URL", "BASELINE_CONSTRAINTS_URL",
+)
+# What a Deploy-<stage> build reads from Resolve (deploy_serving passes each only where the stack declares it).
+DEPLOY_VARIABLES = ("MODEL_PACKAGE_ARN", "MODEL_DATA_URL", "BASELINE_STATISTICS_URL", "BASELINE_CONSTRAINTS_URL")
+LAMBDA_MODES = ("model", "endpoint_proxy")
+# A Deploy-<stage> build: `make install` (venv, npm ci, Lambda dependencies) and the synth, plus the CloudFormation
+# work around the rollout; measured at 10-15 minutes on a SMALL build, doubled.
+DEPLOY_SETUP = Duration.minutes(30)
+# CodePipeline starts every new pipeline once ("CreatePipeline"): its failure (an empty S3 source, an empty registry)
+# says nothing about the model, so it is not notified.
+CREATION_TRIGGER = "CreatePipeline"
+
+
+def deploy_build_timeout(rollout_timeout: Duration) -> Duration:
+    """The Deploy-<stage> CodeBuild timeout: install and synth (:data:`DEPLOY_SETUP`) plus ``rollout_timeout``, the
+    longest the serving stack's own rollout may take (endpoint blue/green ``MaximumExecutionTimeoutInSeconds``, plus
+    the Lambda's CodeDeploy traffic shifting where it waits behind the endpoint). The one place this is computed."""
+    return Duration.minutes(math.ceil(rollout_timeout.to_seconds() / 60) + DEPLOY_SETUP.to_minutes())
 
 
 def load_buildspec(path: Path) -> codebuild.BuildSpec:
@@ -263,12 +283,24 @@ def _acknowledge_pipeline_role(pipeline: codepipeline.Pipeline, artifact_bucket:
     )
 
 
+def failure_event_detail() -> dict:
+    """``detail`` of the failed-execution pattern: FAILED, unless CodePipeline's own run at creation
+    (``execution-trigger.trigger-type`` ``CreatePipeline``) failed; an event without a trigger still matches."""
+    return {
+        "state": ["FAILED"],
+        "$or": [
+            {"execution-trigger": {"trigger-type": [{"anything-but": [CREATION_TRIGGER]}]}},
+            {"execution-trigger": {"trigger-type": [{"exists": False}]}},
+        ],
+    }
+
+
 def _notify_failures(pipeline: codepipeline.Pipeline, topic: sns.ITopic) -> events.Rule:
-    """EventBridge rule: an execution of ``pipeline`` FAILED -> ``topic``."""
+    """EventBridge rule: an execution of ``pipeline`` FAILED -> ``topic`` (not the run at the pipeline's creation)."""
     return pipeline.on_state_change(
         "OnFailed",
         description=f"Execution of pipeline {pipeline.pipeline_name} failed: notify the alarms topic",
-        event_pattern=events.EventPattern(detail={"state": ["FAILED"]}),
+        event_pattern=events.EventPattern(detail=failure_event_detail()),
         target=targets.SnsTopic(
             topic,
             message=events.RuleTargetInput.from_text(
@@ -582,8 +614,9 @@ class DeployStage:
     :param smoke_role_arn: a role in the stage's account that the smoke test assumes (required when ``account`` is
         set and is not the stack's, or the stack is environment-agnostic: CodeBuild's role cannot call endpoints in
         another account). It needs ``cloudformation:DescribeStacks`` on the serving
-        stack, ``sagemaker:DescribeEndpoint``/``InvokeEndpoint`` and ``lambda:InvokeFunctionUrl`` on its endpoint and
-        function, and to trust this account's smoke build role.
+        stack, ``sagemaker:DescribeEndpoint``/``InvokeEndpoint`` on its endpoint, ``lambda:InvokeFunctionUrl`` and
+        ``lambda:InvokeFunction`` (function URLs need both) on its function, and to trust this account's smoke build
+        role.
     """
 
     name: str
@@ -596,11 +629,17 @@ class ModelDeployCd(Construct):
     """CodePipeline V2 started when a version of the model package group is approved; deploys it stage by stage.
 
     Stages: ``Source`` -> ``Resolve`` (``cicd_scripts.resolve_approved_package``: the latest Approved version,
-    exported as ``#{Resolve.MODEL_PACKAGE_ARN}`` and ``#{Resolve.MODEL_DATA_URL}``) -> for each serving stage
-    ``Deploy-<stage>`` (``cicd_scripts.deploy_serving``: ``npx cdk deploy`` of the serving stack with the package as
-    a parameter) and ``Smoke-<stage>`` (``cicd_scripts.smoke_test``), with ``Approve-<last stage>``, a manual approval,
-    before the last stage's deploy. The approval event only starts the pipeline; Resolve reads the registry, so a
-    retried or manually started execution deploys the current approved version too.
+    exported as ``#{Resolve.MODEL_PACKAGE_ARN}``, ``#{Resolve.MODEL_DATA_URL}`` and the Model Monitor baseline
+    ``#{Resolve.BASELINE_STATISTICS_URL}``/``#{Resolve.BASELINE_CONSTRAINTS_URL}``) -> for each serving stage
+    ``Deploy-<stage>`` (``cicd_scripts.deploy_serving``: ``npx cdk deploy`` of the serving stack with the package and
+    the parameters the stack declares) and ``Smoke-<stage>`` (``cicd_scripts.smoke_test``), with
+    ``Approve-<last stage>``, a manual approval that notifies ``approval_topic`` (default ``alarm_topic``), before the
+    last stage's deploy. The approval event only starts the pipeline; Resolve reads the registry, so a retried or
+    manually started execution deploys the current approved version too.
+
+    First deploy: CodePipeline runs a new pipeline once. When no version is approved yet, Resolve ends successfully
+    with ``PACKAGE_FOUND=false`` and every later stage's entry condition (a ``VariableCheck`` rule, result ``SKIP``)
+    skips it; a failure of that creation run (e.g. the S3 source object is not uploaded yet) is not notified.
 
     Roles, one per build: Resolve reads only the one model package group; ``Deploy-<stage>`` may only assume the
     CDK bootstrap roles (deploy, file-publishing, lookup) of that stage's account and region, which is how the CDK
@@ -612,7 +651,14 @@ class ModelDeployCd(Construct):
     :param model_package_group_name: the group whose approvals trigger the pipeline.
     :param stages: serving stages in order (names or :class:`DeployStage`); a manual approval precedes the last.
     :param alarm_topic: failed executions are published here.
-    :param approval_topic: the manual approval notifies it. Default: no notification.
+    :param alarm_topic_key: the KMS key ``alarm_topic`` is encrypted with, when the topic is imported (a
+        ``sns.Topic`` of this app brings its ``master_key``): the pipeline role may use it to publish the approval.
+    :param approval_topic: the manual approval notifies it. Default: ``alarm_topic``.
+    :param approval_topic_key: as ``alarm_topic_key``, for ``approval_topic``.
+    :param endpoint: the serving stacks have a SageMaker endpoint: Resolve requires the package's Model Monitor
+        baseline and the deploy passes it (``BaselineStatisticsUrl``, ``BaselineConstraintsUrl``). Default: True.
+    :param lambda_mode: the serving stacks' Lambda inference mode, ``model`` (the deploy passes ``ModelDataUrl``) or
+        ``endpoint_proxy``; None: no Lambda. Default: ``model``.
     :param model_package_group_arn: the group's ARN when it lives in another account (shared by its
         ``ModelRegistry`` ``trusted_accounts``). Default: the group of that name in this account.
     :param connection_arn: :param repository: :param branch: CodeConnections source (not triggered on push).
@@ -622,13 +668,17 @@ class ModelDeployCd(Construct):
         ``model_metadata.json`` in the approved package's model data, read from ``model_artifacts_bucket``.
     :param model_artifacts_bucket: :param model_artifacts_key_pattern: where the model data is. Default pattern
         ``*``; needed unless ``smoke_sample_file`` is given.
-    :param endpoint_name_prefix: :param function_name_prefix: serving resource names are ``<prefix>-<stage>`` or
-        start with ``<prefix>-<stage>-``. Default: ``<project>-<environment>-<model>``.
+    :param endpoint_name_prefix: :param function_name_prefix: the stage's endpoint and inference function are named
+        exactly ``<prefix>-<stage>`` (the smoke test may call those only). Default: ``<project>-<environment>-<model>``.
     :param bootstrap_qualifier: CDK bootstrap qualifier of the target accounts. Default: the app's
         ``@aws-cdk/core:bootstrapQualifier`` context, else ``hnb659fds``.
     :param encryption_key: :param access_logs_bucket: :param log_retention: :param removal_policy:
         :param compute_type: :param artifact_expiration: as for :class:`ModelBuildCi`.
-    :param deploy_timeout: Default: 60 minutes. :param smoke_timeout: Default: 45 minutes (an endpoint may still be
+    :param rollout_timeout: the longest the serving stack's own rollout may take: the endpoint's blue/green
+        ``MaximumExecutionTimeoutInSeconds``, plus the Lambda's CodeDeploy shifting when it waits behind the endpoint
+        (``endpoint_proxy``). Default: 30 minutes (an endpoint's creation).
+    :param deploy_timeout: of each Deploy-<stage> build; at least :func:`deploy_build_timeout` of
+        ``rollout_timeout``. Default: that. :param smoke_timeout: Default: 45 minutes (an endpoint may still be
         updating when the stack is complete).
     """
 
@@ -643,7 +693,11 @@ class ModelDeployCd(Construct):
         model_package_group_name: str,
         stages: Sequence[Union[str, DeployStage]],
         alarm_topic: sns.ITopic,
+        alarm_topic_key: Optional[kms.IKey] = None,
         approval_topic: Optional[sns.ITopic] = None,
+        approval_topic_key: Optional[kms.IKey] = None,
+        endpoint: bool = True,
+        lambda_mode: Optional[str] = "model",
         model_package_group_arn: Optional[str] = None,
         connection_arn: Optional[str] = None,
         repository: Optional[str] = None,
@@ -659,7 +713,8 @@ class ModelDeployCd(Construct):
         bootstrap_roles: Sequence[str] = DEFAULT_BOOTSTRAP_ROLES,
         encryption_key: Optional[kms.IKey] = None,
         access_logs_bucket: Optional[s3.IBucket] = None,
-        deploy_timeout: Duration = Duration.minutes(60),
+        rollout_timeout: Duration = Duration.minutes(30),
+        deploy_timeout: Optional[Duration] = None,
         smoke_timeout: Duration = Duration.minutes(45),
         compute_type: codebuild.ComputeType = codebuild.ComputeType.SMALL,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
@@ -697,7 +752,22 @@ class ModelDeployCd(Construct):
                 raise ValueError(f"{owner} stage {s.name!r} smoke_role_arn {s.smoke_role_arn!r} is not an IAM role ARN")
         if len(set(names)) != len(names):
             raise ValueError(f"{owner} stage names must be unique, got {names}")
-        _check_duration(owner, "deploy_timeout", deploy_timeout, 5, 480)
+        if lambda_mode is not None and lambda_mode not in LAMBDA_MODES:
+            raise ValueError(f"{owner} lambda_mode must be one of {list(LAMBDA_MODES)} or None, got {lambda_mode!r}")
+        if not endpoint and lambda_mode is None:
+            raise ValueError(f"{owner} needs endpoint=True or a lambda_mode: the serving stacks serve nothing")
+        if lambda_mode == "endpoint_proxy" and not endpoint:
+            raise ValueError(f"{owner} lambda_mode 'endpoint_proxy' calls the endpoint: set endpoint=True")
+        minimum = deploy_build_timeout(rollout_timeout)
+        if deploy_timeout is None:
+            deploy_timeout = minimum
+        deploy_minutes = _check_duration(owner, "deploy_timeout", deploy_timeout, 5, 480)
+        if deploy_minutes < minimum.to_minutes():
+            raise ValueError(
+                f"{owner} deploy_timeout ({deploy_minutes} minutes) must cover the serving rollout "
+                f"({math.ceil(rollout_timeout.to_seconds() / 60)} minutes) plus install and synth "
+                f"({DEPLOY_SETUP.to_minutes()} minutes): at least {minimum.to_minutes()} minutes, or leave it unset"
+            )
         _check_duration(owner, "smoke_timeout", smoke_timeout, 5, 480)
 
         stack = Stack.of(self)
@@ -756,7 +826,10 @@ class ModelDeployCd(Construct):
             f"latest Approved version of model package group {model_package_group_name}",
             "model_resolve.yml",
             Duration.minutes(10),
-            {"MODEL_PACKAGE_GROUP": model_package_group_arn or model_package_group_name},
+            {
+                "MODEL_PACKAGE_GROUP": model_package_group_arn or model_package_group_name,
+                "REQUIRE_BASELINE": "true" if endpoint else "false",
+            },
         )
         grant_read_model_packages(self.resolve_project, group_arn, packages_arn)
 
@@ -773,7 +846,14 @@ class ModelDeployCd(Construct):
                 f"cdk deploy {serving_stack}",
                 "model_deploy.yml",
                 deploy_timeout,
-                {"PROJECT": project, "ENVIRONMENT": environment, "MODEL": model_name, "STAGE": s.name},
+                {
+                    "PROJECT": project,
+                    "ENVIRONMENT": environment,
+                    "MODEL": model_name,
+                    "STAGE": s.name,
+                    "ENDPOINT_ENABLED": "true" if endpoint else "false",
+                    "LAMBDA_MODE": lambda_mode or "none",
+                },
             )
             bootstrap = [
                 f"arn:{Aws.PARTITION}:iam::{account}:role/cdk-{qualifier}-{r}-role-{account}-{region}"
@@ -805,8 +885,11 @@ class ModelDeployCd(Construct):
                     )
                 )
             else:
-                self._grant_smoke(smoke, stack, s, serving_stack, f"{endpoint_base}-{s.name}",
-                                  f"{function_base}-{s.name}")
+                self._grant_smoke(
+                    smoke, s, serving_stack,
+                    endpoint_name=f"{endpoint_base}-{s.name}" if endpoint else None,
+                    function_name=f"{function_base}-{s.name}" if lambda_mode else None,
+                )
             if smoke_sample_file is None and model_artifacts_bucket is not None:
                 model_artifacts_bucket.grant_read(smoke, model_artifacts_key_pattern)
                 compliance.acknowledge_wildcard_resources(
@@ -838,15 +921,43 @@ class ModelDeployCd(Construct):
             codepipeline.StageProps(stage_name="Source", actions=[source]),
             codepipeline.StageProps(stage_name="Resolve", actions=[resolve]),
         ]
+
+        def when_found() -> codepipeline.Conditions:
+            """Enter the stage only when Resolve found an approved package; else skip it (no failure)."""
+            return codepipeline.Conditions(
+                conditions=[
+                    codepipeline.Condition(
+                        result=codepipeline.Result.SKIP,
+                        rules=[
+                            codepipeline.Rule(
+                                name="ApprovedPackageFound",
+                                provider="VariableCheck",
+                                version="1",
+                                configuration={
+                                    "Variable": resolve.variable("PACKAGE_FOUND"),
+                                    "Value": "true",
+                                    "Operator": "EQ",
+                                },
+                            )
+                        ],
+                    )
+                ]
+            )
+
+        notify_topic = approval_topic or alarm_topic
+        notify_key = (approval_topic_key if approval_topic is not None else alarm_topic_key) or getattr(
+            notify_topic, "master_key", None
+        )
         for i, s in enumerate(deploy_stages):
             if i == len(deploy_stages) - 1:
                 pipeline_stages.append(
                     codepipeline.StageProps(
                         stage_name=f"Approve-{s.name}",
+                        before_entry=when_found(),
                         actions=[
                             actions.ManualApprovalAction(
                                 action_name=f"ApproveDeployTo{s.name.capitalize()}",
-                                notification_topic=approval_topic,
+                                notification_topic=notify_topic,
                                 additional_information=(
                                     f"Deploy {resolve.variable('MODEL_PACKAGE_ARN')} (model {model_name}, commit "
                                     f"{resolve.variable('GIT_COMMIT')}) to {s.name}?"
@@ -859,6 +970,7 @@ class ModelDeployCd(Construct):
             pipeline_stages.append(
                 codepipeline.StageProps(
                     stage_name=f"Deploy-{s.name}",
+                    before_entry=when_found(),
                     actions=[
                         actions.CodeBuildAction(
                             action_name="CdkDeployServing",
@@ -867,7 +979,7 @@ class ModelDeployCd(Construct):
                             outputs=[targets_output],
                             environment_variables={
                                 name: codebuild.BuildEnvironmentVariable(value=resolve.variable(name))
-                                for name in ("MODEL_PACKAGE_ARN", "MODEL_DATA_URL")
+                                for name in DEPLOY_VARIABLES
                             },
                         )
                     ],
@@ -876,6 +988,7 @@ class ModelDeployCd(Construct):
             pipeline_stages.append(
                 codepipeline.StageProps(
                     stage_name=f"Smoke-{s.name}",
+                    before_entry=when_found(),
                     actions=[
                         actions.CodeBuildAction(
                             action_name="SmokeTest",
@@ -912,6 +1025,9 @@ class ModelDeployCd(Construct):
             targets=[targets.CodePipeline(self.pipeline)],
         )
         self.failure_rule = _notify_failures(self.pipeline, alarm_topic)
+        if notify_key is not None:
+            # The approval is published to an SSE-KMS topic with the pipeline role (the role that runs the action).
+            notify_key.grant(self.pipeline.role, "kms:Decrypt", "kms:GenerateDataKey*")
 
         _acknowledge_build_role(self.resolve_project, self.artifact_bucket, writes_artifacts=False)
         for name in names:
@@ -923,8 +1039,10 @@ class ModelDeployCd(Construct):
             [source_bucket.arn_for_objects(self.source_object_key)] if source_bucket else [],
         )
 
-    def _grant_smoke(self, project: codebuild.PipelineProject, stack: Stack, s: DeployStage, serving_stack: str,
-                     endpoint_name: str, function_name: str) -> None:
+    def _grant_smoke(self, project: codebuild.PipelineProject, s: DeployStage, serving_stack: str, *,
+                     endpoint_name: Optional[str], function_name: Optional[str]) -> None:
+        """Describe the stage's serving stack; call exactly its endpoint and its function (contract C1: the function
+        is named ``<project>-<environment>-<model>-<stage>``; its URL is on an alias, ``function:<name>:<alias>``)."""
         account = s.account or Aws.ACCOUNT_ID
         region = s.region or Aws.REGION
 
@@ -932,35 +1050,40 @@ class ModelDeployCd(Construct):
             return f"arn:{Aws.PARTITION}:{service}:{region}:{account}:{resource}{sep}{name}"
 
         stack_arn = arn("cloudformation", "stack", f"{serving_stack}/*")
-        endpoints = [arn("sagemaker", "endpoint", _arn_name(endpoint_name)),
-                     arn("sagemaker", "endpoint", f"{_arn_name(endpoint_name)}-*")]
-        functions = [arn("lambda", "function", function_name, ":"),
-                     arn("lambda", "function", f"{function_name}:*", ":"),
-                     arn("lambda", "function", f"{function_name}-*", ":")]
+        wildcards = [stack_arn]
         project.add_to_role_policy(
             iam.PolicyStatement(sid="ServingStackStatus", actions=["cloudformation:DescribeStacks"],
                                 resources=[stack_arn])
         )
-        project.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="CallStageEndpoint",
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"],
-                resources=endpoints,
+        if endpoint_name is not None:
+            project.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="CallStageEndpoint",
+                    actions=["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"],
+                    resources=[arn("sagemaker", "endpoint", _arn_name(endpoint_name))],
+                )
             )
-        )
-        project.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="CallStageFunctionUrl",
-                actions=["lambda:InvokeFunctionUrl"],
-                resources=functions,
-                conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+        if function_name is not None:
+            functions = [arn("lambda", "function", function_name, ":"),
+                         arn("lambda", "function", f"{function_name}:*", ":")]
+            # A function URL with AWS_IAM auth needs both actions (Lambda: "Control access to function URLs").
+            project.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="CallStageFunctionUrl",
+                    actions=["lambda:InvokeFunctionUrl"],
+                    resources=functions,
+                    conditions={"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                )
             )
-        )
+            project.add_to_role_policy(
+                iam.PolicyStatement(sid="InvokeStageFunction", actions=["lambda:InvokeFunction"], resources=functions)
+            )
+            wildcards.append(functions[1])
         compliance.acknowledge_wildcard_resources(
             project.role,
-            [stack_arn, endpoints[1], *functions[1:]],
-            f"Only the {s.name} serving stack (its ID suffix is generated by CloudFormation) and the endpoint and "
-            "function (with its aliases) named after this model and stage; the serving stack chooses the suffix.",
+            wildcards,
+            f"Only the {s.name} serving stack (its ID suffix is generated by CloudFormation) and the versions and "
+            "aliases of the one function named after this model and stage (its URL is on the alias 'live').",
         )
 
 

@@ -26,7 +26,7 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 
 from mlops_constructs import compliance
-from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd
+from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd, deploy_build_timeout
 from mlops_constructs.model_registry import ModelRegistry
 from platform_config import load_config
 from platform_config.schema import SourceRepoConfig
@@ -279,6 +279,41 @@ def test_deploy_pipeline_stages_in_order_with_approval_before_prod(synth):
     assert approval["Configuration"]["NotificationArn"] == {"Ref": topic_id}
 
 
+def _pipeline_role_statements(synth: Synth, stack: str) -> list[dict]:
+    return [s for k, v in synth.resources(stack, "AWS::IAM::Policy").items()
+            if "DeployCdPipelineRole" in k for s in v["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_manual_approval_notifies_a_topic_the_pipeline_role_may_publish_to(synth):
+    # No approval_topic: the alarm topic. The role publishes to it and may use its KMS key (SSE-KMS topic).
+    for stack, topic_part in (("CicdS3", "Alarms"), ("CicdConnection", "Approvals")):
+        (approval,) = _stage(_pipeline(synth, stack, "DeployCdPipeline"), "Approve-prod")["Actions"]
+        topic_id, _ = synth.one(stack, "AWS::SNS::Topic", topic_part)
+        key_id, _ = synth.one(stack, "AWS::KMS::Key", f"{topic_part}Key")
+        assert approval["Configuration"]["NotificationArn"] == {"Ref": topic_id}, stack
+        statements = _pipeline_role_statements(synth, stack)
+        assert any("sns:Publish" in _as_list(s["Action"]) and s["Resource"] == {"Ref": topic_id}
+                   for s in statements), stack
+        kms_actions = {a for s in statements for a in _as_list(s["Action"])
+                       if s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]}}
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= kms_actions, stack
+
+
+def test_imported_alarm_topic_key_is_granted_for_the_approval():
+    stack = _stack()
+    key = kms.Key.from_key_arn(stack, "K", f"arn:aws:kms:{REGION}:{PIPELINE_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    topic = sns.Topic.from_topic_arn(stack, "T", f"arn:aws:sns:{REGION}:{PIPELINE_ACCOUNT}:alarms")
+    ModelDeployCd(stack, "Cd", project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+                  stages=["staging", "prod"], alarm_topic=topic, alarm_topic_key=key, connection_arn=CONNECTION,
+                  repository=REPOSITORY, smoke_sample_file="data/sample.json")
+    template = Template.from_stack(stack).to_json()
+    statements = [s for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Policy"
+                  and "CdPipelineRole" in k for s in v["Properties"]["PolicyDocument"]["Statement"]]
+    assert any(s["Resource"] == key.key_arn and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(_as_list(s["Action"]))
+               for s in statements)
+    assert any(s["Resource"] == topic.topic_arn and "sns:Publish" in _as_list(s["Action"]) for s in statements)
+
+
 def test_resolve_exports_variables_that_deploy_and_smoke_consume(synth):
     deploy = _pipeline(synth, "CicdConnection", "DeployCdPipeline")
     (resolve,) = _stage(deploy, "Resolve")["Actions"]
@@ -286,10 +321,11 @@ def test_resolve_exports_variables_that_deploy_and_smoke_consume(synth):
     for stage in ("staging", "prod"):
         (dep,) = _stage(deploy, f"Deploy-{stage}")["Actions"]
         (smoke,) = _stage(deploy, f"Smoke-{stage}")["Actions"]
-        # the serving stack takes both: the package (endpoint) and its model.tar.gz (model-in-Lambda function)
+        # the package, its model.tar.gz and its Model Monitor baseline (contract C2); deploy_serving passes each
+        # only when the serving stack declares it
         assert json.loads(dep["Configuration"]["EnvironmentVariables"]) == [
-            {"name": "MODEL_PACKAGE_ARN", "type": "PLAINTEXT", "value": "#{Resolve.MODEL_PACKAGE_ARN}"},
-            {"name": "MODEL_DATA_URL", "type": "PLAINTEXT", "value": "#{Resolve.MODEL_DATA_URL}"},
+            {"name": name, "type": "PLAINTEXT", "value": f"#{{Resolve.{name}}}"}
+            for name in ("MODEL_PACKAGE_ARN", "MODEL_DATA_URL", "BASELINE_STATISTICS_URL", "BASELINE_CONSTRAINTS_URL")
         ]
         assert dep["OutputArtifacts"] == [{"Name": f"Targets_{stage}"}]
         assert [a["Name"] for a in smoke["InputArtifacts"]] == ["Source", f"Targets_{stage}"]
@@ -297,7 +333,30 @@ def test_resolve_exports_variables_that_deploy_and_smoke_consume(synth):
             {"name": "MODEL_DATA_URL", "type": "PLAINTEXT", "value": "#{Resolve.MODEL_DATA_URL}"}
         ]
     spec = yaml.safe_load((ROOT / "buildspecs" / "model_resolve.yml").read_text())
-    assert {"MODEL_PACKAGE_ARN", "MODEL_DATA_URL"} <= set(spec["env"]["exported-variables"])
+    assert {"PACKAGE_FOUND", "MODEL_PACKAGE_ARN", "MODEL_DATA_URL", "BASELINE_STATISTICS_URL",
+            "BASELINE_CONSTRAINTS_URL"} <= set(spec["env"]["exported-variables"])
+    _, project = synth.one("CicdConnection", "AWS::CodeBuild::Project", "DeployCdDeployStaging")
+    env = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert (env["ENDPOINT_ENABLED"], env["LAMBDA_MODE"]) == ("true", "model")
+
+
+def test_stages_after_resolve_are_skipped_when_no_package_is_approved(synth):
+    """The run CodePipeline starts at creation finds no approved package: Resolve succeeds, the rest is skipped."""
+    for stack in CICD_STACKS:
+        deploy = _pipeline(synth, stack, "DeployCdPipeline")
+        for stage in deploy["Stages"]:
+            if stage["Name"] in ("Source", "Resolve"):
+                assert "BeforeEntry" not in stage, stage["Name"]
+                continue
+            (condition,) = stage["BeforeEntry"]["Conditions"]
+            assert condition["Result"] == "SKIP", stage["Name"]
+            (rule,) = condition["Rules"]
+            assert rule["RuleTypeId"] == {"Category": "Rule", "Owner": "AWS", "Provider": "VariableCheck",
+                                          "Version": "1"}
+            assert rule["Configuration"] == {"Variable": "#{Resolve.PACKAGE_FOUND}", "Value": "true",
+                                             "Operator": "EQ"}
+    spec = yaml.safe_load((ROOT / "buildspecs" / "model_resolve.yml").read_text())
+    assert "--none-is-ok" in spec["phases"]["build"]["commands"][0]
 
 
 def test_build_pipeline_tests_then_starts_the_sagemaker_pipeline(synth):
@@ -339,7 +398,14 @@ def test_failed_executions_notify_the_alarm_topic(synth):
         pattern = rule["Properties"]["EventPattern"]
         assert pattern["source"] == ["aws.codepipeline"]
         assert pattern["detail-type"] == ["CodePipeline Pipeline Execution State Change"]
-        assert pattern["detail"] == {"state": ["FAILED"]}
+        # not the run CodePipeline starts when it creates the pipeline (empty S3 source, nothing approved yet)
+        assert pattern["detail"] == {
+            "state": ["FAILED"],
+            "$or": [
+                {"execution-trigger": {"trigger-type": [{"anything-but": ["CreatePipeline"]}]}},
+                {"execution-trigger": {"trigger-type": [{"exists": False}]}},
+            ],
+        }
         (target,) = rule["Properties"]["Targets"]
         assert target["Arn"] == {"Ref": alarms_id}
     # The S3 fallback build CI has no alarm topic: only its deploy CD notifies.
@@ -508,14 +574,17 @@ def test_smoke_roles_reach_only_their_stage(synth):
     )
     endpoint = _by_sid(statements, "CallStageEndpoint")
     assert sorted(endpoint["Action"]) == ["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"]
-    assert sorted(_render(r) for r in endpoint["Resource"]) == [
-        base.format("sagemaker") + "endpoint/mlops-dev-abalone-staging",
-        base.format("sagemaker") + "endpoint/mlops-dev-abalone-staging-*",
-    ]
+    assert _render(endpoint["Resource"]) == base.format("sagemaker") + "endpoint/mlops-dev-abalone-staging"
+    # Contract C1: the function is named <project>-<environment>-<model>-<stage>; its URL needs both actions.
+    functions = [base.format("lambda") + "function:mlops-dev-abalone-staging",
+                 base.format("lambda") + "function:mlops-dev-abalone-staging:*"]
     url = _by_sid(statements, "CallStageFunctionUrl")
     assert url["Action"] == "lambda:InvokeFunctionUrl"
     assert url["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
-    assert all("mlops-dev-abalone-staging" in _render(r) for r in url["Resource"])
+    assert sorted(_render(r) for r in url["Resource"]) == functions
+    invoke = _by_sid(statements, "InvokeStageFunction")
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert sorted(_render(r) for r in invoke["Resource"]) == functions
     # Cross-account prod: nothing in the stage account but the smoke role to assume; model data to read.
     statements = _statements(synth, "CicdS3", "DeployCdSmokeProdRole")
     assert _by_sid(statements, "AssumeStageSmokeRole")["Resource"] == SMOKE_ROLE
@@ -538,7 +607,7 @@ def test_resolve_role_reads_only_the_model_package_group(synth):
     }
     _, project = synth.one("CicdConnection", "AWS::CodeBuild::Project", "DeployCdResolve")
     env = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
-    assert env == {"MODEL_PACKAGE_GROUP": GROUP}
+    assert env == {"MODEL_PACKAGE_GROUP": GROUP, "REQUIRE_BASELINE": "true"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -686,6 +755,12 @@ def test_build_timeout_must_exceed_the_wait_message():
     ({"connection_arn": None},
      "ModelDeployCd needs connection_arn and repository (owner/name) together for a CodeConnections source, or "
      "neither for the S3 source bucket"),
+    ({"endpoint": False, "lambda_mode": None},
+     "ModelDeployCd needs endpoint=True or a lambda_mode: the serving stacks serve nothing"),
+    ({"endpoint": False, "lambda_mode": "endpoint_proxy"},
+     "ModelDeployCd lambda_mode 'endpoint_proxy' calls the endpoint: set endpoint=True"),
+    ({"lambda_mode": "proxy"},
+     "ModelDeployCd lambda_mode must be one of ['model', 'endpoint_proxy'] or None, got 'proxy'"),
 ])
 def test_deploy_cd_validation_messages(kwargs, message):
     stack = _stack()
@@ -696,6 +771,59 @@ def test_deploy_cd_validation_messages(kwargs, message):
     with pytest.raises(ValueError) as err:
         ModelDeployCd(stack, "Cd", **props)
     assert str(err.value) == message
+
+
+def _deploy_props(stack: cdk.Stack) -> dict:
+    return dict(project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+                stages=["staging", "prod"], alarm_topic=sns.Topic(stack, "T"), connection_arn=CONNECTION,
+                repository=REPOSITORY, smoke_sample_file="data/sample.json")
+
+
+def _deploy_timeouts(cd: ModelDeployCd) -> set:
+    template = Template.from_stack(cdk.Stack.of(cd)).to_json()
+    return {r["Properties"]["TimeoutInMinutes"] for k, r in template["Resources"].items()
+            if r["Type"] == "AWS::CodeBuild::Project" and "CdDeploy" in k}
+
+
+def test_deploy_build_timeout_covers_the_serving_rollout():
+    # prod: linear shifting, MaximumExecutionTimeoutInSeconds 8100, then the proxy Lambda's canary (5 min + margin)
+    assert deploy_build_timeout(cdk.Duration.seconds(8100 + 900)).to_minutes() == 150 + 30
+    assert deploy_build_timeout(cdk.Duration.seconds(61)).to_minutes() == 2 + 30  # whole minutes, rounded up
+    stack = _stack()
+    cd = ModelDeployCd(stack, "Cd", rollout_timeout=cdk.Duration.seconds(9000), **_deploy_props(stack))
+    assert _deploy_timeouts(cd) == {180}
+    stack = _stack()
+    assert _deploy_timeouts(ModelDeployCd(stack, "Cd", **_deploy_props(stack))) == {60}  # default rollout 30 min
+
+
+def test_deploy_timeout_shorter_than_the_rollout_message():
+    stack = _stack()
+    with pytest.raises(ValueError) as err:
+        ModelDeployCd(stack, "Cd", rollout_timeout=cdk.Duration.seconds(8100), deploy_timeout=cdk.Duration.minutes(60),
+                      **_deploy_props(stack))
+    assert str(err.value) == (
+        "ModelDeployCd deploy_timeout (60 minutes) must cover the serving rollout (135 minutes) plus install and synth "
+        "(30 minutes): at least 165 minutes, or leave it unset"
+    )
+
+
+@pytest.mark.parametrize("endpoint,lambda_mode,sids,env", [
+    (True, None, {"ServingStackStatus", "CallStageEndpoint"}, ("true", "none")),
+    (False, "model", {"ServingStackStatus", "CallStageFunctionUrl", "InvokeStageFunction"}, ("false", "model")),
+    (True, "endpoint_proxy", {"ServingStackStatus", "CallStageEndpoint", "CallStageFunctionUrl",
+                              "InvokeStageFunction"}, ("true", "endpoint_proxy")),
+])
+def test_smoke_and_deploy_follow_what_the_stage_serves(endpoint, lambda_mode, sids, env):
+    stack = _stack()
+    ModelDeployCd(stack, "Cd", endpoint=endpoint, lambda_mode=lambda_mode, **_deploy_props(stack))
+    template = Template.from_stack(stack).to_json()
+    (smoke,) = [r for k, r in template["Resources"].items()
+                if r["Type"] == "AWS::IAM::Policy" and k.startswith("CdSmokeStagingRole")]
+    assert {s.get("Sid") for s in smoke["Properties"]["PolicyDocument"]["Statement"]} - {None} == sids
+    (deploy,) = [r for k, r in template["Resources"].items()
+                 if r["Type"] == "AWS::CodeBuild::Project" and k.startswith("CdDeployStaging")]
+    values = {v["Name"]: v["Value"] for v in deploy["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert (values["ENDPOINT_ENABLED"], values["LAMBDA_MODE"]) == env
 
 
 def test_registry_refuses_a_bad_trusted_account():

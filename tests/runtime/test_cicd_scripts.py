@@ -441,10 +441,22 @@ def test_help_returns_instead_of_exiting(capsys):
 # ==================================================================================================================
 # resolve_approved_package
 # ==================================================================================================================
-def register(sm: Any, status: str, n: int, commit: str | None = None, group: str = GROUP) -> str:
+def baseline_metrics(n: int) -> dict[str, Any]:
+    """What the model build pipeline records in the package (contract C2)."""
+    prefix = f"s3://artifacts/models/abalone/monitoring/v{n}"
+    return {"ModelDataQuality": {
+        "Statistics": {"ContentType": "application/json", "S3Uri": f"{prefix}/statistics.json"},
+        "Constraints": {"ContentType": "application/json", "S3Uri": f"{prefix}/constraints.json"},
+    }}
+
+
+def register(sm: Any, status: str, n: int, commit: str | None = None, group: str = GROUP,
+             baseline: bool = False) -> str:
     kwargs: dict[str, Any] = {}
     if commit:
         kwargs["CustomerMetadataProperties"] = {"GitCommit": commit}
+    if baseline:
+        kwargs["ModelMetrics"] = baseline_metrics(n)
     return sm.create_model_package(
         ModelPackageGroupName=group,
         ModelApprovalStatus=status,
@@ -474,13 +486,14 @@ def test_latest_approved_wins_over_rejected_and_pending(group, capsys, tmp_path)
                                           "--export-env-file", "deploy.env"], sagemaker=sm)
     assert code == 0
     expected = {"model_package_arn": v4, "model_package_version": 4,
-                "model_data_url": "s3://artifacts/abalone/v4/model.tar.gz", "git_commit": "4444444", "image": IMAGE}
+                "model_data_url": "s3://artifacts/abalone/v4/model.tar.gz", "git_commit": "4444444", "image": IMAGE,
+                "baseline_statistics_url": None, "baseline_constraints_url": None}
     assert json.loads(capsys.readouterr().out) == expected
     assert json.loads((tmp_path / "out/package.json").read_text()) == expected
     assert (tmp_path / "deploy.env").read_text() == (
-        f"export MODEL_PACKAGE_ARN={v4}\nexport MODEL_PACKAGE_VERSION=4\n"
+        f"export PACKAGE_FOUND=true\nexport MODEL_PACKAGE_ARN={v4}\nexport MODEL_PACKAGE_VERSION=4\n"
         "export MODEL_DATA_URL=s3://artifacts/abalone/v4/model.tar.gz\nexport GIT_COMMIT=4444444\n"
-        f"export MODEL_IMAGE={IMAGE}\n")
+        f"export MODEL_IMAGE={IMAGE}\nexport BASELINE_STATISTICS_URL=none\nexport BASELINE_CONSTRAINTS_URL=none\n")
     assert v4 == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/4"
 
 
@@ -503,6 +516,47 @@ def test_only_rejected_and_pending_exits_2(group, capsys, tmp_path):
 def test_empty_group_exits_2(group, capsys):
     assert resolve_approved_package.main(["--model-package-group", GROUP], sagemaker=group) == 2
     assert stderr_error(capsys) == NO_APPROVED
+
+
+def test_nothing_approved_is_a_clean_end_with_none_is_ok(group, capsys, tmp_path):
+    """The deploy CD's first run (CodePipeline starts a new pipeline): no approved package, no failure, no page."""
+    register(group, "PendingManualApproval", 1)
+    code = resolve_approved_package.main(["--model-package-group", GROUP, "--none-is-ok", "--require-baseline",
+                                          "--export-env-file", "resolved.env"], sagemaker=group)
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) is None
+    assert (tmp_path / "resolved.env").read_text() == (
+        "export PACKAGE_FOUND=false\nexport MODEL_PACKAGE_ARN=none\nexport MODEL_PACKAGE_VERSION=none\n"
+        "export MODEL_DATA_URL=none\nexport GIT_COMMIT=none\nexport MODEL_IMAGE=none\n"
+        "export BASELINE_STATISTICS_URL=none\nexport BASELINE_CONSTRAINTS_URL=none\n")
+
+
+def test_missing_group_is_an_error_even_with_none_is_ok(sm, capsys):
+    assert resolve_approved_package.main(["--model-package-group", GROUP, "--none-is-ok"], sagemaker=sm) == 1
+    assert "does not exist" in stderr_error(capsys)
+
+
+def test_baseline_is_exported_and_required_for_an_endpoint(group, capsys, tmp_path):
+    v1 = register(group, "Approved", 1, baseline=True)
+    code = resolve_approved_package.main(["--model-package-group", GROUP, "--require-baseline",
+                                          "--export-env-file", "resolved.env"], sagemaker=group)
+    assert code == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["baseline_statistics_url"], info["baseline_constraints_url"]) == (
+        "s3://artifacts/models/abalone/monitoring/v1/statistics.json",
+        "s3://artifacts/models/abalone/monitoring/v1/constraints.json")
+    env = (tmp_path / "resolved.env").read_text()
+    assert "export BASELINE_STATISTICS_URL=s3://artifacts/models/abalone/monitoring/v1/statistics.json\n" in env
+    assert "export BASELINE_CONSTRAINTS_URL=s3://artifacts/models/abalone/monitoring/v1/constraints.json\n" in env
+    v2 = register(group, "Approved", 2)  # no baseline: an error only when the endpoint needs it
+    assert resolve_approved_package.main(["--model-package-group", GROUP], sagemaker=group) == 0
+    capsys.readouterr()
+    assert resolve_approved_package.main(["--model-package-group", GROUP, "--require-baseline"], sagemaker=group) == 1
+    assert stderr_error(capsys) == (
+        f"model package {v2} has no Model Monitor baseline (ModelMetrics.ModelDataQuality.Statistics and Constraints"
+        ".S3Uri); the endpoint's data-quality monitor needs it: register the package from the model build pipeline, "
+        "which records the baseline")
+    assert v1 != v2
 
 
 def test_rejecting_the_latest_approved_falls_back_to_the_previous_one(group, capsys):
@@ -571,11 +625,11 @@ def test_newest_approved_is_taken_whatever_page_it_is_on(capsys):
     stub.assert_no_pending_responses()
     assert json.loads(capsys.readouterr().out) == {
         "model_package_arn": arn3, "model_package_version": 3, "model_data_url": "s3://artifacts/v3/model.tar.gz",
-        "git_commit": "deadbeef", "image": IMAGE}
+        "git_commit": "deadbeef", "image": IMAGE, "baseline_statistics_url": None, "baseline_constraints_url": None}
 
 
-def test_missing_group_exits_2(sm, capsys):
-    assert resolve_approved_package.main(["--model-package-group", GROUP], sagemaker=sm) == 2
+def test_missing_group_exits_1(sm, capsys):
+    assert resolve_approved_package.main(["--model-package-group", GROUP], sagemaker=sm) == 1
     assert stderr_error(capsys) == (
         f"model package group '{GROUP}' does not exist in {REGION}; the model build stack creates it and the model "
         "build pipeline registers versions in it")
@@ -652,7 +706,8 @@ def test_deploy_runs_cdk_and_writes_the_smoke_targets(capsys, tmp_path):
     assert code == 0
     ((cmd, env),) = cdk.calls
     assert cmd == ["npx", "cdk", "deploy", STACK, "--require-approval", "never", "--exclusively", "-c", "env=dev",
-                   "--parameters", f"{STACK}:ModelPackageArn={PACKAGE_ARN}", "--outputs-file", "cdk-outputs.json"]
+                   "-c", "serving=abalone/staging", "--parameters", f"{STACK}:ModelPackageArn={PACKAGE_ARN}",
+                   "--outputs-file", "cdk-outputs.json"]
     assert env["CDK_DISABLE_VERSION_CHECK"] == "true" and env["AWS_REGION"] == REGION
     expected = {"stack_name": STACK, "stage": "staging", "model_package_arn": PACKAGE_ARN,
                 "endpoint_name": "mlops-dev-abalone-staging-endpoint", "function_url": FUNCTION_URL}
@@ -711,8 +766,9 @@ def test_deploy_dry_run_prints_the_command(capsys):
                                 "prod", "--model-package-arn", PACKAGE_ARN, "--dry-run"],
                                runner=lambda *a: pytest.fail("dry run must not deploy"))
     assert code == 0
-    assert json.loads(capsys.readouterr().out)[3:9] == [
-        "mlops-prod-serving-abalone-prod", "--require-approval", "never", "--exclusively", "-c", "env=prod"]
+    assert json.loads(capsys.readouterr().out)[3:11] == [
+        "mlops-prod-serving-abalone-prod", "--require-approval", "never", "--exclusively", "-c", "env=prod",
+        "-c", "serving=abalone/prod"]
 
 
 
@@ -720,12 +776,67 @@ def test_deploy_passes_the_model_data_url_for_model_in_lambda(capsys):
     url = "s3://artifacts/models/abalone/training/job/output/model.tar.gz"
     code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
                                 "staging", "--model-package-arn", PACKAGE_ARN, "--model-data-url", url,
-                                "--dry-run"], runner=lambda *a: pytest.fail("dry run must not deploy"))
+                                "--lambda-mode", "model", "--dry-run"],
+                               runner=lambda *a: pytest.fail("dry run must not deploy"))
     assert code == 0
     cmd = json.loads(capsys.readouterr().out)
     stack = "mlops-dev-serving-abalone-staging"
     assert cmd[cmd.index("--outputs-file") - 4:cmd.index("--outputs-file")] == [
         "--parameters", f"{stack}:ModelPackageArn={PACKAGE_ARN}", "--parameters", f"{stack}:ModelDataUrl={url}"]
+
+
+STATS = "s3://artifacts/models/abalone/monitoring/v4/statistics.json"
+CONSTRAINTS = "s3://artifacts/models/abalone/monitoring/v4/constraints.json"
+MODEL_URL = "s3://artifacts/abalone/v4/model.tar.gz"
+
+
+def _parameters(cmd: list[str]) -> list[str]:
+    return [cmd[i + 1].split(":", 1)[1] for i, a in enumerate(cmd) if a == "--parameters"]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    # endpoint + proxy Lambda (prod): the baseline, never ModelDataUrl
+    (["--endpoint", "--lambda-mode", "endpoint_proxy"],
+     [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}", f"BaselineConstraintsUrl={CONSTRAINTS}"]),
+    # endpoint + model-in-Lambda: all three
+    (["--endpoint", "--lambda-mode", "model"],
+     [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}", f"BaselineConstraintsUrl={CONSTRAINTS}",
+      f"ModelDataUrl={MODEL_URL}"]),
+    # Lambda only: no baseline (no endpoint to monitor)
+    (["--lambda-mode", "model"], [f"ModelPackageArn={PACKAGE_ARN}", f"ModelDataUrl={MODEL_URL}"]),
+    # endpoint only: ModelDataUrl is not declared, so not passed even though the pipeline gives it
+    (["--endpoint", "--lambda-mode", "none"],
+     [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}", f"BaselineConstraintsUrl={CONSTRAINTS}"]),
+])
+def test_deploy_passes_exactly_the_parameters_the_stack_declares(flags, expected, capsys):
+    """What buildspecs/model_deploy.yml runs: every resolved value given, the stack's configuration decides."""
+    code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
+                                "staging", "--model-package-arn", PACKAGE_ARN, "--model-data-url", MODEL_URL,
+                                "--baseline-statistics-url", STATS, "--baseline-constraints-url", CONSTRAINTS,
+                                *flags, "--dry-run"], runner=lambda *a: pytest.fail("dry run must not deploy"))
+    assert code == 0
+    assert _parameters(json.loads(capsys.readouterr().out)) == expected
+
+
+def test_deploy_with_an_endpoint_needs_the_baseline(capsys):
+    code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
+                                "staging", "--model-package-arn", PACKAGE_ARN, "--endpoint",
+                                "--baseline-statistics-url", STATS, "--baseline-constraints-url", "none",
+                                "--dry-run"], runner=lambda *a: pytest.fail("must not deploy"))
+    assert code == 2
+    assert stderr_error(capsys) == (
+        "--baseline-constraints-url is required with --endpoint: the endpoint's data-quality monitor takes the "
+        "package's Model Monitor baseline (resolve_approved_package exports it)")
+
+
+def test_deploy_of_model_in_lambda_needs_the_model_data(capsys):
+    code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
+                                "staging", "--model-package-arn", PACKAGE_ARN, "--lambda-mode", "model",
+                                "--model-data-url", "none", "--dry-run"],
+                               runner=lambda *a: pytest.fail("must not deploy"))
+    assert code == 2
+    assert stderr_error(capsys) == ("--model-data-url is required with --lambda-mode model: the function loads the "
+                                    "model from the package's model.tar.gz")
 
 
 def test_deploy_refuses_a_model_data_url_that_is_not_s3(capsys):
