@@ -199,6 +199,24 @@ def install_authorizer() -> None:
             self._raise_access_denied()
 
     base.check_action_permitted = check_action_permitted
+    original_request = base._create_aws_request
+
+    def create_aws_request(self):  # noqa: ANN001, ANN202 (moto's signature)
+        # moto re-signs the request's URL with its query still percent-encoded, and botocore quotes it again
+        # (``prefix=a%2F`` -> ``a%252F``): every S3 request with a '/' in a query value (ListObjectsV2 with a
+        # prefix) failed as SignatureDoesNotMatch. Sign the decoded parameters, as the client did.
+        request = original_request(self)
+        path, sep, query = request.url.partition("?")
+        if sep and query:
+            params = {}
+            for pair in query.split("&"):
+                key, _, value = pair.partition("=")
+                params[unquote(key)] = unquote(value)
+            request.url = path
+            request.params = params
+        return request
+
+    base._create_aws_request = create_aws_request
     base._rehearsal_authorizer = True
 
 
