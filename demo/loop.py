@@ -912,6 +912,7 @@ def run_demo(
         predictions_csv: Optional[Path] = None
         pipeline = None
         with progress.stage(4):
+            from sagemaker_steps import pipeline_spec as spec
             from sagemaker_steps.local_runner import run_local_pipeline
 
             pipeline_input = work / "pipeline-input"
@@ -954,8 +955,10 @@ def run_demo(
                                             f"(local demo run {run_id})",
                     ModelApprovalStatus="PendingManualApproval",
                     InferenceSpecification={
+                        # As the pipeline's Register step: the inference code is model.tar.gz's code/.
                         "Containers": [{"Image": inference_image(model.framework, region),
-                                        "ModelDataUrl": result.model_data_url}],
+                                        "ModelDataUrl": result.model_data_url,
+                                        "Environment": spec.serving_environment(model.framework)}],
                         "SupportedContentTypes": ["text/csv", "application/json"],
                         "SupportedResponseMIMETypes": ["text/csv", "application/json"],
                     },
