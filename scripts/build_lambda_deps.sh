@@ -237,7 +237,9 @@ fi
 rm -rf "$OUT_DIR/python"
 mv "$TARGET" "$OUT_DIR/python"
 BYTECODE=none
-[[ -n "$COMPILER" ]] && BYTECODE=$("$COMPILER" -c 'import platform; print(platform.python_implementation(), platform.python_version())')
+if [[ -n "$COMPILER" ]]; then
+  BYTECODE=$("$COMPILER" -c 'import platform; print(platform.python_implementation(), platform.python_version())')
+fi
 "$PYTHON" - "$OUT_DIR" "$HANDLER_DIR" "$STAMP" "$PYTHON_VERSION" "$MAX_ZIP_MB" "$MAX_UNZIPPED_MB" "$BYTECODE" <<'PY'
 import io
 import json
