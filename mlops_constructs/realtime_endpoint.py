@@ -122,7 +122,16 @@ class RealtimeEndpoint(Construct):
 
     The model and the endpoint configuration get no physical name on purpose: a new package ARN replaces the model,
     which replaces the endpoint configuration, which makes CloudFormation call ``UpdateEndpoint`` and SageMaker run
-    the blue/green deployment. The endpoint keeps its name (callers and alarms use it).
+    the blue/green deployment. The endpoint keeps its name (callers and alarms use it). The log group is named by
+    SageMaker (``/aws/sagemaker/Endpoints/<endpoint name>``), so it has that name too.
+
+    Updates keep the live fleet size: the endpoint sets ``RetainAllVariantProperties`` so ``UpdateEndpoint`` keeps
+    the variant's current instance count and weight instead of resetting them to the new configuration's initial
+    values. With autoscaling, a fleet scaled out to 6 is therefore rebuilt blue/green with 6 instances (the traffic
+    steps are percentages of that fleet) and ``initial_instance_count`` only sizes the first deployment. Without
+    autoscaling, ``DesiredInstanceCount`` is excluded from the retention, so a changed ``initial_instance_count``
+    applies. SageMaker lists ``DataCaptureConfig`` among the variant properties but does not support excluding it
+    yet: after changing the capture settings of a running endpoint, check ``DescribeEndpoint``'s ``DataCaptureConfig``.
 
     Serverless (``serverless=(memory_mb, max_concurrency)``): SageMaker supports no Application Auto Scaling of
     invocations, no data capture and no traffic-shifting guardrails there, so these must be left off.
@@ -134,7 +143,8 @@ class RealtimeEndpoint(Construct):
     :param encryption_key: encrypts the ML storage volume and the captured data.
     :param execution_role: role SageMaker assumes. Default: a new role allowed to read ``model_artifacts_prefix`` of
         ``model_artifacts_bucket``, decrypt with ``encryption_key``, pull the SageMaker framework images, write the
-        capture prefix and its own log group. A role you pass is used as is.
+        capture prefix and its own log group, and describe the rollback alarms (``cloudwatch:DescribeAlarms``, which
+        SageMaker's auto-rollback requires of the execution role). A role you pass is used as is: give it the same.
     :param model_artifacts_bucket / model_artifacts_prefix: where the package's model.tar.gz lives (default role).
     :param source_code_objects: S3 object ARNs (a trailing ``*`` allowed) the container also reads at startup, e.g. the
         script-mode source directory a package names in ``SAGEMAKER_SUBMIT_DIRECTORY``. Default: none.
@@ -340,6 +350,17 @@ class RealtimeEndpoint(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarms: list[cloudwatch.Alarm] = [self.alarm_5xx_rate, self.alarm_model_latency]
+        rollback = traffic_routing is not None and auto_rollback
+        if rollback and execution_role is None:
+            # SageMaker reads the rollback alarms with the execution role during a deployment (deployment guardrails:
+            # "Ensure that your IAM execution role has permission to perform the cloudwatch:DescribeAlarms action").
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="RollbackAlarms",
+                    actions=["cloudwatch:DescribeAlarms"],
+                    resources=[a.alarm_arn for a in self.alarms],
+                )
+            )
 
         deployment_config = None
         if traffic_routing is not None:
@@ -362,6 +383,13 @@ class RealtimeEndpoint(Construct):
             endpoint_name=endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             deployment_config=deployment_config,
+            # Keep the live instance count (autoscaling's) and weight through updates; see the class doc.
+            retain_all_variant_properties=None if self.serverless else True,
+            exclude_retained_variant_properties=[
+                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DesiredInstanceCount")
+            ]
+            if not self.serverless and autoscaling is None
+            else None,
         )
         if role_policy is not None:
             self.endpoint.node.add_dependency(role_policy)

@@ -6,7 +6,9 @@ Deployed by the model deploy pipeline (``cicd_scripts/deploy_serving.py``) with 
         --parameters <stack>:ModelPackageArn=<package arn> --parameters <stack>:ModelDataUrl=<s3 uri of model.tar.gz>
 
 ``ModelDataUrl`` is declared only when Lambda inference is enabled (the template's ``Parameters`` say which; an
-undeclared parameter is refused by CloudFormation); ``resolve_approved_package`` outputs both values.
+undeclared parameter is refused by CloudFormation); ``resolve_approved_package`` outputs both values. With an endpoint,
+``BaselineStatisticsUrl`` and ``BaselineConstraintsUrl`` (the package's ``ModelMetrics.ModelDataQuality``) are
+declared too, with the default ``none``: without a baseline the stage has no Model Monitor schedule.
 Outputs: ``EndpointName`` and/or ``FunctionUrl`` (what ``smoke_test`` calls), ``FunctionAliasArn``, ``DataCaptureUri``.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from aws_cdk import Annotations, Aws, CfnOutput, CfnParameter, Duration, Fn, Stack
+from aws_cdk import Annotations, Aws, CfnCondition, CfnOutput, CfnParameter, CfnResource, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -31,6 +33,10 @@ from stacks.common import LakeReferences, log_retention, removal_policy
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_DATA_PARAMETER = "ModelDataUrl"
+BASELINE_STATISTICS_PARAMETER = "BaselineStatisticsUrl"
+BASELINE_CONSTRAINTS_PARAMETER = "BaselineConstraintsUrl"
+NO_BASELINE = "none"
+BASELINE_PATTERN = rf"^({NO_BASELINE}|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/.+[^/])$"
 PACKAGE_ARN_PATTERN = r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$"
 MODEL_DATA_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+[^/]$"
 IMAGE_REPOSITORIES = {"xgboost": "sagemaker-xgboost", "sklearn": "sagemaker-scikit-learn"}
@@ -42,8 +48,12 @@ LAMBDA_DEPLOYMENTS = {
 
 
 def endpoint_name(config: PlatformConfig, model: ModelConfig, stage: StageConfig) -> str:
-    """``<project>-<env>-<model>-<stage>``: the endpoint's physical name (also the function's Powertools service)."""
+    """``<project>-<env>-<model>-<stage>``: the endpoint's physical name, the inference function's name (contract C1:
+    the smoke test calls it) and its Powertools service. The config model validates its length."""
     return f"{config.prefix()}-{model.name}-{stage.name}"
+
+
+function_name = endpoint_name
 
 
 def model_artifacts_prefix(model: ModelConfig) -> str:
@@ -138,6 +148,33 @@ class ServingStack(Stack):
         # "<group>/<version>" of the package: the function reports it and a new one publishes a new version.
         model_version = Fn.select(1, Fn.split(":model-package/", package_arn))
 
+        # Model Monitor baseline of the package (contract C2): computed by the build pipeline on exactly the rows the
+        # endpoint receives, recorded in the package's ModelMetrics.ModelDataQuality, passed by the deploy CD.
+        self.baseline_statistics_url: Optional[CfnParameter] = None
+        self.baseline_constraints_url: Optional[CfnParameter] = None
+        if model.endpoint.enabled:
+            for attr, param_id, what in (
+                ("baseline_statistics_url", BASELINE_STATISTICS_PARAMETER, "statistics"),
+                ("baseline_constraints_url", BASELINE_CONSTRAINTS_PARAMETER, "constraints"),
+            ):
+                setattr(self, attr, CfnParameter(
+                    self,
+                    param_id,
+                    type="String",
+                    default=NO_BASELINE,
+                    description=(
+                        f"S3 URI of the data-quality baseline {what} of {MODEL_PACKAGE_PARAMETER} (its "
+                        f"ModelMetrics.ModelDataQuality; resolve_approved_package prints it). '{NO_BASELINE}': no "
+                        "Model Monitor schedule"
+                    ),
+                    allowed_pattern=BASELINE_PATTERN,
+                    constraint_description=f"must be '{NO_BASELINE}' or the s3://bucket/key URI of one object",
+                ))
+                # Which baseline the stage runs on (also keeps the parameter referenced where nothing monitors:
+                # serverless endpoints capture no data).
+                CfnOutput(self, f"Deployed{param_id}", value=getattr(self, attr).value_as_string,
+                          description=f"Data-quality baseline {what} the stage was deployed with")
+
         # Serving logs are encrypted with a key of this stack (the lake key's policy belongs to the data stack).
         self.key = kms.Key(
             self,
@@ -217,6 +254,7 @@ class ServingStack(Stack):
                 provisioned_concurrency=lam.provisioned_concurrency,
                 max_batch_rows=lam.max_batch_rows,
                 service_name=self.endpoint_name,
+                function_name=function_name(config, model, stage),
                 deployment_config=LAMBDA_DEPLOYMENTS[lam.deployment],
                 errors_threshold=model.alarms.lambda_errors,
                 throttles_threshold=model.alarms.lambda_throttles,
@@ -231,6 +269,7 @@ class ServingStack(Stack):
                       description="Alias 'live' of the inference function")
 
         # --- monitoring: every alarm notifies the shared topic; a dashboard for this stage --------------------------
+        topic = None
         if shared is not None:
             self.add_stack_dependency(shared)
             topic = sns.Topic.from_topic_arn(
@@ -255,10 +294,19 @@ class ServingStack(Stack):
                 lambda_duration_p99_ms=a.lambda_duration_p99_ms,
             )
 
-        # --- Model Monitor: hourly data-quality check of captured requests against the pipeline's baseline --------
+        # --- Model Monitor: hourly data-quality check of captured requests against the package's baseline ---------
+        # Only once a baseline is passed (a condition: the first `cdk deploy` needs no baseline). Failed monitoring
+        # jobs notify the alarm topic, except "no data" (an hour without requests is not an incident).
         self.data_quality = None
         if self.endpoint is not None and self.endpoint.data_capture_uri:
-            baseline = f"models/{model.name}/monitoring/baseline"  # ModelBuildPipeline.baseline_*_uri
+            self.has_baseline = CfnCondition(
+                self,
+                "HasBaseline",
+                expression=Fn.condition_and(
+                    Fn.condition_not(Fn.condition_equals(self.baseline_statistics_url.value_as_string, NO_BASELINE)),
+                    Fn.condition_not(Fn.condition_equals(self.baseline_constraints_url.value_as_string, NO_BASELINE)),
+                ),
+            )
             self.data_quality = DataQualityMonitor(
                 self,
                 "DataQuality",
@@ -266,13 +314,19 @@ class ServingStack(Stack):
                 endpoint_name=self.endpoint_name,
                 bucket=artifacts,
                 encryption_key=lake_key,
-                baseline_statistics_uri=artifacts.s3_url_for_object(f"{baseline}/statistics.json"),
-                baseline_constraints_uri=artifacts.s3_url_for_object(f"{baseline}/constraints.json"),
+                baseline_statistics_uri=self.baseline_statistics_url.value_as_string,
+                baseline_constraints_uri=self.baseline_constraints_url.value_as_string,
                 data_capture_prefix=data_capture_prefix(model, stage),
                 output_prefix=f"models/{model.name}/monitoring/data-quality/{stage.name}/",
                 instance_type=model.processing_instance_type,
+                # A new package brings a new baseline: a new job definition (see DataQualityMonitor).
+                revision=Fn.select(1, Fn.split("/", model_version)),
+                alarm_topic=topic,
             )
             self.data_quality.node.add_dependency(self.endpoint)
+            for child in self.data_quality.node.find_all():
+                if isinstance(child, CfnResource):
+                    child.cfn_options.condition = self.has_baseline
 
     def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
         """The config's traffic shifting; canary/linear need two instances, else all at once with the same bake."""

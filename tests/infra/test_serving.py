@@ -24,13 +24,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
+from mlops_constructs import compliance
 from mlops_constructs.lambda_inference import DEFAULT_CODE_DIR, DEFAULT_DEPENDENCIES_DIR, LambdaInference
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config import PlatformConfig, load_config
 from platform_config.schema import ServerlessConfig
 from stacks.common import tag
 from stacks.data_stack import DataStack
-from stacks.serving_stack import MODEL_DATA_PATTERN, PACKAGE_ARN_PATTERN, ServingStack
+from stacks.serving_stack import BASELINE_PATTERN, MODEL_DATA_PATTERN, PACKAGE_ARN_PATTERN, ServingStack
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_UNZIPPED_LIMIT_MB = 250  # function code + layers, Lambda quota
@@ -113,6 +114,10 @@ def served(tmp_path_factory) -> Served:
     caller = iam.Role(api_stack, "Caller", assumed_by=iam.AccountRootPrincipal())
     inference.grant_invoke_url(caller)
     inference.grant_invoke_api(caller)
+    compliance.acknowledge_wildcard_resources(
+        caller, inference.invoke_resource_arns[1:],
+        "Test caller: invokes the inference function's qualifiers (versions and the live alias) through its URL.",
+    )
     stacks["api"] = (dev, api_stack)
 
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
@@ -268,7 +273,7 @@ def test_serverless_variant_has_no_autoscaling_capture_or_guardrails(served):
     assert "DeploymentConfig" not in endpoint["Properties"]
     assert not variant.resources("AWS::ApplicationAutoScaling::ScalableTarget")
     assert not variant.resources("AWS::Lambda::Function")
-    assert set(variant.template["Outputs"]) == {"EndpointName"}
+    assert set(variant.template["Outputs"]) == {"EndpointName", "DeployedBaselineStatisticsUrl", "DeployedBaselineConstraintsUrl"}
     assert "ModelDataUrl" not in variant.template["Parameters"]  # no Lambda: CloudFormation would flag it unused
     warnings = [str(m.entry.data) for m in variant.messages if m.level == cx_api.SynthesisMessageLevel.WARNING]
     assert any("serverless endpoints capture no data" in w for w in warnings), warnings
@@ -299,6 +304,39 @@ def test_endpoint_role_reads_only_the_model_prefix_and_writes_only_the_capture_p
         assert not any(a.endswith("*") for a in _actions(statement)), statement
 
 
+def test_endpoint_role_may_describe_exactly_its_rollback_alarms(served):
+    """Deployment guardrails: the execution role needs cloudwatch:DescribeAlarms on the auto-rollback alarms."""
+    for name in ("staging", "proxy"):
+        variant = served[name]
+        statements = [s for s in variant.statements() if s.get("Sid") == "RollbackAlarms"]
+        assert len(statements) == 1, name
+        (statement,) = statements
+        assert statement["Action"] == "cloudwatch:DescribeAlarms"
+        alarm_ids = set(_rollback_alarms(variant))
+        assert {r["Fn::GetAtt"][0] for r in statement["Resource"]} == alarm_ids
+        assert all(r["Fn::GetAtt"][1] == "Arn" for r in statement["Resource"])
+    assert not [s for s in served["serverless"].statements() if s.get("Sid") == "RollbackAlarms"]
+
+
+def test_updates_keep_the_autoscaled_fleet_size(served):
+    """A deployment must not reset a fleet autoscaling grew (prod: up to 6) to initial_instance_count (2)."""
+    for name in ("staging", "proxy"):
+        _, endpoint = served[name].one("AWS::SageMaker::Endpoint")
+        props = endpoint["Properties"]
+        assert props["RetainAllVariantProperties"] is True, name
+        assert "ExcludeRetainedVariantProperties" not in props, name
+    _, serverless = served["serverless"].one("AWS::SageMaker::Endpoint")
+    assert "RetainAllVariantProperties" not in serverless["Properties"]
+
+
+def test_fixed_fleet_takes_the_configured_instance_count_on_update(scratch):
+    stack, _, _ = scratch
+    endpoint = _endpoint(scratch, initial_instance_count=2, traffic_routing=TrafficRouting.all_at_once())
+    props = stack.resolve(endpoint.endpoint._cfn_properties)
+    assert props["retainAllVariantProperties"] is True
+    assert props["excludeRetainedVariantProperties"] == [{"variantPropertyType": "DesiredInstanceCount"}]
+
+
 # --- Lambda -----------------------------------------------------------------------------------------------------------
 def test_function_runtime_layer_tracing_and_environment(served):
     variant = served["staging"]
@@ -310,6 +348,7 @@ def test_function_runtime_layer_tracing_and_environment(served):
     layer_id, layer = variant.one("AWS::Lambda::LayerVersion")
     assert props["Layers"] == [_ref(layer_id)]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert props["FunctionName"] == "mlops-dev-abalone-staging"  # contract C1: the smoke test calls this name
     env = props["Environment"]["Variables"]
     assert env["INFERENCE_MODE"] == "model"
     assert env["MODEL_S3_URI"] == _ref("ModelDataUrl")
@@ -417,14 +456,17 @@ def test_rest_api_is_iam_authorized_validated_throttled_and_logged(served):
 
 def test_grants_to_call_the_function_url_and_the_api(served):
     variant = served["api"]
-    alias_id, _ = variant.one("AWS::Lambda::Alias")
+    function_id, _ = variant.one("AWS::Lambda::Function")
     api_id, _ = variant.one("AWS::ApiGateway::RestApi")
     statements = {tuple(_actions(s)): s for s in variant.statements()}
+    # The function and its qualifiers (versions, the live alias): Function URLs need both actions on them.
+    function_arn = {"Fn::GetAtt": [function_id, "Arn"]}
+    qualifiers = [function_arn, {"Fn::Join": ["", [function_arn, ":*"]]}]
     url = statements[("lambda:InvokeFunctionUrl",)]
-    assert url["Resource"] == _ref(alias_id)
+    assert url["Resource"] == qualifiers
     assert url["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
     via_url = statements[("lambda:InvokeFunction",)]
-    assert via_url["Resource"] == _ref(alias_id)
+    assert via_url["Resource"] == qualifiers
     assert via_url["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": True}}
     (resource,) = _resources(statements[("execute-api:Invoke",)])
     parts = resource["Fn::Join"][1]
@@ -442,6 +484,14 @@ def test_parameters_and_outputs_for_the_deploy_pipeline(served):
     for name in ("staging", "proxy"):
         data_url = served[name].template["Parameters"]["ModelDataUrl"]
         assert data_url["AllowedPattern"] == MODEL_DATA_PATTERN and "Default" not in data_url
+    # Contract C2: the package's baseline, with a default so that a first deploy (and synth) needs none.
+    for name in ("staging", "proxy", "serverless"):
+        for param in ("BaselineStatisticsUrl", "BaselineConstraintsUrl"):
+            declared = served[name].template["Parameters"][param]
+            assert declared["Default"] == "none" and declared["AllowedPattern"] == BASELINE_PATTERN, (name, param)
+    assert re.match(BASELINE_PATTERN, "none")
+    assert re.match(BASELINE_PATTERN, "s3://mlops-dev-artifacts/models/abalone/pipelines-x/baseline/statistics.json")
+    assert not re.match(BASELINE_PATTERN, "s3://bucket/prefix/")
     arn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/mlops-dev-abalone/3"
     assert re.match(PACKAGE_ARN_PATTERN, arn)
     assert not re.match(PACKAGE_ARN_PATTERN, "arn:aws:sagemaker:eu-west-1:123456789012:model/abalone")
@@ -573,17 +623,48 @@ def test_provisioned_above_reserved_concurrency_is_refused(scratch):
     assert str(err.value) == "LambdaInference provisioned_concurrency (3) cannot exceed reserved_concurrency (2)"
 
 
-def test_app_serving_stacks_monitor_data_quality_against_the_pipeline_baseline(dev):
-    """In the full app: each endpoint stage gets an hourly data-quality schedule on the model's latest baseline."""
+def test_data_quality_monitor_uses_the_package_baseline_once_one_is_passed(served):
+    """Contract C2: the baseline comes in as parameters; without one (the default) there is no schedule to fail."""
+    for name in ("staging", "proxy"):
+        variant = served[name]
+        template = variant.template
+        condition = template["Conditions"]["HasBaseline"]
+        assert json.dumps(condition).count('"none"') == 2
+        (job_id, job), = variant.resources("AWS::SageMaker::DataQualityJobDefinition").items()
+        baseline = job["Properties"]["DataQualityBaselineConfig"]
+        assert baseline["StatisticsResource"]["S3Uri"] == _ref("BaselineStatisticsUrl")
+        assert baseline["ConstraintsResource"]["S3Uri"] == _ref("BaselineConstraintsUrl")
+        (schedule_id, schedule), = variant.resources("AWS::SageMaker::MonitoringSchedule").items()
+        endpoint_id, _ = variant.one("AWS::SageMaker::Endpoint")
+        # Every resource of the monitor, and nothing else, exists only with a baseline.
+        conditioned = {k for k, v in template["Resources"].items() if v.get("Condition") == "HasBaseline"}
+        assert {job_id, schedule_id} <= conditioned and endpoint_id not in conditioned
+        assert all("DataQuality" in k for k in conditioned), conditioned
+        # The monitor's role reads exactly the two baseline objects.
+        (baselines,) = [s for s in variant.statements() if s.get("Sid") == "Baselines"]
+        assert baselines["Action"] == "s3:GetObject"
+        assert json.dumps(baselines["Resource"]).count('"Ref": "BaselineStatisticsUrl"') == 1
+        assert json.dumps(baselines["Resource"]).count('"Ref": "BaselineConstraintsUrl"') == 1
+        # A new package (a new baseline) gives the replace-only job definition a new name.
+        assert "ModelPackageArn" in json.dumps(job["Properties"]["JobDefinitionName"])
+        config = schedule["Properties"]["MonitoringScheduleConfig"]
+        assert config["MonitoringJobDefinitionName"] == job["Properties"]["JobDefinitionName"]
+    assert not served["serverless"].resources("AWS::SageMaker::MonitoringSchedule")  # no capture, no monitor
+
+
+def test_app_serving_stacks_monitor_data_quality_and_notify_failures_except_no_data(dev):
     for stage in ("staging", "prod"):
         template = dev.template(f"serving-abalone-{stage}")
         (schedule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::MonitoringSchedule"]
         assert schedule["Properties"]["MonitoringScheduleConfig"]["MonitoringType"] == "DataQuality"
         (job,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::DataQualityJobDefinition"]
-        text = json.dumps(job["Properties"])
-        assert "/models/abalone/monitoring/baseline/statistics.json" in text
-        assert "/models/abalone/monitoring/baseline/constraints.json" in text
         assert job["Properties"]["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == f"mlops-dev-abalone-{stage}"
+        (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
+                   and "Processing Job" in json.dumps(r["Properties"]["EventPattern"])]
+        assert rule["Condition"] == "HasBaseline"
+        detail = rule["Properties"]["EventPattern"]["detail"]
+        assert detail["FailureReason"] == [{"anything-but": {"prefix": "Job inputs had no data"}}]
+        assert "mlops-dev-alarm-topic-arn" in json.dumps(rule["Properties"]["Targets"])
 
 
 def test_deploy_script_and_serving_stacks_agree_on_names(dev):
