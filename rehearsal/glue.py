@@ -1,0 +1,443 @@
+"""Rehearse the data stack's Glue ETL job and its crawler as AWS Glue runs them, from ``cdk.out``.
+
+The job (``run_glue_job``), as Glue 5.0 runs a ``glueetl`` job (Glue developer guide: "Using job parameters in AWS
+Glue jobs", "Using Python libraries with AWS Glue", "Including Python files with PySpark native features"):
+
+1. The ``AWS::Glue::Job`` of the stack, resolved: ``Command.ScriptLocation``, ``DefaultArguments``, ``Role``,
+   ``GlueVersion``, ``SecurityConfiguration``. The asset objects the job names (script, ``--extra-py-files``,
+   ``--extra-files``) are put where ``cdk-assets`` puts them.
+2. Staging under the job role's credentials: each object is downloaded into the run's directory under the object's
+   own name (``<hash>.py``, ``<hash>.zip``), as Glue does. ``--extra-py-files`` go on the Python path as PySpark's
+   ``--py-files`` do: a ``.zip`` (or ``.egg``/``.whl``) itself, a ``.py`` file through its directory, so a module
+   shipped as ``<hash>.py`` is importable only as ``<hash>`` (aws/aws-cdk#20481). ``--extra-files`` are copied into
+   the working directory.
+3. ``python <script> --JOB_ID .. --JOB_RUN_ID .. --JOB_NAME <name> <DefaultArguments as --key value>`` in a
+   subprocess: a clean environment (no developer AWS settings, nothing of the repository on the path), the job role's
+   credentials against the moto stand-in (IAM authorization on), the ``awsglue`` stand-in
+   (``rehearsal/awsglue_standin``, local PySpark; see its docstring for S3 and bookmarks) first on ``PYTHONPATH``.
+   Job bookmarks persist between runs of one rehearsal (``<workdir>/glue-state``).
+
+The crawler (after the job succeeds, as the workflow's ``CONDITIONAL`` trigger starts it):
+
+- The trigger must be activated (``StartOnCreation: true``; CloudFormation creates a conditional trigger in state
+  CREATED otherwise and it never fires).
+- The configuration is checked as ``CreateCrawler`` checks it: ``RecrawlBehavior: CRAWL_NEW_FOLDERS_ONLY`` requires
+  ``SchemaChangePolicy`` ``UpdateBehavior: LOG`` and ``DeleteBehavior: LOG`` (Glue developer guide, "Scheduling
+  incremental crawls": the option forces both to LOG; omitted, they default to UPDATE_IN_DATABASE /
+  DEPRECATE_IN_DATABASE).
+- Under the crawler role: it lists and reads the S3 targets, then writes its log stream (named after the crawler)
+  to ``/aws-glue/crawlers``, or, when its security configuration encrypts CloudWatch logs, to
+  ``/aws-glue/crawlers-role/<role name>-<security configuration name>`` (creating the group when missing), with
+  ``logs:CreateLogStream`` and ``logs:PutLogEvents``: a wrong log-group ARN in the role's policy fails as AccessDenied.
+
+Not emulated: the Data Catalog (tables, partitions, classifiers), the job's own CloudWatch log groups, metrics, Glue's
+workers (Spark runs ``local[2]``), KMS (keys are passed, not checked), bookmark encryption, the workflow's event
+batching. Reads ``data/<dataset>.csv`` from the repository as raw input data only (not deployed code).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from rehearsal.assembly import ACCOUNT, RehearsalError, Stack, resolved_properties
+from rehearsal.cloud import DENIALS
+from rehearsal.context import Rehearsal, clean_env, split_s3_uri
+
+STANDIN_DIR = Path(__file__).resolve().parent / "awsglue_standin"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+#: Glue version -> (Python, Spark) of its runtime (Glue developer guide, "AWS Glue versions").
+GLUE_RUNTIMES = {"5.0": ("3.11", "3.5"), "4.0": ("3.10", "3.3"), "3.0": ("3.7", "3.1")}
+CDK_ISSUE_PY_FILES = "aws/aws-cdk#20481"
+JOB_TIMEOUT_SECONDS = 300
+
+
+@dataclass
+class GlueJob:
+    stack: Stack
+    logical_id: str
+    name: str
+    role_arn: str
+    glue_version: str
+    script_uri: str
+    arguments: dict[str, str]
+    security_configuration: Optional[str]
+    extra_py_files: list[str] = field(default_factory=list)
+    extra_files: list[str] = field(default_factory=list)
+
+
+def _role_arn(value: str) -> str:
+    return value if value.startswith("arn:") else f"arn:aws:iam::{ACCOUNT}:role/{value}"
+
+
+def _uris(value: Optional[str]) -> list[str]:
+    return [u.strip() for u in (value or "").split(",") if u.strip()]
+
+
+def read_job(rh: Rehearsal, stack_suffix: str = "-data") -> GlueJob:
+    """The stack's single ``glueetl`` job, resolved."""
+    stack = rh.assembly.stack(stack_suffix)
+    logical, _ = stack.one("AWS::Glue::Job")
+    props = resolved_properties(rh.assembly, stack, logical)
+    command = props.get("Command") or {}
+    if command.get("Name") != "glueetl":
+        raise RehearsalError(f"{stack.name}/{logical}: Command.Name {command.get('Name')!r}: only glueetl is rehearsed")
+    arguments = {str(k): "" if v is None else str(v) for k, v in (props.get("DefaultArguments") or {}).items()}
+    for key in arguments:
+        if not key.startswith("--"):
+            raise RehearsalError(f"{stack.name}/{logical}: DefaultArguments key {key!r} must start with '--'")
+    return GlueJob(
+        stack=stack,
+        logical_id=logical,
+        name=rh.assembly.resolver.name(stack, logical),
+        role_arn=_role_arn(props["Role"]),
+        glue_version=str(props.get("GlueVersion", "")),
+        script_uri=command["ScriptLocation"],
+        arguments=arguments,
+        security_configuration=props.get("SecurityConfiguration"),
+        extra_py_files=_uris(arguments.get("--extra-py-files")),
+        extra_files=_uris(arguments.get("--extra-files")),
+    )
+
+
+def _security_configuration(rh: Rehearsal, stack: Stack, name: Optional[str]) -> dict:
+    if not name:
+        return {}
+    for logical, res in stack.of_type("AWS::Glue::SecurityConfiguration").items():
+        if rh.assembly.resolver.name(stack, logical) == name:
+            return resolved_properties(rh.assembly, stack, logical).get("EncryptionConfiguration") or {}
+    raise RehearsalError(f"{stack.name}: no AWS::Glue::SecurityConfiguration named {name!r}")
+
+
+def _download(s3: Any, uri: str, target_dir: Path) -> Path:
+    bucket, key = split_s3_uri(uri)
+    target = target_dir / key.rsplit("/", 1)[-1]
+    try:
+        s3.download_file(bucket, key, str(target))
+    except Exception as exc:  # noqa: BLE001 (botocore's ClientError, AccessDenied included)
+        raise RehearsalError(f"Glue cannot fetch {uri} under the job role: {exc}") from None
+    return target
+
+
+def stage_job(rh: Rehearsal, job: GlueJob, run_dir: Path) -> tuple[Path, list[str], Path]:
+    """Upload the job's asset objects and download them as Glue does. Returns (script, Python path, working dir)."""
+    for uri in [job.script_uri, *job.extra_py_files, *job.extra_files]:
+        rh.cloud.upload_asset(uri)
+    s3 = rh.cloud.client("s3", job.role_arn)
+    staged = run_dir / "staged"
+    staged.mkdir(parents=True)
+    script = _download(s3, job.script_uri, staged)
+    python_path: list[str] = []
+    for uri in job.extra_py_files:
+        local = _download(s3, uri, staged)
+        entry = str(local.parent) if local.suffix == ".py" else str(local)
+        if entry not in python_path:
+            python_path.append(entry)
+    cwd = run_dir / "cwd"
+    cwd.mkdir()
+    for uri in job.extra_files:
+        shutil.copy2(_download(s3, uri, staged), cwd)
+    return script, python_path, cwd
+
+
+def _hash_named_modules(job: GlueJob) -> list[str]:
+    return [u for u in job.extra_py_files if u.endswith(".py")]
+
+
+def _diagnose_failure(job: GlueJob, stderr: str, denials: list) -> str:
+    missing = re.findall(r"ModuleNotFoundError: No module named '([^']+)'", stderr)
+    py_files = _hash_named_modules(job)
+    if missing and py_files:
+        staged = ", ".join(f"{u.rsplit('/', 1)[-1]} (module `{Path(u).stem}`)" for u in py_files)
+        return (
+            f"Glue job {job.name}: `import {missing[0]}` fails: --extra-py-files ships .py objects that Glue stages "
+            f"under their object names, {staged}, so `{missing[0]}` is not importable ({CDK_ISSUE_PY_FILES}); "
+            f"ship the job's modules in a .zip (module files at its root)"
+        )
+    if missing:
+        return f"Glue job {job.name}: `import {missing[0]}` fails: no --extra-py-files entry provides it"
+    if denials:
+        return f"Glue job {job.name} failed: AccessDenied under its role: " + "; ".join(str(d) for d in denials)
+    tail = "\n".join(stderr.strip().splitlines()[-25:])
+    return f"Glue job {job.name} failed:\n{tail}"
+
+
+def _default_raw_files(dataset: str) -> dict[str, Path]:
+    path = DATA_DIR / f"{dataset}.csv"
+    if not path.exists():
+        raise RehearsalError(f"no sample data for dataset {dataset!r} at {path}")
+    return {path.name: path}
+
+
+def _list_keys(s3: Any, uri: str) -> set[str]:
+    bucket, prefix = split_s3_uri(uri)
+    keys: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.update(o["Key"] for o in page.get("Contents", []))
+    return keys
+
+
+def _check_runtime(rh: Rehearsal, glue_version: str) -> dict:
+    expected = GLUE_RUNTIMES.get(glue_version)
+    probe = subprocess.run(
+        [rh.python, "-c", "import sys, pyspark; print('%d.%d' % sys.version_info[:2], pyspark.__version__)"],
+        capture_output=True, text=True, env=clean_env(), timeout=60,
+    )
+    if probe.returncode != 0:
+        raise RehearsalError(f"the Glue stand-in needs PySpark in {rh.python}: {probe.stderr.strip()[-300:]}")
+    py, spark = probe.stdout.split()
+    info = {"glue_version": glue_version, "python": py, "spark": spark}
+    if expected and (py != expected[0] or not spark.startswith(expected[1] + ".")):
+        rh.log(f"glue: Glue {glue_version} runs Python {expected[0]} / Spark {expected[1]}; the stand-in has "
+               f"Python {py} / Spark {spark}")
+        info["runtime_mismatch"] = True
+    return info
+
+
+def run_glue_job(
+    rh: Rehearsal,
+    stack_suffix: str = "-data",
+    raw_files: Optional[dict[str, Path]] = None,
+    *,
+    crawl: bool = True,
+) -> dict:
+    """Run the stack's Glue job as Glue does, then its crawler; return the summary (also ``rh.facts["glue"]``).
+
+    ``raw_files``: object name (under the job's ``--raw_path``) -> local file, uploaded with an admin client before
+    the run (default: ``data/<dataset>.csv``). Raises :class:`RehearsalError` naming the defect when the job, the
+    trigger or the crawler would fail in AWS.
+    """
+    started = time.monotonic()
+    job = read_job(rh, stack_suffix)
+    if job.role_arn not in rh.cloud.roles:
+        raise RehearsalError(f"{job.stack.name}/{job.logical_id}: role {job.role_arn} is not a role of the assembly")
+    if crawl:  # what CloudFormation / CreateCrawler reject fails before anything runs
+        check_crawlers(rh, job)
+    runtime = _check_runtime(rh, job.glue_version)
+    args = job.arguments
+    dataset = args.get("--dataset", "")
+    raw_path = args.get("--raw_path")
+    if not raw_path:
+        raise RehearsalError(f"Glue job {job.name}: no --raw_path argument")
+    admin_s3 = rh.cloud.admin("s3")
+    bucket, prefix = split_s3_uri(raw_path)
+    for name, path in (_default_raw_files(dataset) if raw_files is None else raw_files).items():
+        admin_s3.upload_file(str(path), bucket, prefix + name)
+
+    outputs = {k: args[k] for k in ("--curated_path", "--quarantine_path") if args.get(k)}
+    before = {k: _list_keys(admin_s3, uri) for k, uri in outputs.items()}
+
+    run_id = "jr_" + uuid.uuid4().hex
+    run_dir = rh.scratch(f"glue-{run_id[:11]}")
+    script, python_path, cwd = stage_job(rh, job, run_dir)
+    state_dir = rh.workdir / "glue-state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    encryption = _security_configuration(rh, job.stack, job.security_configuration)
+    s3_kms = next(
+        (e.get("KmsKeyArn") for e in encryption.get("S3Encryptions", []) if e.get("S3EncryptionMode") == "SSE-KMS"),
+        None,
+    )
+    env = clean_env({
+        **rh.cloud.environ(job.role_arn),
+        "PYTHONPATH": ":".join([str(STANDIN_DIR), *python_path]),
+        "PYSPARK_PYTHON": rh.python,
+        "PYSPARK_DRIVER_PYTHON": rh.python,
+        "PYSPARK_SUBMIT_ARGS": "--master local[2] --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false "
+                               "--conf spark.sql.shuffle.partitions=2 --conf spark.default.parallelism=2 "
+                               "--conf spark.sql.session.timeZone=UTC pyspark-shell",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "REHEARSAL_GLUE_STATE_DIR": str(state_dir),
+        "TZ": "UTC",
+        **({"REHEARSAL_GLUE_S3_KMS_KEY": s3_kms} if s3_kms else {}),
+    })
+    argv = [rh.python, str(script), "--JOB_ID", f"j_{uuid.uuid5(uuid.NAMESPACE_URL, job.name).hex}",
+            "--JOB_RUN_ID", run_id, "--JOB_NAME", job.name]
+    for key, value in args.items():
+        argv += [key, value]
+    first_denial = len(DENIALS)
+    rh.log(f"glue: {job.name} ({job.glue_version}) {script.name} under {job.role_arn.rsplit('/', 1)[-1]}")
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise RehearsalError(f"Glue job {job.name} did not finish within {JOB_TIMEOUT_SECONDS} s") from None
+    (run_dir / "stdout.log").write_text(proc.stdout)
+    (run_dir / "stderr.log").write_text(proc.stderr)
+    denials = DENIALS[first_denial:]
+    if proc.returncode != 0:
+        raise RehearsalError(_diagnose_failure(job, proc.stderr, denials))
+    counts = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and '"etl_counts"' in line:
+            counts = json.loads(line)
+    if counts is None:
+        raise RehearsalError(f"Glue job {job.name} succeeded without its etl_counts log line")
+    written = {k: sorted(_list_keys(admin_s3, uri) - before[k]) for k, uri in outputs.items()}
+    summary: dict[str, Any] = {
+        "job_name": job.name,
+        "job_run_id": run_id,
+        "script": script.name,
+        "extra_py_files": [u.rsplit("/", 1)[-1] for u in job.extra_py_files],
+        "runtime": runtime,
+        "etl_counts": counts,
+        "curated_keys": written.get("--curated_path", []),
+        "quarantine_keys": written.get("--quarantine_path", []),
+        "denials": [str(d) for d in denials],
+    }
+    if crawl:
+        summary["crawler"] = rehearse_crawler(rh, job)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    rh.facts.setdefault("glue", {})
+    rh.facts["glue"] = summary
+    rh.log(f"glue: {counts.get('rows_in')} rows in, {counts.get('rows_curated')} curated, "
+           f"{counts.get('rows_rejected')} rejected; {len(summary['curated_keys'])} curated objects "
+           f"({summary['seconds']} s)")
+    return summary
+
+
+# --- the crawler ------------------------------------------------------------------------------------------------------
+def validate_crawler(where: str, props: dict) -> None:
+    """What ``CreateCrawler`` rejects (and so the stack's deployment): see the module docstring."""
+    recrawl = (props.get("RecrawlPolicy") or {}).get("RecrawlBehavior", "CRAWL_EVERYTHING")
+    policy = props.get("SchemaChangePolicy") or {}
+    update = policy.get("UpdateBehavior", "UPDATE_IN_DATABASE")
+    delete = policy.get("DeleteBehavior", "DEPRECATE_IN_DATABASE")
+    if recrawl == "CRAWL_NEW_FOLDERS_ONLY" and (update, delete) != ("LOG", "LOG"):
+        raise RehearsalError(
+            f"{where}: RecrawlBehavior CRAWL_NEW_FOLDERS_ONLY with SchemaChangePolicy UpdateBehavior {update} / "
+            f"DeleteBehavior {delete}: Glue requires LOG for both (CreateCrawler fails, so does the deployment)"
+        )
+    if recrawl == "CRAWL_EVENT_MODE":
+        targets = (props.get("Targets") or {}).get("S3Targets") or []
+        if not any(t.get("EventQueueArn") for t in targets):
+            raise RehearsalError(f"{where}: RecrawlBehavior CRAWL_EVENT_MODE needs an S3 target with EventQueueArn")
+
+
+def _crawlers_after(rh: Rehearsal, stack: Stack, job_name: str) -> list[tuple[str, str, dict]]:
+    """(trigger logical id, crawler name, trigger props) of conditional triggers that start a crawler on success."""
+    found = []
+    for logical in stack.of_type("AWS::Glue::Trigger"):
+        props = resolved_properties(rh.assembly, stack, logical)
+        if props.get("Type") != "CONDITIONAL":
+            continue
+        conditions = (props.get("Predicate") or {}).get("Conditions") or []
+        if not any(c.get("JobName") == job_name and c.get("State") == "SUCCEEDED" for c in conditions):
+            continue
+        for action in props.get("Actions") or []:
+            if action.get("CrawlerName"):
+                found.append((logical, action["CrawlerName"], props))
+    return found
+
+
+def _logs_resources(rh: Rehearsal, role_name: str) -> list[str]:
+    iam = rh.cloud.admin("iam")
+    out: list[str] = []
+    for policy_name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+        doc = json.loads(doc) if isinstance(doc, str) else doc
+        statements = doc.get("Statement", [])
+        for s in statements if isinstance(statements, list) else [statements]:
+            actions = s.get("Action", [])
+            actions = actions if isinstance(actions, list) else [actions]
+            if any(a.lower().startswith("logs:") or a == "*" for a in actions):
+                res = s.get("Resource", [])
+                out.extend(res if isinstance(res, list) else [res])
+    return out
+
+
+def check_crawlers(rh: Rehearsal, job: GlueJob) -> list[tuple[str, str, str, dict]]:
+    """The crawlers the job's success starts: (trigger, crawler name, crawler logical id, resolved properties), each
+    trigger activated and each configuration one Glue accepts."""
+    stack = job.stack
+    crawlers = {rh.assembly.resolver.name(stack, lg): lg for lg in stack.of_type("AWS::Glue::Crawler")}
+    found = []
+    for trigger_logical, crawler_name, trigger in _crawlers_after(rh, stack, job.name):
+        if trigger.get("StartOnCreation") is not True:
+            raise RehearsalError(
+                f"{stack.name}/{trigger_logical}: the CONDITIONAL trigger has no StartOnCreation: true, so it is "
+                f"created deactivated and the crawler {crawler_name} never runs after {job.name}"
+            )
+        logical = crawlers.get(crawler_name)
+        if logical is None:
+            raise RehearsalError(f"{stack.name}/{trigger_logical}: starts crawler {crawler_name!r}, not in the stack")
+        props = resolved_properties(rh.assembly, stack, logical)
+        validate_crawler(f"{stack.name}/{logical}", props)
+        found.append((trigger_logical, crawler_name, logical, props))
+    return found
+
+
+def rehearse_crawler(rh: Rehearsal, job: GlueJob) -> dict:
+    """Run what each crawler started after the job does with its role (see the module docstring)."""
+    stack = job.stack
+    crawlers = check_crawlers(rh, job)
+    if not crawlers:
+        rh.log(f"glue: no conditional trigger starts a crawler after {job.name}")
+        return {}
+    results = {}
+    for trigger_logical, crawler_name, logical, props in crawlers:
+        where = f"{stack.name}/{logical}"
+        role_arn = _role_arn(props["Role"])
+        role_name = role_arn.rsplit("/", 1)[-1]
+        first_denial = len(DENIALS)
+        s3 = rh.cloud.client("s3", role_arn)
+        read = 0
+        try:
+            for target in (props.get("Targets") or {}).get("S3Targets") or []:
+                bucket, prefix = split_s3_uri(target["Path"])
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []):
+                        head = {"Range": "bytes=0-65535"} if obj.get("Size", 0) > 65536 else {}  # classifiers sample
+                        s3.get_object(Bucket=bucket, Key=obj["Key"], **head)["Body"].read()
+                        read += 1
+        except Exception as exc:  # noqa: BLE001
+            raise RehearsalError(
+                f"{where}: the crawler cannot read its S3 targets under its role: {exc}; "
+                + "; ".join(str(d) for d in DENIALS[first_denial:])
+            ) from None
+        encryption = _security_configuration(rh, stack, props.get("CrawlerSecurityConfiguration"))
+        cw_mode = (encryption.get("CloudWatchEncryption") or {}).get("CloudWatchEncryptionMode", "DISABLED")
+        if cw_mode == "SSE-KMS":
+            group = f"/aws-glue/crawlers-role/{role_name}-{props['CrawlerSecurityConfiguration']}"
+        else:
+            group = "/aws-glue/crawlers"
+        logs = rh.cloud.client("logs", role_arn)
+        try:
+            existing = rh.cloud.admin("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+            if not any(g["logGroupName"] == group for g in existing):
+                logs.create_log_group(logGroupName=group)
+            try:
+                logs.create_log_stream(logGroupName=group, logStreamName=crawler_name)
+            except logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            now = int(time.time() * 1000)
+            logs.put_log_events(
+                logGroupName=group,
+                logStreamName=crawler_name,
+                logEvents=[
+                    {"timestamp": now, "message": f"[rehearsal] BENCHMARK : Running Start Crawl for Crawler {crawler_name}"},
+                    {"timestamp": now + 1, "message": f"[rehearsal] BENCHMARK : Crawler read {read} objects"},
+                ],
+            )
+        except Exception as exc:  # noqa: BLE001
+            denials = DENIALS[first_denial:]
+            nameless = [r for r in _logs_resources(rh, role_name) if re.search(r":log-group:?$", r)]
+            detail = (
+                f"crawler logs IAM resource `{nameless[0]}` with no name (a log-group ARN must name the group, "
+                f"here {group})" if nameless else f"the crawler role may not write to {group}"
+            )
+            raise RehearsalError(
+                f"{where}: {detail}: {exc}" + ("; " + "; ".join(str(d) for d in denials) if denials else "")
+            ) from None
+        results[crawler_name] = {"objects_read": read, "log_group": group, "trigger": trigger_logical}
+    return results
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use rehearsal's runner (make rehearse)")
