@@ -835,7 +835,7 @@ class E2ERun:
                     self.client("sagemaker"), self.client("sagemaker-runtime"), endpoint, instances, meta,
                     "encoded", remaining, 30.0)
                 for p, pred in zip(self.report.predictions, preds):
-                    p["endpoint"] = pred
+                    p["endpoint"] = pred[0] if isinstance(pred, list) and len(pred) == 1 else pred  # one CSV cell
                 done.append(f"endpoint {endpoint}: {len(preds)} predictions")
         except smoke_test.ScriptError as exc:
             raise E2EError("invoke", str(exc)) from None
@@ -976,7 +976,7 @@ class E2ERun:
         for b in sorted(buckets, key=lambda name: name in log_targets):
             self._remove("bucket", b, lambda b=b: self.delete_bucket(b))
         for r in by_type.get("AWS::Logs::LogGroup", []):
-            self._remove("log group", r["id"], lambda r=r: self.client("logs").delete_log_group(logGroupName=r["id"]),
+            self._remove("log group", r["id"], lambda r=r: self.delete_log_group(r["id"]),
                          missing=_gone("ResourceNotFoundException"))
         for r in by_type.get("AWS::SageMaker::ModelPackageGroup", []):
             self._remove("model package group", r["id"], lambda r=r: self.delete_package_group(r["id"]),
@@ -1003,6 +1003,10 @@ class E2ERun:
             return
         t["removed"].append({"type": kind, "id": ident, **({"note": note} if note else {})})
         self.say(f"removed {kind} {ident}" + (f" ({note})" if note else ""))
+
+    def delete_log_group(self, name: str) -> Optional[str]:
+        self.client("logs").delete_log_group(logGroupName=name)
+        return None
 
     def delete_bucket(self, bucket: str, attempts: int = 3) -> Optional[str]:
         s3 = self.client("s3")
