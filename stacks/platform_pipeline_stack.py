@@ -51,13 +51,23 @@ BuildStacks = Callable[[Stage, PlatformConfig], None]
 """Creates one environment's stacks inside ``stage`` (the app builder's stack factory)."""
 
 
-def pinned_cdk_cli_version() -> Optional[str]:
-    """The CDK CLI version package.json pins (the self-mutation step installs the same one)."""
+def _pinned(package: str) -> Optional[str]:
     try:
-        version = json.loads((ROOT / "package.json").read_text())["devDependencies"]["aws-cdk"]
+        version = json.loads((ROOT / "package.json").read_text())["devDependencies"][package]
     except (OSError, KeyError, ValueError):
         return None
     return version.lstrip("^~=") or None
+
+
+def pinned_cdk_cli_version() -> Optional[str]:
+    """The CDK CLI version package.json pins (the self-mutation step installs the same one)."""
+    return _pinned("aws-cdk")
+
+
+def pinned_cdk_assets_version() -> Optional[str]:
+    """The cdk-assets version package.json pins next to the CLI (the asset publishing steps install it). Unpinned,
+    CDK Pipelines installs ``cdk-assets@latest`` at every run (aws/aws-cdk#33491, #34484, #32744)."""
+    return _pinned("cdk-assets")
 
 
 class EnvironmentStage(Stage):
@@ -203,6 +213,7 @@ class PlatformPipelineStack(Stack):
             cross_account_keys=True,
             artifact_bucket=self.artifact_bucket,
             cli_version=pinned_cdk_cli_version(),
+            cdk_assets_cli_version=pinned_cdk_assets_version(),
             publish_assets_in_parallel=False,
             docker_enabled_for_synth=False,
             docker_enabled_for_self_mutation=False,
