@@ -209,6 +209,9 @@ class Resolver:
     def __init__(self, assembly: Assembly) -> None:
         self.assembly = assembly
         self.overrides: dict[tuple[str, str], Any] = {}  # (stack, parameter) -> value
+        # (stack, logical id, attribute) -> value: what the rehearsal's stand-ins answer (e.g. a Function URL that
+        # points at the local Function URL server, as DNS points the real one at the Lambda service).
+        self.attributes: dict[tuple[str, str, str], Any] = {}
         self._names: dict[tuple[str, str], str] = {}
         self._exports: Optional[dict[str, Any]] = None
 
@@ -273,6 +276,8 @@ class Resolver:
         return name
 
     def get_att(self, stack: Stack, logical_id: str, attribute: str) -> Any:
+        if (stack.name, logical_id, attribute) in self.attributes:
+            return self.attributes[(stack.name, logical_id, attribute)]
         res = stack.resources.get(logical_id)
         if res is None:
             raise RehearsalError(f"{stack.name}: Fn::GetAtt of unknown {logical_id}")
