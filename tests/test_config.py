@@ -146,3 +146,60 @@ def test_stage_in_another_account_is_refused(tmp_path):
         "unset: a serving stack reads the lake of its own environment; put that stage in the config of the "
         "environment (account) it runs in"
     )
+
+
+@pytest.mark.parametrize("region", ["ap-south-2", "ap-southeast-4", "ca-west-1", "us-gov-west-1"])
+def test_region_without_the_platforms_images_fails_with_the_supported_list(tmp_path, region):
+    from platform_config.schema import supported_regions
+
+    msg = _error(tmp_path, lambda d: d.update(region=region))
+    assert "\n" not in msg
+    assert msg.startswith(f"{tmp_path / 'dev.yaml'}: region = '{region}': region {region} is not supported: ")
+    assert msg.endswith("; use one of " + ", ".join(supported_regions()))
+
+
+def test_supported_regions_come_from_the_sdk_image_config():
+    from mlops_constructs.sagemaker_definition import image_registries, model_monitor_registries
+    from platform_config.schema import supported_regions
+    from sagemaker_steps.pipeline_spec import CONTAINER_FRAMEWORK_VERSIONS
+
+    regions = set(supported_regions())
+    assert {"us-east-1", "eu-west-1", "ap-southeast-2"} <= regions
+    assert regions <= set(model_monitor_registries())
+    for framework, version in CONTAINER_FRAMEWORK_VERSIONS.items():
+        assert regions <= set(image_registries(framework, version))
+
+
+def test_a_supported_region_loads(tmp_path):
+    assert load_config("dev", _write(tmp_path, lambda d: d.update(region="eu-west-1"))).region == "eu-west-1"
+
+
+def test_loading_a_config_without_region_does_not_import_the_sdk():
+    code = (
+        "import sys; from platform_config import load_config; load_config('dev'); "
+        "print('sagemaker' in sys.modules, 'aws_cdk' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_serving_names_too_long_for_lambda_fail_with_one_line(tmp_path):
+    data = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
+    data.update(project="p" * 16, environment="sandbox1")
+    data["models"][0].update(name="m" * 20, stages=[{"name": "s" * 10}])
+    (tmp_path / "sandbox1.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config("sandbox1", tmp_path)
+    msg = str(info.value)
+    name = f"{'p' * 16}-sandbox1-{'m' * 20}-{'s' * 10}"
+    assert "\n" not in msg and len(name) == 57
+    assert msg.endswith(
+        f"sandbox1.yaml: (top level): '{name}' (project-environment-model-stage) is 57 characters; keep it within "
+        "54 (it names the SageMaker endpoint, max 63, the inference Lambda function, max 64, and the Model Monitor "
+        "schedule): shorten the project, model or stage name"
+    )
+
+
+def test_account_wide_log_groups_are_opt_in(tmp_path):
+    assert load_config("dev").sagemaker_job_log_groups is False
+    assert load_config("dev", _write(tmp_path, lambda d: d.update(sagemaker_job_log_groups=True))).sagemaker_job_log_groups
