@@ -299,7 +299,7 @@ def test_etl_job_imports_etl_transform_as_glue_stages_it(dev, tmp_path):
     code = (
         "import importlib.util, sys; sys.path.insert(0, sys.argv[2]); "
         "spec = importlib.util.spec_from_file_location('glue_script', sys.argv[1]); "
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        "m = importlib.util.module_from_spec(spec); sys.modules['glue_script'] = m; spec.loader.exec_module(m); "
         "assert m.etl_transform.__file__.startswith(sys.argv[2]), m.etl_transform.__file__; "
         "print(m.REQUIRED_ARGS[0])"
     )
