@@ -452,6 +452,8 @@ class E2ERun:
             failure = exc
         except (NoCredentialsError, NoRegionError, BotoCoreError) as exc:
             failure = E2EError("aws", f"AWS SDK error: {exc}")
+        except KeyboardInterrupt:
+            failure = E2EError("interrupted", "interrupted (Ctrl-C); interrupt again to skip the teardown")
         teardown = opts.teardown != "none" and not (failure and opts.keep_on_failure)
         return self._finish(failure, teardown=teardown)
 
@@ -474,6 +476,13 @@ class E2ERun:
                 status = "ok" if not report.teardown.get("errors") else "incomplete"
             except E2EError as exc:
                 report.teardown.setdefault("errors", []).append(str(exc))
+                status = "failed"
+            except ClientError as exc:
+                report.teardown.setdefault("errors", []).append(
+                    f"{exc.operation_name} failed: {error_code(exc)}: {error_message(exc)}")
+                status = "failed"
+            except BotoCoreError as exc:
+                report.teardown.setdefault("errors", []).append(f"AWS SDK error: {exc}")
                 status = "failed"
             report.stages.append(StageTiming("teardown", self.clock() - start, status,
                                              f"mode {self.options.teardown}"))
@@ -610,7 +619,8 @@ class E2ERun:
     def wait_pipeline(self) -> str:
         sm, name = self.client("sagemaker"), self.names.pipeline
         assert self.glue_run is not None
-        since = self.glue_run["StartedOn"]
+        # The Glue rule starts it when the run has SUCCEEDED; a minute of slack for the two services' clocks.
+        since = (self.glue_run.get("CompletedOn") or self.glue_run["StartedOn"]) - dt.timedelta(seconds=60)
 
         def probe() -> tuple[bool, str, Any]:
             summaries = sm.list_pipeline_executions(
@@ -1080,6 +1090,9 @@ class E2ERun:
             self.teardown(mode)
         except E2EError as exc:
             self.report.teardown.setdefault("errors", []).append(str(exc))
+        except ClientError as exc:
+            self.report.teardown.setdefault("errors", []).append(
+                f"{exc.operation_name} failed: {error_code(exc)}: {error_message(exc)}")
         self.report.stages.append(StageTiming("teardown", self.clock() - start,
                                               "ok" if not self.report.teardown.get("errors") else "incomplete"))
         self.write_report()

@@ -720,3 +720,59 @@ def test_names_are_the_stacks_and_the_deploy_pipelines(config) -> None:
     assert endpoint_name(config, model, model.stages[0]) == f"{config.prefix()}-{model.name}-{model.stages[0].name}"
     app = (ROOT / "stacks" / "app_builder.py").read_text()
     assert 'name = f"{prefix}-serving-{model.name}-{stage.name}"' in app and 'SERVING_CONTEXT = "serving"' in app
+
+
+# ==================================================================================================================
+# Interruptions, teardown alone, the CDK CLI runner
+# ==================================================================================================================
+def test_ctrl_c_during_a_wait_still_tears_down(world, tmp_path: Path) -> None:
+    config, url = world
+    cloud, clock = FakeCloud(config, url.url, glue="never"), Clock()
+
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    lines: list[str] = []
+    code = e2e.main(["--env", "dev", "--yes", "--report-dir", str(tmp_path / "report")], config=config,
+                    session_factory=cloud.session, run_cdk=cloud.run_cdk, clock=clock.clock, sleep=sleep,
+                    say=lines.append)
+    assert code == 1
+    assert report(tmp_path)["failure"]["stage"] == "interrupted"
+    assert [c[:2] for c in cloud.cdk_calls] == [["deploy", "--all"], ["destroy", "--all"]]
+
+
+def test_teardown_none_leaves_everything_and_says_how_to_remove_it(world, tmp_path: Path) -> None:
+    config, url = world
+    cloud, clock = FakeCloud(config, url.url), Clock()
+    code, _ = run_e2e(cloud, clock, tmp_path, "--teardown", "none")
+    assert code == 0 and [c[0] for c in cloud.cdk_calls] == ["deploy"]
+    left = report(tmp_path)["teardown"]["left"]
+    assert "--teardown-only all" in left[0]
+    assert any(f"waits at the manual approval before {cloud.names.stages[-1]}" in x for x in left)
+
+    # Later: teardown alone finds the stacks (the serving one included) and removes everything.
+    cloud.cdk_calls.clear()
+    code, lines = run_e2e(cloud, Clock(), tmp_path, "--teardown-only", "all")
+    assert code == 0, "\n".join(lines)
+    assert [c[:2] for c in cloud.cdk_calls] == [["destroy", "--exclusively"], ["destroy", "--all"]]
+    assert cloud.buckets["raw"] not in {b["Name"] for b in cloud.aws("s3").list_buckets()["Buckets"]}
+    doc = report(tmp_path)
+    assert doc["status"] == "teardown only" and doc["teardown"]["errors"] == []
+
+
+def test_cdk_cli_runs_the_pinned_cli_and_reads_the_outputs_file(tmp_path: Path) -> None:
+    cli = tmp_path / "node_modules" / ".bin" / "cdk"
+    cli.parent.mkdir(parents=True)
+    cli.write_text('#!/bin/sh\necho "$AWS_REGION $*" > args.txt\n'
+                   'if [ "$1" = deploy ]; then echo \'{"s": {"K": "v"}}\' > "$6"; fi\n'
+                   'if [ "$1" = fail ]; then exit 4; fi\n')
+    cli.chmod(0o755)
+    run = e2e.cdk_cli("eu-west-1", root=tmp_path)
+    out = run(["deploy", "--all", "-c", "env=dev", "--outputs-file", str(tmp_path / "o.json")])
+    assert out == {"s": {"K": "v"}}
+    assert (tmp_path / "args.txt").read_text().startswith("eu-west-1 deploy --all -c env=dev --outputs-file")
+    assert run(["destroy", "--all", "--force"]) == {}
+    with pytest.raises(e2e.E2EError, match=r"`cdk fail` exited with 4"):
+        run(["fail"])
+    with pytest.raises(e2e.E2EError, match="make install"):
+        e2e.cdk_cli("eu-west-1", root=tmp_path / "nowhere")(["deploy"])
