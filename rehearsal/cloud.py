@@ -256,6 +256,9 @@ class Cloud:
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()  # moto's state is per process: a second Cloud starts from an empty account too
         iam = self._client("iam", creds=("testing", "testing", None))
         iam.create_user(UserName=ADMIN_USER)
         iam.put_user_policy(
