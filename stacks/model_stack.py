@@ -111,6 +111,8 @@ class ModelStack(Stack):
             model_package_group_name=name,
             stages=[DeployStage(s.name, s.account, s.region) for s in model.stages],
             alarm_topic=alarm_topic,
+            endpoint=model.endpoint.enabled,
+            lambda_mode=model.lambda_.mode if model.lambda_.enabled else None,
             connection_arn=source.connection_arn,
             repository=source.repository,
             branch=source.branch,
