@@ -75,7 +75,7 @@ class GlueEtl(Construct):
     ``s3://<curated>/quarantine/<dataset>/``. A Glue workflow starts it from EventBridge (raw-zone object events and/or a
     schedule) or on demand, then runs the crawler when the job succeeds.
 
-    Physical names: only the job (``<name_prefix>-etl-<dataset>``, matched by the model stacks' EventBridge rules) and
+    Physical names: only the job (``job_name``, matched by the model stacks' EventBridge rules) and
     the workflow (same name, for ``aws glue start-workflow-run``) have fixed names; both are deleted with the stack and
     carry the prefix and dataset, so no other environment or dataset can hold them. The database gets a readable name
     for Athena users and is deleted with the stack (catalog metadata only: the crawler rebuilds it from the retained
@@ -83,12 +83,13 @@ class GlueEtl(Construct):
     crawler, triggers, roles) is named by CDK/CloudFormation, and the retained log groups are named after the
     generated role names, so a redeploy never finds a retained group of the same name.
 
-    :param name_prefix: prefix of the job and workflow names (and of the default database name).
+    :param name_prefix: prefix of the default job, workflow and database names.
     :param dataset: dataset (table) name; also the S3 prefix in raw and curated zones.
     :param raw_bucket: raw zone. Must send events to EventBridge if ``trigger_on_raw_upload``.
     :param curated_bucket: curated zone.
     :param encryption_key: key for job output, logs and bookmarks (Glue security configuration). Its key policy must let
         CloudWatch Logs of this account use it (done here for a key of the same stack).
+    :param job_name: name of the job and of the workflow. Default: ``<name_prefix>-etl-<dataset>``.
     :param database: Glue catalog database to crawl into (share one between several datasets). Default: a new one.
     :param database_name: name of the new database. Default: ``<name_prefix>`` with ``-`` replaced by ``_``.
     :param script: job entry point. Default: ``glue_jobs/etl_job.py``.
@@ -113,6 +114,7 @@ class GlueEtl(Construct):
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
         encryption_key: kms.IKey,
+        job_name: Optional[str] = None,
         database: Optional[glue.IDatabase] = None,
         database_name: Optional[str] = None,
         script: Optional[Path] = None,
@@ -135,6 +137,7 @@ class GlueEtl(Construct):
         if database is not None and database_name is not None:
             raise ValueError("GlueEtl takes either database or database_name, not both")
         self.dataset = dataset
+        job_name = job_name or f"{name_prefix}-etl-{dataset}"
         self.raw_prefix = f"{dataset}/"
         self.curated_prefix = f"{dataset}/"
         self.quarantine_prefix = f"quarantine/{dataset}/"
@@ -171,7 +174,7 @@ class GlueEtl(Construct):
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"Glue ETL job {name_prefix}-etl-{dataset}",
+            description=f"Glue ETL job {job_name}",
         )
         raw_bucket.grant_read(self.job_role, f"{self.raw_prefix}*")
         curated_bucket.grant_read_write(self.job_role, f"{self.curated_prefix}*")
@@ -256,7 +259,7 @@ class GlueEtl(Construct):
             self,
             "Job",
             # Fixed: the model stacks' EventBridge rules match this name (stacks/model_stack.py etl_job_name).
-            job_name=f"{name_prefix}-etl-{dataset}",
+            job_name=job_name,
             description=f"Validate raw {dataset} CSV into partitioned Parquet; quarantine rejected rows",
             glue_version=glue.GlueVersion.V5_0,
             role=self.job_role,
@@ -376,7 +379,7 @@ class GlueEtl(Construct):
             self,
             "Workflow",
             # Fixed, for operators (aws glue start-workflow-run --name ...); deleted with the stack.
-            workflow_name=f"{name_prefix}-etl-{dataset}",
+            workflow_name=job_name,
             description=f"Ingest {dataset}: ETL job, then crawler",
             max_concurrent_runs=1,
         )

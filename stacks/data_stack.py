@@ -9,6 +9,7 @@ from constructs import Construct
 from mlops_constructs import DataLake, GlueEtl
 from platform_config import PlatformConfig
 from stacks.common import LakeReferences, log_retention, removal_policy
+from stacks.model_stack import etl_job_name
 
 
 class DataStack(Stack):
@@ -27,6 +28,8 @@ class DataStack(Stack):
             "Etl",
             name_prefix=config.prefix(),
             dataset=lake_cfg.dataset,
+            # The one fixed Glue name another system needs: the model stacks' EventBridge rules match it.
+            job_name=etl_job_name(config),
             raw_bucket=self.lake.raw_bucket,
             curated_bucket=self.lake.curated_bucket,
             encryption_key=self.lake.key,
