@@ -1,0 +1,235 @@
+"""The model-build pipeline rehearsed from the synthesized definition (rehearsal/pipeline.py), and one regression test
+per deploy defect it must catch: each reintroduces the defect in a private copy of the assembly."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+
+from rehearsal.assembly import Assembly, RehearsalError
+from rehearsal.cloud import Cloud
+from rehearsal.context import Rehearsal, split_s3_uri
+from rehearsal.pipeline import (
+    PipelineCache,
+    check_new_data_retrains,
+    iso_duration_seconds,
+    pipeline_definition,
+    run_pipeline,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_STACK = "-model-abalone"
+
+
+def curated_frame(start: int, rows: int = 300) -> pd.DataFrame:
+    """Rows of data/abalone.csv as the Glue ETL curates them (docs/CONTRACTS.md: snake_case, typed)."""
+    raw = pd.read_csv(ROOT / "data" / "abalone.csv").iloc[start:start + rows]
+    frame = pd.DataFrame({"sex": raw["sex"].astype(str)})
+    for column in raw.columns[1:-1]:
+        frame[column.replace(" ", "_")] = raw[column].astype("float64")
+    frame["rings"] = raw["rings"].astype("int32")
+    return frame.reset_index(drop=True)
+
+
+def put_partition(cloud: Cloud, input_url: str, ingest_date: str, frame: pd.DataFrame) -> None:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    bucket, prefix = split_s3_uri(input_url)
+    key = f"{prefix.rstrip('/')}/ingest_date={ingest_date}/part-0000.parquet"
+    cloud.admin("s3").put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+
+
+def edit_definition(assembly_dir: Path, edit: Callable[[dict], None]) -> None:
+    """Reintroduce a defect: resolve the model stack's pipeline definition, edit it, write it back (as a plain string:
+    the same document the resolver gives) into the copy's template."""
+    assembly = Assembly(assembly_dir)
+    stack = assembly.stack(MODEL_STACK)
+    logical, res = stack.one("AWS::SageMaker::Pipeline")
+    body = json.loads(assembly.resolver.resolve(stack, res["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]))
+    edit(body)
+    path = assembly_dir / f"{stack.name}.template.json"
+    template = json.loads(path.read_text())
+    template["Resources"][logical]["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"] = json.dumps(body)
+    path.write_text(json.dumps(template))
+
+
+def job_steps(definition: dict) -> list[dict]:
+    return [s for s in definition["Steps"] if s["Type"] in ("Processing", "Training", "QualityCheck")]
+
+
+class Stage:
+    """A started stand-in account with the non-serving stacks, one curated partition, and the rehearsal context."""
+
+    def __init__(self, assembly: Assembly, cloud: Cloud, workdir: Path) -> None:
+        self.assembly, self.cloud = assembly, cloud
+        self.rh = Rehearsal(assembly, cloud, workdir, log=lambda _m: None)
+        self.model = assembly.stack(MODEL_STACK)
+        _, _, definition = pipeline_definition(self.rh, self.model)
+        self.input_url = next(p["DefaultValue"] for p in definition["Parameters"] if p["Name"] == "InputDataUrl")
+        put_partition(cloud, self.input_url, "2024-01-01", curated_frame(0))
+
+
+@pytest.fixture()
+def stage_for(tmp_path):
+    clouds = []
+
+    def make(assembly_dir: Path) -> Stage:
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()  # moto's backends live in the process: a fresh account per test
+        assembly = Assembly(assembly_dir)
+        cloud = Cloud(assembly).start()
+        clouds.append(cloud)
+        cloud.deploy([s for n, s in assembly.stacks.items() if "-serving-" not in n])
+        return Stage(assembly, cloud, tmp_path / "work")
+
+    yield make
+    for cloud in clouds:
+        cloud.stop()
+
+
+# --- the deployed pipeline ------------------------------------------------------------------------------------------
+def test_pipeline_registers_a_package_and_retrains_on_new_data(stage_for, dev_assembly_dir):
+    stage = stage_for(dev_assembly_dir)
+    cache = PipelineCache()
+    run = run_pipeline(stage.rh, stage.model, cache=cache)
+    run.check()
+    assert [n for n, s in run.steps.items() if s["status"] == "Succeeded"][-1] == "Register-RegisterModel"
+    package = stage.cloud.admin("sagemaker").describe_model_package(ModelPackageName=run.model_package_arn)
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    assert run.execution_id in model_url and model_url.endswith("/output/model.tar.gz")
+    assert stage.rh.facts["pipeline"][-1]["status"] == "Succeeded"
+    assert not run.denials
+    # a second execution on new data under the same InputDataUrl (as the Glue trigger starts it) retrains
+    put_partition(stage.cloud, stage.input_url, "2024-02-01", curated_frame(300))
+    second = run_pipeline(stage.rh, stage.model, cache=cache).check()
+    check_new_data_retrains(run, second)
+
+
+def test_too_strict_threshold_takes_the_fail_step(stage_for, dev_assembly_dir):
+    stage = stage_for(dev_assembly_dir)
+    run = run_pipeline(stage.rh, stage.model, parameters={"MetricThreshold": "0.001"})
+    assert run.status == "Failed" and run.failed_step == "FailStep"
+    assert run.model_package_arn is None
+    assert f"rmse={run.metric}" in run.fail_message and "does not meet the threshold 0.001" in run.fail_message
+    assert run.steps["Register-RegisterModel"]["status"] == "NotStarted"
+
+
+def test_unknown_parameter_is_refused(stage_for, dev_assembly_dir):
+    stage = stage_for(dev_assembly_dir)
+    with pytest.raises(RehearsalError, match="InputDataURL"):
+        run_pipeline(stage.rh, stage.model, parameters={"InputDataURL": "s3://x/"})
+
+
+def test_iso_durations():
+    assert iso_duration_seconds("P30D") == 30 * 86400
+    assert iso_duration_seconds("PT1H") == 3600
+    assert iso_duration_seconds("T16m") == 960
+    assert iso_duration_seconds(None) is None
+
+
+# --- regression tests: each reintroduces a deploy defect --------------------------------------------------------------
+def test_entrypoint_naming_the_source_file_instead_of_the_asset_fails(stage_for, assembly_copy):
+    def edit(definition):
+        for step in definition["Steps"]:
+            if step["Name"] == "Preprocess":
+                step["Arguments"]["AppSpecification"]["ContainerEntrypoint"][-1] = (
+                    "/opt/ml/processing/input/code/preprocess.py"
+                )
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    run = run_pipeline(stage.rh, stage.model)
+    assert run.status == "Failed" and run.failed_step == "Preprocess"
+    assert "/opt/ml/processing/input/code/preprocess.py, which the job's inputs did not create" in run.fail_message
+    assert "must name the asset object (<hash>.py)" in run.fail_message
+    with pytest.raises(RehearsalError, match="preprocess.py"):
+        run.check()
+
+
+def test_caching_with_the_same_input_url_on_new_data_is_caught(stage_for, assembly_copy):
+    def edit(definition):
+        for step in job_steps(definition):
+            step["CacheConfig"] = {"Enabled": True, "ExpireAfter": "P30D"}
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    cache = PipelineCache()
+    first = run_pipeline(stage.rh, stage.model, cache=cache).check()
+    put_partition(stage.cloud, stage.input_url, "2024-02-01", curated_frame(300))  # new data, same InputDataUrl
+    second = run_pipeline(stage.rh, stage.model, cache=cache).check()
+    assert second.steps["Train"]["cache_hit"] and second.steps["Preprocess"]["cache_hit"]
+    assert not second.steps["Register-RegisterModel"]["cache_hit"]
+    with pytest.raises(RehearsalError, match="new data did not retrain.*only Register runs"):
+        check_new_data_retrains(first, second)
+
+
+def test_caching_expires_after_its_duration(stage_for, assembly_copy):
+    def edit(definition):
+        for step in job_steps(definition):
+            if step["Name"] == "Preprocess":
+                step["CacheConfig"] = {"Enabled": True, "ExpireAfter": "PT1H"}
+        definition["Steps"] = [s for s in definition["Steps"] if s["Name"] == "Preprocess"]
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    now = [1_000_000.0]
+    cache = PipelineCache(clock=lambda: now[0])
+    run_pipeline(stage.rh, stage.model, cache=cache)
+    now[0] += 1800
+    assert run_pipeline(stage.rh, stage.model, cache=cache).steps["Preprocess"]["cache_hit"]
+    now[0] += 3601
+    assert not run_pipeline(stage.rh, stage.model, cache=cache).steps["Preprocess"]["cache_hit"]
+
+
+def test_baseline_with_header_and_raw_text_columns_is_caught(stage_for, assembly_copy):
+    raw_uri = {}
+
+    def edit(definition):
+        for step in definition["Steps"]:
+            if step["Type"] == "QualityCheck":
+                artifacts = step["Arguments"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+                prefix = artifacts["Std:Join"]["Values"][0] if isinstance(artifacts, dict) else artifacts
+                raw_uri["uri"] = prefix.rsplit("/executions", 1)[0] + "/raw-baseline/"
+                step["Arguments"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] = raw_uri["uri"]
+                step["Arguments"]["Environment"]["dataset_format"] = json.dumps(
+                    {"csv": {"header": True, "output_columns_position": "START"}}
+                )
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    bucket, key = split_s3_uri(raw_uri["uri"])
+    body = curated_frame(0).to_csv(index=False).encode()
+    stage.cloud.admin("s3").put_object(Bucket=bucket, Key=key + "abalone.csv", Body=body)
+    run = run_pipeline(stage.rh, stage.model)
+    assert run.status == "Succeeded"  # SageMaker would not notice: the monitor would report violations later
+    assert any("DataQualityBaseline" in f and "header" in f and "['sex']" in f for f in run.findings), run.findings
+    with pytest.raises(RehearsalError, match="Model Monitor baseline is not the rows the endpoint receives"):
+        run.check()
+
+
+def test_permission_removed_from_the_pipeline_role_is_access_denied(stage_for, assembly_copy):
+    path = next(assembly_copy.glob(f"*{MODEL_STACK}.template.json"))
+    template = json.loads(path.read_text())
+    removed = 0
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in res["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "sagemaker:CreateModelPackage" in actions and "BuildPipeline" in json.dumps(res["Properties"]["Roles"]):
+                statement["Action"] = [a for a in actions if a != "sagemaker:CreateModelPackage"]
+                removed += 1
+    assert removed == 1
+    path.write_text(json.dumps(template))
+    stage = stage_for(assembly_copy)
+    run = run_pipeline(stage.rh, stage.model)
+    assert run.status == "Failed" and run.failed_step == "Register-RegisterModel"
+    assert "AccessDenied" in run.fail_message and "sagemaker:CreateModelPackage" in run.fail_message
+    assert any("sagemaker:CreateModelPackage" in d for d in run.denials)
