@@ -16,7 +16,8 @@ Runs (from the CDK app's directory)::
 ``-c serving=<M>/<S>`` makes the app synthesize that one serving stack (it synthesizes none unless asked). The
 parameters are the ones the serving stack declares for its configuration: ``BaselineStatisticsUrl`` and
 ``BaselineConstraintsUrl`` (the package's Model Monitor baseline) with ``--endpoint``, ``ModelDataUrl`` (the package's
-model.tar.gz) with ``--lambda-mode model``; a value the stack does not declare is never passed, because CloudFormation
+model.tar.gz) with ``--lambda-mode model`` or ``endpoint_proxy`` (the function loads the model, or reads its feature
+spec); a value the stack does not declare is never passed, because CloudFormation
 rejects a parameter a template does not declare. The parameters are qualified with the stack name and
 ``--exclusively`` is set: the CDK CLI hands an unqualified ``--parameters`` value to every stack it deploys,
 dependencies included; the model deploy pipeline must not redeploy shared stacks anyway. ``none`` (the deploy
@@ -106,10 +107,11 @@ def serving_parameters(*, endpoint: bool, lambda_mode: str, model_data_url: Opti
                 )
             _check_s3(flag, value)
             out[name] = value
-    if lambda_mode == "model":
+    if lambda_mode in ("model", "endpoint_proxy"):
         if not model_data_url:
-            raise UsageError("--model-data-url is required with --lambda-mode model: the function loads the model "
-                             "from the package's model.tar.gz")
+            raise UsageError(f"--model-data-url is required with --lambda-mode {lambda_mode}: the function loads the "
+                             "model (model mode) or its feature spec (endpoint_proxy mode) from the package's "
+                             "model.tar.gz")
         out[MODEL_DATA_PARAMETER] = model_data_url
     return out
 
@@ -264,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Runner = subprocess_ru
             baseline_constraints_url=_from_package(args, args.baseline_constraints_url, "baseline_constraints_url"),
         )
         if model_data_url and MODEL_DATA_PARAMETER not in parameters:
-            log(f"(not passing {MODEL_DATA_PARAMETER}: the stack declares it with --lambda-mode model only)")
+            log(f"(not passing {MODEL_DATA_PARAMETER}: the stack declares it only when its Lambda is enabled)")
         cmd = cdk_deploy_command(stack, args.environment, arn, args.outputs_file,
                                  serving=serving_context(args.model, args.stage), parameters=parameters)
         log("$ " + " ".join(cmd))

@@ -795,9 +795,10 @@ def _parameters(cmd: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("flags, expected", [
-    # endpoint + proxy Lambda (prod): the baseline, never ModelDataUrl
+    # endpoint + proxy Lambda (prod): the baseline, and ModelDataUrl (the function reads the feature spec from it)
     (["--endpoint", "--lambda-mode", "endpoint_proxy"],
-     [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}", f"BaselineConstraintsUrl={CONSTRAINTS}"]),
+     [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}", f"BaselineConstraintsUrl={CONSTRAINTS}",
+      f"ModelDataUrl={MODEL_URL}"]),
     # endpoint + model-in-Lambda: all three
     (["--endpoint", "--lambda-mode", "model"],
      [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}", f"BaselineConstraintsUrl={CONSTRAINTS}",
@@ -836,7 +837,8 @@ def test_deploy_of_model_in_lambda_needs_the_model_data(capsys):
                                runner=lambda *a: pytest.fail("must not deploy"))
     assert code == 2
     assert stderr_error(capsys) == ("--model-data-url is required with --lambda-mode model: the function loads the "
-                                    "model from the package's model.tar.gz")
+                                    "model (model mode) or its feature spec (endpoint_proxy mode) from the package's "
+                                    "model.tar.gz")
 
 
 def test_deploy_refuses_a_model_data_url_that_is_not_s3(capsys):
