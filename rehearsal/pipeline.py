@@ -14,7 +14,8 @@ in dependency order (``DependsOn`` and every ``Steps.<name>`` reference) against
 - SageMaker API calls the service makes with the pipeline role: ``CreateProcessingJob``/``CreateTrainingJob``
   (+ ``sagemaker:AddTags`` when the job has tags, + ``iam:PassRole`` of the job role) are authorized against the role's
   policies in moto's IAM (moto does not run jobs); ``CreateModelPackage`` is called in moto under the role.
-- Processing (and QualityCheck) jobs: a stand-in ``/opt/ml`` (``context.opt_ml``); every ``S3Input`` downloaded with
+- Processing (and QualityCheck) jobs: a stand-in ``/opt/ml`` per job (a private mount namespace, ``unshare -m``, so
+  concurrent rehearsals never share it; ``context.opt_ml``'s symlink where that is not allowed); every ``S3Input`` downloaded with
   S3Prefix semantics under the job role (asset objects put in the CDK asset bucket first, as ``cdk deploy`` does);
   ``ContainerEntrypoint`` + ``ContainerArguments`` run as written (``python3`` -> ``rh.python``), environment =
   ``Environment`` + the job role's credentials (no repository path); outputs uploaded from ``LocalPath`` to
@@ -213,6 +214,22 @@ def _flatten(steps: list[dict], parent: Optional[str] = None) -> dict[str, tuple
                         raise RehearsalError(f"pipeline definition: two steps named {name!r}")
                     out[name] = value
     return out
+
+
+def _parameters_read(node: Any) -> set[str]:
+    """Pipeline parameters a step's own arguments read (branches of a condition step excluded)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        get = node.get("Get")
+        if isinstance(get, str) and get.startswith("Parameters."):
+            found.add(get.split(".", 1)[1])
+        for key, value in node.items():
+            if key not in ("IfSteps", "ElseSteps"):
+                found |= _parameters_read(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _parameters_read(value)
+    return found
 
 
 def _references(node: Any) -> set[str]:
@@ -437,11 +454,9 @@ class _Execution:
             name = ready[0]
             pending.remove(name)
             step, parent = flat[name]
-            if parent and (parent in skipped or name not in self._branch_taken(flat[parent][0])):
+            if (parent and (parent in skipped or name not in self._branch_taken(flat[parent][0]))) or deps[name] & skipped:
                 skipped.add(name)
-                continue
-            if deps[name] & skipped:
-                skipped.add(name)
+                self.steps[name] = {"status": "NotExecuted", "cache_hit": False, "outputs": {}}
                 continue
             self.rh.log(f"pipeline: step {name} ({step.get('Type')})")
             started = time.time()
@@ -456,6 +471,8 @@ class _Execution:
                     self.steps[name]["seconds"] = round(time.time() - started, 2)
         for name in pending:
             self.steps.setdefault(name, {"status": "NotStarted", "cache_hit": False, "outputs": {}})
+        for name, (step, _) in flat.items():
+            self.steps[name]["parameters_read"] = sorted(_parameters_read(step))
         if status == "Succeeded":
             self._post_checks()
         metric = None
@@ -984,12 +1001,14 @@ def check_new_data_retrains(run1: PipelineRun, run2: PipelineRun) -> None:
         if run.status != "Succeeded" or not run.model_package_arn:
             raise RehearsalError(f"execution {run.execution_id} did not register a package ({run.fail_message})")
     first, second = model_data(run1), model_data(run2)
-    if first == second:
-        cached = [n for n, s in run2.steps.items() if s.get("cache_hit")]
-        ran = [n for n, s in run2.steps.items() if s["status"] == "Succeeded" and not s.get("cache_hit")]
+    cached = [n for n, st in run2.steps.items() if st.get("cache_hit")]
+    stale = [n for n in cached if "InputDataUrl" in run2.steps[n].get("parameters_read", [])]
+    if first == second or stale:
+        ran = [n for n, st in run2.steps.items() if st["status"] == "Succeeded" and not st.get("cache_hit")]
+        what = (f"registered the same model data as {run1.execution_id} ({first})" if first == second
+                else f"trained on the data of an earlier execution: {stale} read InputDataUrl and were cache hits")
         raise RehearsalError(
-            f"new data did not retrain: execution {run2.execution_id} registered the same model data as "
-            f"{run1.execution_id} ({first}); cache hits: {cached}, steps that ran: {ran}. Steps cache on their "
-            "arguments and the Glue-triggered runs pass the same InputDataUrl, so new data hits the cache and only "
-            "Register runs"
+            f"new data did not retrain: execution {run2.execution_id} {what}; cache hits: {cached}, steps that ran: "
+            f"{ran}. Steps cache on their arguments and Glue-triggered runs pass the same InputDataUrl, so new data "
+            "hits the cache (with every step cached, only Register runs)"
         )

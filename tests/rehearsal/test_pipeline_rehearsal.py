@@ -118,7 +118,7 @@ def test_too_strict_threshold_takes_the_fail_step(stage_for, dev_assembly_dir):
     assert run.status == "Failed" and run.failed_step == "FailStep"
     assert run.model_package_arn is None
     assert f"rmse={run.metric}" in run.fail_message and "does not meet the threshold 0.001" in run.fail_message
-    assert run.steps["Register-RegisterModel"]["status"] == "NotStarted"
+    assert run.steps["Register-RegisterModel"]["status"] == "NotExecuted"
 
 
 def test_unknown_parameter_is_refused(stage_for, dev_assembly_dir):
@@ -164,9 +164,28 @@ def test_caching_with_the_same_input_url_on_new_data_is_caught(stage_for, assemb
     first = run_pipeline(stage.rh, stage.model, cache=cache).check()
     put_partition(stage.cloud, stage.input_url, "2024-02-01", curated_frame(300))  # new data, same InputDataUrl
     second = run_pipeline(stage.rh, stage.model, cache=cache).check()
-    assert second.steps["Train"]["cache_hit"] and second.steps["Preprocess"]["cache_hit"]
-    assert not second.steps["Register-RegisterModel"]["cache_hit"]
-    with pytest.raises(RehearsalError, match="new data did not retrain.*only Register runs"):
+    assert second.steps["Preprocess"]["cache_hit"] and second.steps["Evaluate"]["cache_hit"] is False
+    with pytest.raises(RehearsalError, match=r"new data did not retrain.*\['Preprocess'\] read InputDataUrl"):
+        check_new_data_retrains(first, second)
+
+
+def test_every_step_cached_registers_the_same_model_data(stage_for, assembly_copy):
+    """The defect as first shipped: fixed output paths (no execution ID) and every step cached for 30 days."""
+    def edit(definition):
+        for step in job_steps(definition):
+            step["CacheConfig"] = {"Enabled": True, "ExpireAfter": "P30D"}
+            debug = step["Arguments"].get("DebugHookConfig")
+            if debug:
+                debug["S3OutputPath"] = "s3://fixed/debug"
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    cache = PipelineCache()
+    first = run_pipeline(stage.rh, stage.model, cache=cache).check()
+    put_partition(stage.cloud, stage.input_url, "2024-02-01", curated_frame(300))
+    second = run_pipeline(stage.rh, stage.model, cache=cache).check()
+    assert all(second.steps[n]["cache_hit"] for n in ("Preprocess", "DataQualityBaseline", "Train", "Evaluate"))
+    with pytest.raises(RehearsalError, match="registered the same model data.*only Register runs"):
         check_new_data_retrains(first, second)
 
 
