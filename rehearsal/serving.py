@@ -241,7 +241,7 @@ def _function_url_handler(function: FunctionStandIn, qualifier: Optional[str]):
             authorize(caller, "lambda:InvokeFunctionUrl", resource)
             authorize(caller, "lambda:InvokeFunction", resource)
         except CallerError as error:
-            return status, {"Content-Type": "application/json", "x-amzn-ErrorType": error.kind}, \
+            return error.status, {"Content-Type": "application/json", "x-amzn-ErrorType": error.kind}, \
                 json.dumps({"Message": error.message}).encode()
         event = _url_event(method, url, path, headers, body, caller.arn)
         invocation = function.run(event)
