@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: synth test demo bench clean install install-dev lambda-deps
+.PHONY: synth test demo rehearse e2e bench clean install install-dev lambda-deps
 
 $(VENV)/.synth-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,19 @@ test: install-dev
 ## Rehearse the whole MLOps loop locally, without an AWS account.
 demo: install-dev
 	$(PY) -m demo
+
+## Rehearse what is deployed: synthesize ENV with every serving stack into build/rehearse/cdk.out, then run each
+## cloud-side entry point from those assets, as its service runs it, against a local moto account with IAM on.
+REHEARSE_OUT := build/rehearse
+rehearse: install-dev
+	rm -rf $(REHEARSE_OUT)/cdk.out
+	env -u AWS_PROFILE $(CDK) synth --quiet --no-notices -c env=$(ENV) -c serving=all -o $(REHEARSE_OUT)/cdk.out
+	$(PY) -m rehearsal --cdk-out $(REHEARSE_OUT)/cdk.out --report-dir $(REHEARSE_OUT)/report
+
+## End-to-end run against a sandbox account (needs AWS credentials): deploy, run the loop, report, tear down.
+E2E_TEARDOWN ?= stacks
+e2e: install
+	$(PY) -m scripts.e2e --env $(ENV) --yes --teardown $(E2E_TEARDOWN) --report-dir e2e-report
 
 ## Benchmarks (not part of the tests): synth time and inference latency.
 bench: install-dev

@@ -378,7 +378,9 @@ class ModelBuildPipeline(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="JobLogGroups",
-                actions=["logs:CreateLogStream", "logs:DescribeLogStreams"],
+                # CreateLogGroup: SageMaker creates /aws/sagemaker/<kind> with the job's role on its first job in the
+                # account and region (the platform does not own those account-wide groups by default).
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams"],
                 resources=job_log_groups,
             )
         )

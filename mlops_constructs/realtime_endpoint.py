@@ -167,7 +167,8 @@ class RealtimeEndpoint(Construct):
     :param network_isolation: no network access from the model container. Default: True. A script-mode container
         downloads ``SAGEMAKER_SUBMIT_DIRECTORY`` from S3 itself, which isolation blocks: set False for such packages.
     :param log_retention / log_encryption_key / removal_policy: of the endpoint's log group. Default: 90 days, no
-        customer key, RETAIN.
+        customer key, DESTROY: the group has the name SageMaker gives it (``/aws/sagemaker/Endpoints/<name>``), so a
+        retained group would make the next deployment of this endpoint after a stack delete fail ("already exists").
     """
 
     def __init__(
@@ -204,7 +205,7 @@ class RealtimeEndpoint(Construct):
         network_isolation: bool = True,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         log_encryption_key: Optional[kms.IKey] = None,
-        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, id_)
         if data_capture_bucket is None:
@@ -531,6 +532,12 @@ class RealtimeEndpoint(Construct):
                     f"instances (SageMaker caps each step at 50% of the instances), but the fleet can be {fleet}; "
                     "use TrafficRouting.all_at_once() or more instances"
                 )
+
+    @staticmethod
+    def deployment_timeout(routing: TrafficRouting, termination_wait: Duration = Duration.minutes(5),
+                           maximum: Optional[Duration] = None) -> int:
+        """Seconds a blue/green deployment with ``routing`` may take (its ``MaximumExecutionTimeoutInSeconds``)."""
+        return RealtimeEndpoint._execution_timeout(routing, termination_wait, maximum)
 
     @staticmethod
     def _execution_timeout(

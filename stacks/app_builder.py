@@ -173,11 +173,19 @@ class PlatformApp:
         if pipeline_enabled:
             from stacks.platform_pipeline_stack import PlatformPipelineStack
 
+            from platform_config import load_config
+
             name = f"{config.prefix()}-pipeline"
+            # The pipeline's own environment is this config (as loaded, overrides included); the others their files.
+            environment_configs = [
+                config if env_name == config.environment else load_config(env_name)
+                for env_name in config.platform_pipeline.environments
+            ]
             self.pipeline = PlatformPipelineStack(
                 app,
                 name,
                 config=config,
+                environment_configs=environment_configs,
                 build_stacks=lambda stage, env_config: EnvironmentStacks(stage, env_config),
                 env=stack_environment(config),
                 stack_name=name,

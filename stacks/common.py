@@ -48,6 +48,16 @@ def tag(scope: IConstruct, config: PlatformConfig, model: str | None = None) -> 
         tags.add(key, value, exclude_resource_types=UNTAGGABLE)
 
 
+def alarm_topic_export(config: PlatformConfig) -> str:
+    """Export name of the shared stack's alarm topic ARN."""
+    return f"{config.prefix()}-alarm-topic-arn"
+
+
+def alarm_topic_key_export(config: PlatformConfig) -> str:
+    """Export name of the KMS key ARN the alarm topic is encrypted with (publishers need kms:GenerateDataKey)."""
+    return f"{config.prefix()}-alarm-topic-key-arn"
+
+
 class LakeReferences:
     """The data stack's buckets and key as explicit, named CloudFormation exports.
 

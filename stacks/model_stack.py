@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Fn, Stack
 from aws_cdk import aws_events as events
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -12,7 +13,8 @@ from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd
 from mlops_constructs.model_registry import ModelRegistry
 from mlops_constructs.monitoring import ModelMonitoring
 from platform_config import ModelConfig, PlatformConfig
-from stacks.common import LakeReferences, log_retention, removal_policy
+from stacks.common import LakeReferences, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy
+from stacks.serving_stack import rollout_budget
 
 
 def model_resource_name(config: PlatformConfig, model: ModelConfig) -> str:
@@ -23,11 +25,6 @@ def model_resource_name(config: PlatformConfig, model: ModelConfig) -> str:
 def etl_job_name(config: PlatformConfig) -> str:
     """Physical name of the Glue job (GlueEtl names it ``<prefix>-etl-<dataset>``)."""
     return f"{config.prefix()}-etl-{config.data_lake.dataset}"
-
-
-def alarm_topic_export(config: PlatformConfig) -> str:
-    """Export name of the shared stack's alarm topic ARN."""
-    return f"{config.prefix()}-alarm-topic-arn"
 
 
 class ModelStack(Stack):
@@ -47,6 +44,7 @@ class ModelStack(Stack):
         buckets, key = lake_refs.import_into(self)
         self.add_stack_dependency(shared)
         alarm_topic = sns.Topic.from_topic_arn(self, "AlarmTopic", Fn.import_value(alarm_topic_export(config)))
+        alarm_topic_key = kms.Key.from_key_arn(self, "AlarmTopicKey", Fn.import_value(alarm_topic_key_export(config)))
 
         self.registry = ModelRegistry(
             self,
@@ -102,26 +100,31 @@ class ModelStack(Stack):
             log_retention=log_retention(config),
             removal_policy=removal_policy(config),
         )
-        self.deploy_cd = ModelDeployCd(
-            self,
-            "DeployCd",
-            project=config.project,
-            environment=config.environment,
-            model_name=model.name,
-            model_package_group_name=name,
-            stages=[DeployStage(s.name, s.account, s.region) for s in model.stages],
-            alarm_topic=alarm_topic,
-            endpoint=model.endpoint.enabled,
-            lambda_mode=model.lambda_.mode if model.lambda_.enabled else None,
-            connection_arn=source.connection_arn,
-            repository=source.repository,
-            branch=source.branch,
-            source_bucket=None if source.connection_arn else self.build_ci.source_bucket,
-            model_artifacts_bucket=buckets["artifacts"],
-            model_artifacts_key_pattern=f"models/{model.name}/*",
-            log_retention=log_retention(config),
-            removal_policy=removal_policy(config),
-        )
+        # A model that serves nothing (no endpoint, no Lambda) has no serving stacks to deploy.
+        self.deploy_cd = None
+        if model.endpoint.enabled or model.lambda_.enabled:
+            self.deploy_cd = ModelDeployCd(
+                self,
+                "DeployCd",
+                project=config.project,
+                environment=config.environment,
+                model_name=model.name,
+                model_package_group_name=name,
+                stages=[DeployStage(s.name, s.account, s.region) for s in model.stages],
+                alarm_topic=alarm_topic,
+                alarm_topic_key=alarm_topic_key,
+                endpoint=model.endpoint.enabled,
+                lambda_mode=model.lambda_.mode if model.lambda_.enabled else None,
+                connection_arn=source.connection_arn,
+                repository=source.repository,
+                branch=source.branch,
+                source_bucket=None if source.connection_arn else self.build_ci.source_bucket,
+                model_artifacts_bucket=buckets["artifacts"],
+                model_artifacts_key_pattern=f"models/{model.name}/*",
+                rollout_timeout=rollout_budget(model),
+                log_retention=log_retention(config),
+                removal_policy=removal_policy(config),
+            )
         self.monitoring = ModelMonitoring(
             self,
             "Monitoring",

@@ -29,7 +29,7 @@ from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
-from stacks.common import LakeReferences, log_retention, removal_policy
+from stacks.common import LakeReferences, alarm_topic_export, log_retention, removal_policy
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_DATA_PARAMETER = "ModelDataUrl"
@@ -65,11 +65,42 @@ def data_capture_prefix(model: ModelConfig, stage: StageConfig) -> str:
     return f"data-capture/{model.name}/{stage.name}/"
 
 
-def cdk_asset_objects(scope: Construct) -> str:
-    """Objects of the CDK bootstrap assets bucket. The model build registers packages whose serving container loads
-    its script-mode source directory (``SAGEMAKER_SUBMIT_DIRECTORY``) from there, a key that changes with the code."""
-    qualifier = scope.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or compliance.DEFAULT_QUALIFIER
-    return f"arn:{Aws.PARTITION}:s3:::cdk-{qualifier}-assets-{Aws.ACCOUNT_ID}-{Aws.REGION}/*"
+def fleet_minimum(ep: EndpointConfig) -> int:
+    return min(ep.initial_instance_count, ep.autoscaling.min_capacity)
+
+
+def traffic_routing(ep: EndpointConfig) -> tuple[TrafficRouting, bool]:
+    """The endpoint's blue/green traffic shifting from the config, and whether it fell back to all at once (canary and
+    linear need two instances: SageMaker caps a step at 50% of the fleet)."""
+    wait = Duration.minutes(ep.wait_minutes)
+    if ep.traffic_shifting == "all_at_once":
+        return TrafficRouting.all_at_once(wait), False
+    if fleet_minimum(ep) < 2:
+        return TrafficRouting.all_at_once(wait), True
+    if ep.traffic_shifting == "canary":
+        return TrafficRouting.canary(ep.canary_percent, wait), False
+    return TrafficRouting.linear(ep.canary_percent, wait), False
+
+
+# How long CodeDeploy takes to shift the inference alias, per config value (the bake of each predefined config).
+LAMBDA_SHIFT_MINUTES = {"canary": 5, "linear": 10, "all_at_once": 0}
+SERVERLESS_ROLLOUT = Duration.minutes(30)
+
+
+def rollout_budget(model: ModelConfig) -> Duration:
+    """The longest one serving stack's deployment may take: the endpoint's blue/green execution timeout (as the
+    endpoint's deployment configuration sets it), plus the Lambda alias shift, which in ``endpoint_proxy`` mode
+    starts after the endpoint (the function depends on it). The deploy CD sizes its build timeout from this."""
+    seconds = 0
+    if model.endpoint.enabled:
+        if model.endpoint.serverless:
+            seconds += int(SERVERLESS_ROLLOUT.to_seconds())
+        else:
+            routing, _ = traffic_routing(model.endpoint)
+            seconds += RealtimeEndpoint.deployment_timeout(routing)
+    if model.lambda_.enabled:
+        seconds += LAMBDA_SHIFT_MINUTES[model.lambda_.deployment] * 60
+    return Duration.seconds(max(seconds, 60))
 
 
 class ServingStack(Stack):
@@ -203,9 +234,9 @@ class ServingStack(Stack):
                 encryption_key=lake_key,
                 model_artifacts_bucket=artifacts,
                 model_artifacts_prefix=model_artifacts_prefix(model),
-                source_code_objects=[cdk_asset_objects(self)],
-                # The package's container (script mode) downloads its source directory from S3 at startup.
-                network_isolation=False,
+                # The package carries its inference code in model.tar.gz (code/, SAGEMAKER_SUBMIT_DIRECTORY
+                # /opt/ml/model/code): the container needs no network.
+                network_isolation=True,
                 image_repositories=[IMAGE_REPOSITORIES[model.framework]],
                 data_capture_bucket=artifacts if capture_percent else None,
                 data_capture_prefix=data_capture_prefix(model, stage),
@@ -225,7 +256,8 @@ class ServingStack(Stack):
                 model_latency_p99_threshold=Duration.millis(model.alarms.model_latency_p99_ms),
                 log_retention=log_retention(config),
                 log_encryption_key=self.key,
-                removal_policy=removal_policy(config),
+                # The log group keeps the name SageMaker gives it: the construct's default (DESTROY) lets the stage
+                # be deployed again after its stack is deleted.
             )
             CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name,
                       description="SageMaker endpoint (smoke test target)")
@@ -273,7 +305,7 @@ class ServingStack(Stack):
         if shared is not None:
             self.add_stack_dependency(shared)
             topic = sns.Topic.from_topic_arn(
-                self, "AlarmTopic", Fn.import_value(f"{config.prefix()}-alarm-topic-arn")
+                self, "AlarmTopic", Fn.import_value(alarm_topic_export(config))
             )
             action = cloudwatch_actions.SnsAction(topic)
             for alarm in self.alarms:  # the rollback alarms of the endpoint and of CodeDeploy
@@ -329,22 +361,16 @@ class ServingStack(Stack):
                     child.cfn_options.condition = self.has_baseline
 
     def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
-        """The config's traffic shifting; canary/linear need two instances, else all at once with the same bake."""
-        wait = Duration.minutes(ep.wait_minutes)
-        fleet = min(ep.initial_instance_count, ep.autoscaling.min_capacity)
-        if ep.traffic_shifting == "all_at_once":
-            return TrafficRouting.all_at_once(wait)
-        if fleet < 2:
+        """The config's traffic shifting (:func:`traffic_routing`), with a warning when it had to fall back."""
+        routing, fallback = traffic_routing(ep)
+        if fallback:
             Annotations.of(self).add_warning_v2(
                 "mlops:TrafficShiftingNeedsTwoInstances",
                 f"{self.endpoint_name}: {ep.traffic_shifting} traffic shifting needs at least 2 instances (SageMaker "
-                f"caps a step at 50% of the fleet) and this fleet can be {fleet}; deploying blue/green all at once "
-                f"with a {ep.wait_minutes}-minute bake and auto-rollback instead",
+                f"caps a step at 50% of the fleet) and this fleet can be {fleet_minimum(ep)}; deploying blue/green "
+                f"all at once with a {ep.wait_minutes}-minute bake and auto-rollback instead",
             )
-            return TrafficRouting.all_at_once(wait)
-        if ep.traffic_shifting == "canary":
-            return TrafficRouting.canary(ep.canary_percent, wait)
-        return TrafficRouting.linear(ep.canary_percent, wait)
+        return routing
 
     @property
     def alarms(self) -> list[cloudwatch.Alarm]:

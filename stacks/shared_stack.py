@@ -13,7 +13,7 @@ from constructs import Construct
 from mlops_constructs.storage import allow_cloudwatch_logs
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
-from stacks.common import environment_tags, log_retention, removal_policy
+from stacks.common import environment_tags, log_retention, removal_policy, alarm_topic_export, alarm_topic_key_export
 
 # Log groups SageMaker writes training and processing job logs to. They are ACCOUNT-WIDE (one per region, shared by
 # every environment and team in the account) and named by the service: SageMaker creates them on the first job, and
@@ -119,4 +119,6 @@ class SharedStack(Stack):
             glue_job_names=self.glue_job_names,
             pipeline_names=self.pipeline_names,
         )
-        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn, export_name=f"{prefix}-alarm-topic-arn")
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn, export_name=alarm_topic_export(config))
+        CfnOutput(self, "AlarmTopicKeyArn", value=self.alarm_topic.key.key_arn,
+                  export_name=alarm_topic_key_export(config))

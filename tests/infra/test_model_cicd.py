@@ -840,3 +840,20 @@ def test_platform_pipeline_refuses_configs_out_of_order():
         "PlatformPipelineStack environment_configs are for ['prod', 'dev'], but platform_pipeline.environments "
         "lists ['dev', 'prod'] (same names, same order)"
     )
+
+
+def test_deploy_build_timeout_covers_the_serving_rollout(synthesized):
+    """The Deploy-<stage> build outlasts the serving stack's own rollout (endpoint blue/green + Lambda shift)."""
+    from mlops_constructs.model_cicd import deploy_build_timeout
+    from stacks.serving_stack import rollout_budget
+
+    model = synthesized.config.models[0]
+    budget = rollout_budget(model)
+    projects = synthesized.resources("model-abalone", "AWS::CodeBuild::Project")
+    deploy = [p for k, p in projects.items() if "Deploy" in k and "Resolve" not in k and "Smoke" not in k]
+    assert deploy, sorted(projects)
+    for project in deploy:
+        assert project["Properties"]["TimeoutInMinutes"] == int(deploy_build_timeout(budget).to_minutes())
+        assert project["Properties"]["TimeoutInMinutes"] * 60 > budget.to_seconds()
+    if synthesized.config.environment == "prod":  # linear shifting, 2+ instances, endpoint_proxy canary behind it
+        assert budget.to_seconds() > 8100

@@ -25,9 +25,12 @@ def full(tmp_path_factory):
 
 
 def test_workstation_and_pipeline_stacks_exist(full):
+    # One owner per environment: the App holds the pipeline, its Stage "dev" holds the environment (workstation too).
     names = sorted(s.stack_name for s in full.stacks)
-    assert "mlops-dev-workstation" in names and "mlops-dev-pipeline" in names
-    ws = json.dumps(next(s for s in full.stacks if s.stack_name == "mlops-dev-workstation").template)
+    assert names == ["mlops-dev-pipeline"], names
+    staged = {s.stack_name: s for a in full.nested_assemblies for s in a.nested_assembly.stacks}
+    assert "mlops-dev-workstation" in staged, sorted(staged)
+    ws = json.dumps(staged["mlops-dev-workstation"].template)
     assert "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>" in ws
     assert "sagemaker:StartPipelineExecution" in ws and "pipeline/mlops-dev-abalone" in ws
 

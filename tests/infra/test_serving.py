@@ -233,8 +233,8 @@ def test_endpoint_config_is_unnamed_encrypted_and_captures_data(served):
         model_id, model = variant.one("AWS::SageMaker::Model")
         assert "ModelName" not in model["Properties"]
         assert model["Properties"]["Containers"] == [{"ModelPackageName": _ref("ModelPackageArn")}]
-        # Script-mode packages: the container fetches SAGEMAKER_SUBMIT_DIRECTORY from S3 itself.
-        assert model["Properties"]["EnableNetworkIsolation"] is False
+        # The package carries its inference code in model.tar.gz (code/): the container needs no network.
+        assert model["Properties"]["EnableNetworkIsolation"] is True
         assert variant_props["ModelName"] == {"Fn::GetAtt": [model_id, "ModelName"]}
 
 
@@ -293,8 +293,7 @@ def test_endpoint_role_reads_only_the_model_prefix_and_writes_only_the_capture_p
     assert statements["ModelArtifacts"]["Resource"] == {"Fn::Join": ["", [artifacts, "/models/abalone/*"]]}
     assert statements["DataCapture"]["Action"] == "s3:PutObject"
     assert statements["DataCapture"]["Resource"] == {"Fn::Join": ["", [artifacts, "/data-capture/abalone/staging/*"]]}
-    assert statements["SourceCode"]["Action"] == "s3:GetObject"  # the script-mode source dir, a CDK asset
-    assert statements["SourceCode"]["Resource"]["Fn::Join"][1][2] == ":s3:::cdk-hnb659fds-assets-"
+    assert "SourceCode" not in statements  # the inference code is inside model.tar.gz, no CDK asset is read
     assert statements["PullFrameworkImages"]["Resource"]["Fn::Join"][1][-1] == ":*:repository/sagemaker-xgboost"
     assert statements["EcrToken"]["Action"] == "ecr:GetAuthorizationToken"
     assert statements["InstanceMetrics"]["Condition"] == {

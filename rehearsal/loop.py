@@ -1,0 +1,297 @@
+"""The whole loop, rehearsed from a synthesized assembly: what `make rehearse` runs.
+
+1. Stand-in account: moto on 127.0.0.1 with IAM authorization on; the stacks that `cdk deploy --all` creates
+   (everything but the serving stacks) "deployed": buckets, roles with the templates' policies, groups, topics.
+2. Glue: the sample data uploaded to the raw zone; the data stack's ETL job run as Glue runs it (rehearsal.glue),
+   then its crawler.
+3. Trigger: the Glue "job succeeded" event matched against the model stack's EventBridge rules, which must start the
+   model's pipeline with the parameters the rule passes.
+4. Model build: the pipeline executed from its synthesized definition (rehearsal.pipeline) under its role; a model
+   package registered (PendingManualApproval).
+5. Approval, as a reviewer would; the deploy CD's Resolve build (rehearsal.codebuild) under its role.
+6. Deploy: the Deploy-<stage> build runs `cdk deploy` of the serving stack through the CLI stand-in, which checks
+   the stack selection and parameters; the rehearsal deploys that stack's resources and serves it
+   (rehearsal.serving: the endpoint as the framework container's inference toolkit serves the package, the Lambda
+   from its zips on Python 3.12, a Function URL), then the Smoke-<stage> build calls them under the smoke role.
+7. New data: a second upload, ETL and execution must retrain (no cache hit on new data).
+Every stage's time and findings go to ``<report dir>/rehearsal.json`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from rehearsal.assembly import Assembly, RehearsalError, Stack
+from rehearsal.cloud import DENIALS, Cloud
+from rehearsal.context import Rehearsal, tmpdir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Report:
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    ok: bool = True
+    error: Optional[str] = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, log: Callable[[str], None]) -> Iterator[dict]:
+        entry: dict[str, Any] = {"stage": name, "status": "running"}
+        self.stages.append(entry)
+        log(f"== {name}")
+        started = time.monotonic()
+        try:
+            yield entry
+            entry["status"] = "ok"
+        except Exception as exc:
+            entry["status"] = "failed"
+            entry["error"] = str(exc)
+            self.ok = False
+            self.error = f"{name}: {exc}"
+            raise
+        finally:
+            entry["seconds"] = round(time.monotonic() - started, 1)
+            log(f"   {entry['status']} in {entry['seconds']} s")
+
+
+def pipeline_trigger_parameters(rh: Rehearsal, model_stack: Stack, job_name: str) -> dict[str, str]:
+    """The parameters the model stack's EventBridge rule passes when the Glue job ``job_name`` succeeds.
+
+    The rule must match the event Glue sends ("Glue Job State Change", detail.jobName, detail.state SUCCEEDED) and
+    target this stack's pipeline; a rule on another job name (a rename in one place) fails here, as it would
+    silently never fire in AWS."""
+    event = {"source": "aws.glue", "detail-type": "Glue Job State Change",
+             "detail": {"jobName": job_name, "state": "SUCCEEDED"}}
+    resolver = rh.assembly.resolver
+    pipelines = {resolver.get_att(model_stack, k, "Arn") for k in model_stack.of_type("AWS::SageMaker::Pipeline")}
+    found = []
+    for logical, res in model_stack.of_type("AWS::Events::Rule").items():
+        props = resolver.resolve(model_stack, res["Properties"])
+        pattern = props.get("EventPattern")
+        if not pattern or "aws.glue" not in json.dumps(pattern):
+            continue
+        if not _matches(pattern, event):
+            continue
+        for target in props.get("Targets", []):
+            if target.get("Arn") in pipelines and "SageMakerPipelineParameters" in target:
+                found.append({p["Name"]: p["Value"] for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]})
+    if not found:
+        raise RehearsalError(
+            f"{model_stack.name}: no EventBridge rule starts the pipeline when Glue job {job_name} succeeds "
+            "(the rule's jobName and the data stack's job name disagree, or the target has no parameters)"
+        )
+    return found[0]
+
+
+def _matches(pattern: Any, event: Any) -> bool:
+    """EventBridge pattern matching for the forms the platform uses (values, prefix, anything-but, nesting)."""
+    if isinstance(pattern, dict):
+        if not isinstance(event, dict):
+            return False
+        return all(key in event and _matches(value, event[key]) for key, value in pattern.items())
+    if isinstance(pattern, list):
+        for option in pattern:
+            if isinstance(option, dict):
+                if "prefix" in option and isinstance(event, str) and event.startswith(option["prefix"]):
+                    return True
+                if "anything-but" in option and event not in _as_list(option["anything-but"]):
+                    return True
+            elif option == event:
+                return True
+        return False
+    return pattern == event
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def rehearse(
+    cdk_out: Path,
+    *,
+    report_dir: Optional[Path] = None,
+    workdir: Optional[Path] = None,
+    sample_rows: Optional[int] = None,
+    second_pass: bool = True,
+    serve: bool = True,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Run the loop (see the module docstring); raises nothing: the report says what failed."""
+    report = Report()
+    assembly = Assembly(cdk_out)
+    workdir = workdir or tmpdir("loop")
+    try:
+        with Cloud(assembly) as cloud:
+            rh = Rehearsal(assembly, cloud, workdir, log=lambda m: log(f"   {m}"))
+            try:
+                _run(rh, report, sample_rows=sample_rows, second_pass=second_pass, serve=serve, log=log)
+            except Exception as exc:  # noqa: BLE001 (recorded in the report)
+                if report.ok:
+                    report.ok = False
+                    report.error = str(exc)
+            finally:
+                for deployment in rh.facts.pop("_deployments", []):
+                    deployment.close()
+                report.facts = rh.facts
+                report.facts["access_denied"] = [str(d) for d in DENIALS]
+    except RehearsalError as exc:
+        report.ok = False
+        report.error = str(exc)
+    if report_dir:
+        write_report(report, report_dir)
+    return report
+
+
+def _sample(rows: Optional[int], workdir: Path, dataset: str, offset: int = 0) -> dict[str, Path]:
+    source = REPO / "data" / f"{dataset}.csv"
+    if not source.exists():
+        raise RehearsalError(f"no sample data for dataset {dataset!r}: {source} is missing")
+    if rows is None and offset == 0:
+        return {f"{dataset}.csv": source}
+    lines = source.read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    chosen = body[offset: offset + rows] if rows else body[offset:]
+    target = workdir / f"{dataset}-{offset}.csv"
+    target.write_text("\n".join([header, *chosen]) + "\n")
+    return {target.name: target}
+
+
+def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log) -> None:
+    from rehearsal import codebuild, glue, pipeline
+
+    assembly, cloud = rh.assembly, rh.cloud
+    core = [s for n, s in assembly.stacks.items() if "-serving-" not in n and not n.endswith("-pipeline")]
+    with report.stage("1. stand-in account: deploy the stacks of `cdk deploy --all`", log) as st:
+        cloud.deploy(core)
+        st["stacks"] = [s.name for s in core]
+        st["roles"] = len(cloud.roles)
+
+    data_stack = assembly.stack("-data")
+    job = glue.read_job(rh)
+    dataset = job.arguments.get("--dataset", "")
+    with report.stage("2. Glue ETL job and crawler, as Glue runs them", log) as st:
+        summary = glue.run_glue_job(rh, raw_files=_sample(sample_rows, rh.workdir, dataset))
+        st["etl"] = {k: summary.get(k) for k in ("rows_in", "rows_curated", "rows_rejected") if k in summary} or summary
+
+    model_stacks = [s for n, s in assembly.stacks.items() if "-model-" in n]
+    cache = pipeline.PipelineCache()
+    runs: dict[str, Any] = {}
+    for model_stack in model_stacks:
+        with report.stage(f"3. {model_stack.name}: Glue success starts the pipeline", log) as st:
+            params = pipeline_trigger_parameters(rh, model_stack, job.name)
+            st["parameters"] = params
+        with report.stage(f"4. {model_stack.name}: pipeline execution", log) as st:
+            run = pipeline.run_pipeline(rh, model_stack, params, cache).check()
+            runs[model_stack.name] = (run, params)
+            st["package"] = run.model_package_arn
+            st["metric"] = run.metric
+        with report.stage(f"5. {model_stack.name}: approve, then the deploy CD resolves it", log) as st:
+            cloud.admin("sagemaker").update_model_package(
+                ModelPackageArn=run.model_package_arn, ModelApprovalStatus="Approved"
+            )
+            variables: dict[str, dict[str, str]] = {}
+            resolved = codebuild.run_action(rh, model_stack, "Resolve", variables=variables).check()
+            if resolved.exported.get("MODEL_PACKAGE_ARN") != run.model_package_arn:
+                raise RehearsalError(
+                    f"Resolve exported {resolved.exported.get('MODEL_PACKAGE_ARN')}, not the approved "
+                    f"{run.model_package_arn}"
+                )
+            st["exported"] = resolved.exported
+        if serve:
+            for stage_name in _deploy_stages(model_stack):
+                with report.stage(f"6. {model_stack.name}: deploy and smoke-test {stage_name}", log) as st:
+                    st.update(deploy_and_smoke(rh, model_stack, stage_name, variables))
+
+    if second_pass:
+        with report.stage("7. new data: ETL again, and every model retrains", log) as st:
+            glue.run_glue_job(rh, raw_files=_sample(sample_rows or 400, rh.workdir, dataset, offset=1000))
+            for model_stack in model_stacks:
+                first, params = runs[model_stack.name]
+                second = pipeline.run_pipeline(rh, model_stack, params, cache).check()
+                pipeline.check_new_data_retrains(first, second)
+                st[model_stack.name] = second.model_package_arn
+
+
+def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: dict[str, dict[str, str]]) -> dict:
+    """The deploy CD's Deploy-<stage> and Smoke-<stage> builds, with the serving stack deployed in between.
+
+    The Deploy build's ``cdk deploy`` (CLI stand-in) checks the stack selection and parameters and records the
+    request; the rehearsal then deploys the serving stack with exactly those parameters (rehearsal.serving) and
+    registers the stack, endpoint and function in the stand-in account so the Smoke build's AWS calls find them.
+    The Smoke build runs under the smoke role against the endpoint stand-in (``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``)
+    and the local Function URL server: the deployed URL's host is mapped to that server, as DNS maps it to Lambda.
+    """
+    from rehearsal import codebuild, serving
+
+    model = model_stack.name.split("-model-", 1)[1]
+    deploy = codebuild.run_action(rh, model_stack, f"Deploy-{stage}", variables=variables).check()
+    if len(deploy.deploy_requests) != 1:
+        raise RehearsalError(f"Deploy-{stage} made {len(deploy.deploy_requests)} cdk deploy calls, expected one")
+    request = deploy.deploy_requests[0]
+    deployment = serving.deploy_serving(rh, model, stage, request["parameters"])
+    rh.facts.setdefault("_deployments", []).append(deployment)
+    admin_cfn = rh.cloud.admin("cloudformation")
+    admin_cfn.create_stack(
+        StackName=request["stack"],
+        TemplateBody=json.dumps({"Resources": {"Rehearsal": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}),
+    )
+    extra_env: dict[str, str] = {}
+    targets_path = deploy.workdir / "smoke-targets.json"
+    targets = json.loads(targets_path.read_text())
+    if deployment.endpoint is not None:
+        sm = rh.cloud.admin("sagemaker")
+        name = deployment.endpoint.name
+        sm.create_model(ModelName=f"{name}-rehearsal", ExecutionRoleArn=deployment.endpoint.role_arn,
+                        PrimaryContainer={"ModelPackageName": deployment.endpoint.package_arn})
+        sm.create_endpoint_config(EndpointConfigName=f"{name}-rehearsal", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": f"{name}-rehearsal", "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-rehearsal")
+        extra_env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = deployment.endpoint.serve()
+    if targets.get("function_url"):
+        if not deployment.function_url:
+            raise RehearsalError(f"{request['stack']}: the outputs name a Function URL the stack does not serve")
+        targets["function_url"] = deployment.function_url  # the DNS stand-in
+    smoke_input = rh.scratch(f"deploy-{stage}-output")
+    (smoke_input / "smoke-targets.json").write_text(json.dumps(targets))
+    smoke = codebuild.run_action(
+        rh, model_stack, f"Smoke-{stage}", variables=variables, secondary={"DeployOutput": smoke_input},
+        extra_env=extra_env,
+    ).check()
+    result = {"stack": request["stack"], "parameters": request["parameters"], "smoke": "passed"}
+    if deployment.endpoint is not None and hasattr(deployment.endpoint, "check_capture"):
+        deployment.endpoint.check_capture()
+        result["data_capture"] = "matches the package's baseline"
+    rh.log(smoke.output.strip().splitlines()[-1] if smoke.output.strip() else "smoke test passed")
+    return result
+
+
+def _deploy_stages(model_stack: Stack) -> list[str]:
+    """The stages of the model's deploy pipeline with a Deploy-<stage> CodeBuild action, in order."""
+    out = []
+    for res in model_stack.of_type("AWS::CodePipeline::Pipeline").values():
+        for stage in res["Properties"]["Stages"]:
+            if stage["Name"].startswith("Deploy-"):
+                out.append(stage["Name"][len("Deploy-"):])
+    return out
+
+
+def write_report(report: Report, report_dir: Path) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"ok": report.ok, "error": report.error, "stages": report.stages, "facts": report.facts}
+    (report_dir / "rehearsal.json").write_text(json.dumps(doc, indent=2, default=str))
+    lines = ["# Rehearsal of the deployed platform", "", f"Result: **{'passed' if report.ok else 'FAILED'}**", ""]
+    if report.error:
+        lines += ["```", report.error, "```", ""]
+    lines += ["| stage | status | seconds |", "|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['status']} | {s.get('seconds', '')} |" for s in report.stages]
+    denied = report.facts.get("access_denied") or []
+    if denied:
+        lines += ["", "## AccessDenied", ""] + [f"- {d}" for d in denied]
+    (report_dir / "summary.md").write_text("\n".join(lines) + "\n")
