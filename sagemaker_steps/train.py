@@ -457,14 +457,21 @@ def encode_instances(instances, metadata: Dict) -> np.ndarray:
     return out
 
 
-def input_fn(request_body, request_content_type: Optional[str], metadata: Optional[Dict] = None) -> np.ndarray:
+def input_fn(request_body, request_content_type: Optional[str]) -> np.ndarray:
     """Request -> encoded feature matrix (float64, ``encoded_columns`` order).
 
     ``text/csv``: rows of ENCODED features in ``encoded_columns`` order, no header (what the Lambda endpoint proxy
     and the smoke test send; an empty cell is a missing value). ``application/json``:
-    ``{"instances": [{"<raw feature>": value, ...}]}``, encoded per model_metadata.json. ``metadata`` defaults to
-    the model_metadata.json in ``SM_MODEL_DIR`` (the serving toolkits pass no model to input_fn).
+    ``{"instances": [{"<raw feature>": value, ...}]}``, encoded per the model_metadata.json in ``SM_MODEL_DIR``
+    (the serving toolkits pass no model to input_fn).
+
+    Exactly two parameters: sagemaker-inference 1.10+ passes a request context to a handler that declares one
+    more parameter than the standard signature, so an optional third parameter would receive that context.
     """
+    return _input_rows(request_body, request_content_type, None)
+
+
+def _input_rows(request_body, request_content_type: Optional[str], metadata: Optional[Dict]) -> np.ndarray:
     media_type = _media_type(request_content_type)
     if media_type not in SERVING_CONTENT_TYPES:
         raise ValueError("unsupported content type {!r}; send {}".format(

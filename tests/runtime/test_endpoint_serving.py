@@ -210,7 +210,7 @@ def _instance(**changes):
 )
 def test_json_instance_errors(serving, xgb_model, instance, message):
     with pytest.raises(ValueError) as exc:
-        serving.input_fn(json.dumps({"instances": [instance]}), "application/json", xgb_model.metadata)
+        serving._input_rows(json.dumps({"instances": [instance]}), "application/json", xgb_model.metadata)
     assert str(exc.value).startswith(message)
 
 
@@ -231,7 +231,7 @@ def test_json_instance_errors(serving, xgb_model, instance, message):
 )
 def test_request_errors(serving, xgb_model, body, content_type, message):
     with pytest.raises(ValueError) as exc:
-        serving.input_fn(body, content_type, xgb_model.metadata)
+        serving._input_rows(body, content_type, xgb_model.metadata)
     assert str(exc.value).startswith(message)
 
 
@@ -272,3 +272,13 @@ def test_model_tarball_serves_itself_with_the_registered_environment(xgb_run, tm
     assert content_type == "text/csv"
     np.testing.assert_array_equal(np.array([float(x) for x in text.split()], dtype=np.float32),
                                   _booster_predict(xgb_run, rows))
+
+
+def test_handlers_have_the_standard_signatures(serving):
+    """sagemaker-inference 1.10+ hands a request context to a handler with one parameter more than the standard one:
+    each handler must declare exactly the standard parameters."""
+    import inspect
+
+    expected = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2}
+    for name, count in expected.items():
+        assert len(inspect.signature(getattr(serving, name)).parameters) == count, name
