@@ -273,6 +273,11 @@ class Resolver:
             return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{name}"
         if cfn_type == "AWS::SageMaker::Pipeline":
             return name
+        # Ref of these returns the ARN (CloudFormation resource reference, "Return values"); GetAtt <X>Name the name.
+        sagemaker_arns = {"AWS::SageMaker::Endpoint": "endpoint", "AWS::SageMaker::EndpointConfig": "endpoint-config",
+                          "AWS::SageMaker::Model": "model"}
+        if cfn_type in sagemaker_arns:
+            return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{sagemaker_arns[cfn_type]}/{name.lower()}"
         return name
 
     def get_att(self, stack: Stack, logical_id: str, attribute: str) -> Any:

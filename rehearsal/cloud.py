@@ -96,6 +96,19 @@ def _policy_documents(access_key: Any) -> list[dict]:
     return [IAMPolicy(policy)._policy_json for policy in access_key.collect_policies()]
 
 
+def _policy_documents_of_role(cloud: "Cloud", role_arn: str) -> list[dict]:
+    """The identity policies of a role of the stand-in account (inline and attached), as the authorizer reads them."""
+    iam = cloud.admin("iam")
+    name = role_arn.rsplit("/", 1)[-1]
+    docs = [iam.get_role_policy(RoleName=name, PolicyName=n)["PolicyDocument"]
+            for n in iam.list_role_policies(RoleName=name)["PolicyNames"]]
+    for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+        docs.append(iam.get_policy_version(PolicyArn=attached["PolicyArn"],
+                                           VersionId=policy["DefaultVersionId"])["PolicyVersion"]["Document"])
+    return [json.loads(d) if isinstance(d, str) else d for d in docs]
+
+
 def request_resources(service: str, action: str, path: str, data: dict, body: bytes) -> Optional[list[list[str]]]:
     """The resource ARNs of a request, for the actions the platform's code calls; None where not derived."""
     arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,7 @@ def rehearse(
     report = Report()
     assembly = Assembly(cdk_out)
     workdir = workdir or tmpdir("loop")
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         with Cloud(assembly) as cloud:
             rh = Rehearsal(assembly, cloud, workdir, log=lambda m: log(f"   {m}"))
@@ -204,6 +206,8 @@ def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log)
                 )
             st["exported"] = resolved.exported
         if serve:
+            with report.stage(f"5b. {model_stack.name}: manual approvals notify a topic", log) as st:
+                st["topics"] = check_manual_approvals(rh, model_stack)
             for stage_name in _deploy_stages(model_stack):
                 with report.stage(f"6. {model_stack.name}: deploy and smoke-test {stage_name}", log) as st:
                     st.update(deploy_and_smoke(rh, model_stack, stage_name, variables))
@@ -237,10 +241,12 @@ def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: d
     deployment = serving.deploy_serving(rh, model, stage, request["parameters"])
     rh.facts.setdefault("_deployments", []).append(deployment)
     admin_cfn = rh.cloud.admin("cloudformation")
-    admin_cfn.create_stack(
-        StackName=request["stack"],
-        TemplateBody=json.dumps({"Resources": {"Rehearsal": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}),
-    )
+    with warnings.catch_warnings():  # moto does not model the placeholder resource; the stack is all the smoke needs
+        warnings.simplefilter("ignore")
+        admin_cfn.create_stack(
+            StackName=request["stack"],
+            TemplateBody=json.dumps({"Resources": {"Rehearsal": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}),
+        )
     extra_env: dict[str, str] = {}
     targets_path = deploy.workdir / "smoke-targets.json"
     targets = json.loads(targets_path.read_text())
@@ -265,11 +271,48 @@ def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: d
         extra_env=extra_env,
     ).check()
     result = {"stack": request["stack"], "parameters": request["parameters"], "smoke": "passed"}
-    if deployment.endpoint is not None and hasattr(deployment.endpoint, "check_capture"):
-        deployment.endpoint.check_capture()
+    if deployment.endpoint is not None and deployment.endpoint.data_capture:
+        endpoint = deployment.endpoint
+        if not endpoint.captured_records():
+            # Sampling below 100% may have captured none of the smoke test's requests: send rows of the baseline's
+            # width until one is captured (the sampler is deterministic), so capture itself is still exercised.
+            width = len(endpoint.baseline_constraints().get("features") or []) or 1
+            for _ in range(100):
+                endpoint.invoke(",".join(["0"] * width), "text/csv")
+                if endpoint.captured_records():
+                    break
+        endpoint.check_capture()
         result["data_capture"] = "matches the package's baseline"
     rh.log(smoke.output.strip().splitlines()[-1] if smoke.output.strip() else "smoke test passed")
     return result
+
+
+def check_manual_approvals(rh: Rehearsal, model_stack: Stack) -> list[str]:
+    """Each manual approval of the deploy pipeline notifies someone: its ``NotificationArn`` is a topic of the
+    platform and the pipeline's role may publish to it (and use the topic's key), as CodePipeline does when the
+    approval starts. Returns the topics."""
+    from rehearsal.cloud import _policy_documents_of_role, evaluate
+
+    resolver = rh.assembly.resolver
+    topics = []
+    for logical, res in model_stack.of_type("AWS::CodePipeline::Pipeline").items():
+        props = resolver.resolve(model_stack, res["Properties"])
+        for stage in props["Stages"]:
+            for action in stage["Actions"]:
+                if action["ActionTypeId"]["Category"] != "Approval":
+                    continue
+                where = f"{model_stack.name}/{logical} {stage['Name']}/{action['Name']}"
+                topic = (action.get("Configuration") or {}).get("NotificationArn")
+                if not topic:
+                    raise RehearsalError(f"{where}: the manual approval has no NotificationArn: nobody is told "
+                                         "that a deployment waits for them")
+                policies = _policy_documents_of_role(rh.cloud, props["RoleArn"])
+                if not evaluate(policies, "sns:Publish", [[topic]]):
+                    raise RehearsalError(f"{where}: the pipeline role may not sns:Publish to {topic}")
+                if not evaluate(policies, "kms:GenerateDataKey", None):
+                    raise RehearsalError(f"{where}: the pipeline role may not use the key of the encrypted topic {topic}")
+                topics.append(topic)
+    return topics
 
 
 def _deploy_stages(model_stack: Stack) -> list[str]:
