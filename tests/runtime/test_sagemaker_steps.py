@@ -141,7 +141,7 @@ def test_baseline_is_exactly_what_the_endpoint_receives(regression):
     module_spec.loader.exec_module(serving)
     metadata = json.loads((regression.model_dir / "model_metadata.json").read_text())
     body = "\n".join(first_line for _ in range(3))
-    assert serving.input_fn(body, "text/csv", metadata).shape == (3, len(ENCODED))
+    assert serving._input_rows(body, "text/csv", metadata).shape == (3, len(ENCODED))
 
 
 def test_data_manifest_records_the_input_objects_and_a_content_digest(regression, curated, tmp_path):

@@ -1,0 +1,120 @@
+"""Every name another system relies on, in one place: stack names, exports, physical names, S3 layout, CDK context.
+
+Standard library only: the stacks, the constructs (through props), the CodeBuild scripts, the e2e script and the demo
+all import it, and CodeBuild installs nothing but boto3. A rename here changes every layer at once; nothing else builds
+one of these names from a format string.
+
+    names = Names("mlops", "dev")
+    names.stack("data")                    # mlops-dev-data
+    names.serving_stack("abalone", "prod") # mlops-dev-serving-abalone-prod
+    names.lake_export("raw", "name")       # mlops-dev-lake-raw-name
+
+Only resources that another system finds by name have a physical name here (the pipeline a rule starts, the package
+group a deploy resolves, the function the smoke test calls, the Glue job a rule matches, ...); CloudFormation names
+the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: CDK context key that selects serving stacks: ``all``, or ``<model>/<stage>`` (comma-separated for several).
+SERVING_CONTEXT = "serving"
+#: CDK context key that picks ``config/<name>.yaml``.
+ENV_CONTEXT = "env"
+#: Lambda's limit on function names; the longest physical name the platform derives.
+MAX_FUNCTION_NAME = 64
+#: SageMaker's limit on endpoint names.
+MAX_ENDPOINT_NAME = 63
+
+LAKE_ZONES = ("raw", "curated", "artifacts")
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names of one environment (``<project>-<environment>``)."""
+
+    project: str
+    environment: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.project}-{self.environment}"
+
+    # --- stacks --------------------------------------------------------------------------------------------------
+    def stack(self, part: str) -> str:
+        """``shared``, ``data``, ``workstation``, ``pipeline``: ``<prefix>-<part>``."""
+        return f"{self.prefix}-{part}"
+
+    def model_stack(self, model: str) -> str:
+        return f"{self.prefix}-model-{model}"
+
+    def serving_stack(self, model: str, stage: str) -> str:
+        return f"{self.prefix}-serving-{model}-{stage}"
+
+    @staticmethod
+    def serving_context(model: str, stage: str) -> str:
+        """The ``-c serving=`` value that makes the app synthesize one serving stack."""
+        return f"{model}/{stage}"
+
+    # --- exports -------------------------------------------------------------------------------------------------
+    def lake_export(self, zone: str, attribute: str) -> str:
+        """``zone``: raw, curated, artifacts or key; ``attribute``: arn or name."""
+        return f"{self.prefix}-lake-{zone}-{attribute}"
+
+    @property
+    def alarm_topic_export(self) -> str:
+        return f"{self.prefix}-alarm-topic-arn"
+
+    @property
+    def alarm_topic_key_export(self) -> str:
+        return f"{self.prefix}-alarm-topic-key-arn"
+
+    # --- physical names --------------------------------------------------------------------------------------------
+    def etl_job(self, dataset: str) -> str:
+        """The Glue job (the model stacks' EventBridge rules match it by name)."""
+        return f"{self.prefix}-etl-{dataset}"
+
+    def model_resource(self, model: str) -> str:
+        """The model's SageMaker pipeline and model package group."""
+        return f"{self.prefix}-{model}"
+
+    def serving_resource(self, model: str, stage: str) -> str:
+        """The stage's endpoint and inference function (the smoke test calls them by name)."""
+        return f"{self.prefix}-{model}-{stage}"
+
+    def build_pipeline(self, model: str) -> str:
+        return f"{self.model_resource(model)}-build"
+
+    def deploy_pipeline(self, model: str) -> str:
+        return f"{self.model_resource(model)}-deploy"
+
+    @property
+    def alarm_topic(self) -> str:
+        return f"{self.prefix}-alarms"
+
+    @property
+    def platform_pipeline(self) -> str:
+        return f"{self.prefix}-platform"
+
+    # --- S3 layout -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def raw_prefix(dataset: str) -> str:
+        return f"{dataset}/"
+
+    @staticmethod
+    def curated_prefix(dataset: str) -> str:
+        return f"{dataset}/"
+
+    @staticmethod
+    def quarantine_prefix(dataset: str) -> str:
+        return f"quarantine/{dataset}/"
+
+    @staticmethod
+    def model_artifacts_prefix(model: str) -> str:
+        """Everything the model's build pipeline writes, in the artifacts bucket."""
+        return f"models/{model}/"
+
+    @staticmethod
+    def data_capture_prefix(model: str, stage: str) -> str:
+        return f"data-capture/{model}/{stage}/"
