@@ -40,6 +40,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from platform_config.names import PARTS as _PARTS, SERVING_CONTEXT, Names
 from cicd_scripts._common import (
     EXIT_OK,
     ArgumentParser,
@@ -51,14 +52,6 @@ from cicd_scripts._common import (
     write_json_file,
 )
 
-# Mirrors platform_config/schema.py (kept import-free so CodeBuild needs only the standard library and boto3).
-NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
-_PARTS: dict[str, tuple[str, int]] = {
-    "project": (NAME_PATTERN, 16),
-    "environment": (r"^[a-z][a-z0-9]*$", 8),
-    "model": (NAME_PATTERN, 20),
-    "stage": (r"^[a-z][a-z0-9]*$", 10),
-}
 PACKAGE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/.+$")
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_DATA_PARAMETER = "ModelDataUrl"
@@ -81,12 +74,12 @@ def serving_stack_name(project: str, environment: str, model: str, stage: str) -
             raise ValueError(
                 f"{label} {value!r} is not a valid {label} name (pattern {pattern}, at most {max_len} characters)"
             )
-    return f"{project}-{environment}-serving-{model}-{stage}"
+    return Names(project, environment).serving_stack(model, stage)
 
 
 def serving_context(model: str, stage: str) -> str:
     """The ``serving`` context value that makes the app synthesize this one serving stack."""
-    return f"{model}/{stage}"
+    return Names.serving_context(model, stage)
 
 
 def serving_parameters(*, endpoint: bool, lambda_mode: str, model_data_url: Optional[str],
@@ -129,7 +122,7 @@ def cdk_deploy_command(stack: str, environment: str, model_package_arn: str, out
         "--require-approval", "never",
         "--exclusively",
         "-c", f"env={environment}",
-        "-c", f"serving={serving}",
+        "-c", f"{SERVING_CONTEXT}={serving}",
         *args,
         "--outputs-file", outputs_file,
     ]

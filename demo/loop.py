@@ -791,9 +791,10 @@ def run_demo(
                         problem_type=model.problem_type, metric=model.metric,
                         threshold=float(model.threshold if threshold is None else threshold),
                         higher_is_better=model.higher_is_better)
+    names = config.names
+    # The demo's buckets stand in for the lake's (CloudFormation names those); the rest are the platform's names.
     result.buckets = {zone: f"{prefix}-{zone}-demo" for zone in ("raw", "curated", "artifacts")}
-    # stacks.model_stack.model_resource_name (not imported: it pulls in aws_cdk and a node process)
-    result.model_package_group = f"{prefix}-{model.name}"
+    result.model_package_group = names.model_resource(model.name)
     result.report_dir = Path(report_dir)
     progress = _Progress(result, out)
     started_all = time.perf_counter()
@@ -887,7 +888,7 @@ def run_demo(
                 raw_df = etl_transform.read_raw_csv(spark, str(raw_local))
                 try:
                     summary = etl_job.process(
-                        spark, raw_df, job_name=f"{prefix}-etl-{dataset}", dataset=dataset,
+                        spark, raw_df, job_name=names.etl_job(dataset), dataset=dataset,
                         curated_path=str(curated_local), quarantine_path=str(quarantine_local), options=options,
                         log=job_log.append)
                 except etl_job.RejectRatioExceededError as exc:
@@ -1048,7 +1049,7 @@ def run_demo(
             log_stream = cleanup.enter_context(open(lambda_log, "w", encoding="utf-8"))
             handler, runtime = load_lambda_handler(log_stream)
             cleanup.callback(runtime.reset)
-            server = FunctionUrlServer(handler, f"{prefix}-{model.name}-inference", log_stream,
+            server = FunctionUrlServer(handler, names.serving_resource(model.name, "demo"), log_stream,
                                        getattr(runtime, "logger", None)).start()
             cleanup.callback(server.stop)
             result.serving_url = server.url

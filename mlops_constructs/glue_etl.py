@@ -90,6 +90,8 @@ class GlueEtl(Construct):
     :param encryption_key: key for job output, logs and bookmarks (Glue security configuration). Its key policy must let
         CloudWatch Logs of this account use it (done here for a key of the same stack).
     :param job_name: name of the job and of the workflow. Default: ``<name_prefix>-etl-<dataset>``.
+    :param raw_prefix / curated_prefix / quarantine_prefix: key prefixes of the dataset in the raw and curated
+        buckets. Default: ``<dataset>/``, ``<dataset>/``, ``quarantine/<dataset>/``.
     :param database: Glue catalog database to crawl into (share one between several datasets). Default: a new one.
     :param database_name: name of the new database. Default: ``<name_prefix>`` with ``-`` replaced by ``_``.
     :param script: job entry point. Default: ``glue_jobs/etl_job.py``.
@@ -115,6 +117,9 @@ class GlueEtl(Construct):
         curated_bucket: s3.IBucket,
         encryption_key: kms.IKey,
         job_name: Optional[str] = None,
+        raw_prefix: Optional[str] = None,
+        curated_prefix: Optional[str] = None,
+        quarantine_prefix: Optional[str] = None,
         database: Optional[glue.IDatabase] = None,
         database_name: Optional[str] = None,
         script: Optional[Path] = None,
@@ -138,9 +143,13 @@ class GlueEtl(Construct):
             raise ValueError("GlueEtl takes either database or database_name, not both")
         self.dataset = dataset
         job_name = job_name or f"{name_prefix}-etl-{dataset}"
-        self.raw_prefix = f"{dataset}/"
-        self.curated_prefix = f"{dataset}/"
-        self.quarantine_prefix = f"quarantine/{dataset}/"
+        self.raw_prefix = raw_prefix or f"{dataset}/"
+        self.curated_prefix = curated_prefix or f"{dataset}/"
+        self.quarantine_prefix = quarantine_prefix or f"quarantine/{dataset}/"
+        for label, value in (("raw_prefix", self.raw_prefix), ("curated_prefix", self.curated_prefix),
+                             ("quarantine_prefix", self.quarantine_prefix)):
+            if not value.endswith("/") or value.startswith("/"):
+                raise ValueError(f"GlueEtl {label} must be a key prefix like 'name/' (no leading '/'), got {value!r}")
         stack = Stack.of(self)
 
         if database is None:

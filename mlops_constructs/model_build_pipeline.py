@@ -88,7 +88,8 @@ class ModelBuildPipeline(Construct):
     :param target_column / problem_type / framework / metric / threshold / positive_threshold / hyperparameters: the
         model (validated by :mod:`sagemaker_steps.pipeline_spec`).
     :param input_bucket / input_prefix: curated data (read only).
-    :param artifacts_bucket: outputs under ``models/<model_name>/`` (read/write).
+    :param artifacts_bucket: outputs under ``artifacts_prefix`` (read/write).
+    :param artifacts_prefix: the model's prefix in ``artifacts_bucket``. Default: ``models/<model_name>/``.
     :param encryption_key: encrypts job volumes and outputs.
     :param role: execution role. Default: a least-privilege role scoped to the buckets' prefixes, the key, the group.
     :param processing_instance_type / training_instance_type: defaults of the instance type parameters (ml.m5.large).
@@ -122,6 +123,7 @@ class ModelBuildPipeline(Construct):
         role: Optional[iam.IRole] = None,
         start_on_events: Sequence[events.EventPattern] = (),
         schedule: Optional[str] = None,
+        artifacts_prefix: Optional[str] = None,
     ) -> None:
         super().__init__(scope, id_)
         if len(pipeline_name) > 256 or not pipeline_name.replace("-", "").isalnum():
@@ -133,7 +135,9 @@ class ModelBuildPipeline(Construct):
             raise ValueError("ModelBuildPipeline binary_classification needs positive_threshold")
         stack = Stack.of(self)
         self.pipeline_name = pipeline_name
-        self.artifacts_prefix = f"models/{model_name}/"
+        self.artifacts_prefix = artifacts_prefix or f"models/{model_name}/"
+        if not self.artifacts_prefix.endswith("/"):
+            raise ValueError(f"ModelBuildPipeline artifacts_prefix must end with '/', got {self.artifacts_prefix!r}")
         #: Prefix of every execution's outputs: ``<executions_prefix><PipelineExecutionId>/`` (preprocess/,
         #: baseline/, training/, evaluation/). A package's data-quality baseline is in its ModelMetrics.
         self.executions_prefix = f"{self.artifacts_prefix}{sdk.EXECUTIONS_PREFIX}/"

@@ -29,6 +29,17 @@ MAX_ENDPOINT_NAME = 63
 
 LAKE_ZONES = ("raw", "curated", "artifacts")
 
+# The parts names are made of: (regular expression, maximum length). The config schema validates with these, so
+# every derived name fits the limits of the services that carry it.
+NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+SHORT_NAME_PATTERN = r"^[a-z][a-z0-9]*$"
+PARTS: dict[str, tuple[str, int]] = {
+    "project": (NAME_PATTERN, 16),
+    "environment": (SHORT_NAME_PATTERN, 8),
+    "model": (NAME_PATTERN, 20),
+    "stage": (SHORT_NAME_PATTERN, 10),
+}
+
 
 @dataclass(frozen=True)
 class Names:

@@ -12,9 +12,10 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from platform_config.names import NAME_PATTERN, PARTS
+
 # Names that end up in physical resource names (pipeline, model package group, endpoint, Glue job) must fit the
-# strictest of those services: SageMaker names allow [a-zA-Z0-9-] and 63 characters.
-NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+# strictest of those services: SageMaker names allow [a-zA-Z0-9-] and 63 characters (rules in platform_config.names).
 _NAME_RE = re.compile(NAME_PATTERN)
 
 # Metrics evaluate.py writes, per problem type, and whether a larger value is better.
@@ -142,7 +143,7 @@ class AlarmThresholds(_Strict):
 
 
 class StageConfig(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9]*$", max_length=10)
+    name: str = Field(pattern=PARTS["stage"][0], max_length=PARTS["stage"][1])
     account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
     region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
 
@@ -150,7 +151,7 @@ class StageConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: str = Field(pattern=NAME_PATTERN, max_length=20)
+    name: str = Field(pattern=PARTS["model"][0], max_length=PARTS["model"][1])
     target_column: str = Field(min_length=1)
     problem_type: Literal["regression", "binary_classification"] = "regression"
     framework: Literal["xgboost", "sklearn"] = "xgboost"
@@ -241,8 +242,8 @@ class PlatformPipelineConfig(_Strict):
 
 
 class PlatformConfig(_Strict):
-    project: str = Field(pattern=NAME_PATTERN, max_length=16)
-    environment: str = Field(pattern=r"^[a-z][a-z0-9]*$", max_length=8)
+    project: str = Field(pattern=PARTS["project"][0], max_length=PARTS["project"][1])
+    environment: str = Field(pattern=PARTS["environment"][0], max_length=PARTS["environment"][1])
     account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
     region: Optional[str] = Field(
         default=None,
@@ -314,7 +315,7 @@ class PlatformConfig(_Strict):
         # Physical names other systems call: the endpoint, the inference function (contract C1), the monitor schedule.
         for m in self.models:
             for s in m.stages:
-                name = f"{self.project}-{self.environment}-{m.name}-{s.name}"
+                name = self.names.serving_resource(m.name, s.name)
                 if len(name) > SERVING_NAME_MAX:
                     raise ValueError(
                         f"'{name}' (project-environment-model-stage) is {len(name)} characters; keep it within "
@@ -325,4 +326,11 @@ class PlatformConfig(_Strict):
 
     def prefix(self) -> str:
         """Prefix of every physical name: '<project>-<environment>'."""
-        return f"{self.project}-{self.environment}"
+        return self.names.prefix
+
+    @property
+    def names(self) -> "Names":
+        """Every name of this environment (stacks, exports, physical names, S3 layout): platform_config.names."""
+        from platform_config.names import Names
+
+        return Names(self.project, self.environment)

@@ -60,6 +60,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from cicd_scripts import smoke_test
+from platform_config.names import Names as PlatformNames
 from cicd_scripts._common import CLIENT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, error_code, error_message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,11 +103,11 @@ class Refused(E2EError):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Names (mirrors stacks/, tested against it in tests/runtime/test_e2e.py; kept here so the script imports no CDK)
+# Names: the run's selection over platform_config.names (the one names module every layer uses; no CDK import)
 # ------------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Names:
-    prefix: str
+    platform: PlatformNames
     dataset: str
     model: str
     stages: tuple[str, ...]
@@ -118,7 +119,7 @@ class Names:
     @classmethod
     def of(cls, config: Any, model: Any) -> "Names":
         return cls(
-            prefix=config.prefix(),
+            platform=config.names,
             dataset=config.data_lake.dataset,
             model=model.name,
             stages=tuple(s.name for s in model.stages),
@@ -130,31 +131,34 @@ class Names:
             workstation=bool(config.workstation.enabled),
         )
 
-    # stacks.model_stack
+    @property
+    def prefix(self) -> str:
+        return self.platform.prefix
+
     @property
     def etl_job(self) -> str:
-        return f"{self.prefix}-etl-{self.dataset}"
+        return self.platform.etl_job(self.dataset)
 
     @property
     def pipeline(self) -> str:  # SageMaker pipeline and model package group
-        return f"{self.prefix}-{self.model}"
+        return self.platform.model_resource(self.model)
 
     @property
     def deploy_pipeline(self) -> str:  # mlops_constructs.model_cicd.ModelDeployCd
-        return f"{self.prefix}-{self.model}-deploy"
+        return self.platform.deploy_pipeline(self.model)
 
     def raw_export(self) -> str:  # stacks.common.LakeReferences
-        return f"{self.prefix}-lake-raw-name"
+        return self.platform.lake_export("raw", "name")
 
     def serving_stack(self, model: str, stage: str) -> str:
-        return f"{self.prefix}-serving-{model}-{stage}"
+        return self.platform.serving_stack(model, stage)
 
     def core_stacks(self) -> list[str]:
         """The stacks ``cdk deploy --all`` creates, in deploy order."""
-        names = [f"{self.prefix}-shared", f"{self.prefix}-data"]
-        names += [f"{self.prefix}-model-{m}" for m in self.all_models]
+        names = [self.platform.stack("shared"), self.platform.stack("data")]
+        names += [self.platform.model_stack(m) for m in self.all_models]
         if self.workstation:
-            names.append(f"{self.prefix}-workstation")
+            names.append(self.platform.stack("workstation"))
         return names
 
     def serving_stacks(self) -> list[str]:
@@ -162,8 +166,8 @@ class Names:
 
     def group_of_stack(self, stack: str) -> Optional[str]:
         """The model package group a model stack declares (``<prefix>-<model>``)."""
-        marker = f"{self.prefix}-model-"
-        return f"{self.prefix}-{stack[len(marker):]}" if stack.startswith(marker) else None
+        marker = self.platform.model_stack("")
+        return self.platform.model_resource(stack[len(marker):]) if stack.startswith(marker) else None
 
     # mlops_constructs.model_cicd: stage and action names of the deploy pipeline
     def smoke_stage(self, stage: str) -> str:

@@ -11,6 +11,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from platform_config import PlatformConfig
+from platform_config.names import SERVING_CONTEXT
 from stacks.common import LakeReferences, tag
 from stacks.data_stack import DataStack
 from stacks.model_stack import ModelStack, model_resource_name
@@ -21,8 +22,6 @@ from stacks.workstation_stack import WorkstationStack
 ROOT = Path(__file__).resolve().parent.parent
 
 
-#: CDK context key that selects serving stacks: ``all``, or ``<model>/<stage>`` (comma-separated for several).
-SERVING_CONTEXT = "serving"
 
 
 def serving_selection(value: object, config: PlatformConfig) -> set[tuple[str, str]]:
@@ -42,7 +41,7 @@ def serving_selection(value: object, config: PlatformConfig) -> set[tuple[str, s
         return available
     chosen: set[tuple[str, str]] = set()
     for item in str(value).split(","):
-        model, _, stage = item.strip().partition("/")
+        model, _, stage = item.strip().partition("/")  # Names.serving_context's form
         if (model, stage) not in available:
             names = ", ".join(f"{m}/{s}" for m, s in sorted(available)) or "none"
             raise ValueError(
@@ -78,7 +77,6 @@ class EnvironmentStacks:
     ) -> None:
         self.config = config
         env = stack_environment(config)
-        prefix = config.prefix()
         self.stacks: dict[str, cdk.Stack] = {}
         self.serving: dict[tuple[str, str], ServingStack] = {}
         self.models: dict[str, ModelStack] = {}
@@ -86,16 +84,17 @@ class EnvironmentStacks:
         if not core:
             # Serving stacks alone (the platform pipeline owns the environment's other stacks): they reach the lake
             # and the alarm topic through the environment's named exports.
-            self._serving(scope, config, serving, LakeReferences.imported(prefix), None, env)
+            self._serving(scope, config, serving, LakeReferences.imported(config.names), None, env)
             return
 
-        self.shared = SharedStack(scope, f"{prefix}-shared", config=config, env=env, stack_name=f"{prefix}-shared")
+        names = config.names
+        self.shared = SharedStack(scope, names.stack("shared"), config=config, env=env, stack_name=names.stack("shared"))
         self._register("shared", self.shared)
-        self.data = DataStack(scope, f"{prefix}-data", config=config, env=env, stack_name=f"{prefix}-data")
+        self.data = DataStack(scope, names.stack("data"), config=config, env=env, stack_name=names.stack("data"))
         self._register("data", self.data)
 
         for model in config.models:
-            name = f"{prefix}-model-{model.name}"
+            name = names.model_stack(model.name)
             stack = ModelStack(
                 scope,
                 name,
@@ -114,17 +113,16 @@ class EnvironmentStacks:
         if config.workstation.enabled:
             self.workstation = WorkstationStack(
                 scope,
-                f"{prefix}-workstation",
+                names.stack("workstation"),
                 config=config,
                 lake_refs=self.data.lake_refs,
                 pipeline_names=[model_resource_name(config, m) for m in config.models],
                 env=env,
-                stack_name=f"{prefix}-workstation",
+                stack_name=names.stack("workstation"),
             )
             self._register("workstation", self.workstation)
 
     def _serving(self, scope, config, serving, lake_refs, shared, env) -> None:
-        prefix = config.prefix()
         for model in config.models:
             for stage in model.stages:
                 if (model.name, stage.name) not in serving:
@@ -134,7 +132,7 @@ class EnvironmentStacks:
                     if (stage.account or stage.region)
                     else env
                 )
-                name = f"{prefix}-serving-{model.name}-{stage.name}"
+                name = config.names.serving_stack(model.name, stage.name)
                 stack = ServingStack(
                     scope,
                     name,
@@ -175,7 +173,7 @@ class PlatformApp:
 
             from platform_config import load_config
 
-            name = f"{config.prefix()}-pipeline"
+            name = config.names.stack("pipeline")
             # The pipeline's own environment is this config (as loaded, overrides included); the others their files.
             environment_configs = [
                 config if env_name == config.environment else load_config(env_name)

@@ -7,6 +7,7 @@ from aws_cdk import aws_logs as logs
 from constructs import IConstruct
 
 from platform_config import PlatformConfig
+from platform_config.names import LAKE_ZONES, Names
 
 # CloudWatch Logs' allowed retention periods, in days, and their RetentionDays members.
 _RETENTION = {
@@ -50,12 +51,12 @@ def tag(scope: IConstruct, config: PlatformConfig, model: str | None = None) -> 
 
 def alarm_topic_export(config: PlatformConfig) -> str:
     """Export name of the shared stack's alarm topic ARN."""
-    return f"{config.prefix()}-alarm-topic-arn"
+    return config.names.alarm_topic_export
 
 
 def alarm_topic_key_export(config: PlatformConfig) -> str:
     """Export name of the KMS key ARN the alarm topic is encrypted with (publishers need kms:GenerateDataKey)."""
-    return f"{config.prefix()}-alarm-topic-key-arn"
+    return config.names.alarm_topic_key_export
 
 
 class LakeReferences:
@@ -65,10 +66,10 @@ class LakeReferences:
     resource strings in IAM policies stable and readable, so cdk-nag acknowledgements can name them exactly.
     """
 
-    ZONES = ("raw", "curated", "artifacts")
+    ZONES = LAKE_ZONES
 
-    def __init__(self, producer: Stack, prefix: str, buckets: dict, key) -> None:
-        self.prefix = prefix
+    def __init__(self, producer: Stack, names: Names, buckets: dict, key) -> None:
+        self.names = names
         self.producer = producer
         for zone in self.ZONES:
             CfnOutput(producer, f"{zone.capitalize()}BucketArn", value=buckets[zone].bucket_arn,
@@ -78,16 +79,16 @@ class LakeReferences:
         CfnOutput(producer, "LakeKeyArn", value=key.key_arn, export_name=self.export_name("key", "arn"))
 
     @classmethod
-    def imported(cls, prefix: str) -> "LakeReferences":
+    def imported(cls, names: Names) -> "LakeReferences":
         """The same exports, for stacks of an App that does not hold the data stack (it is deployed elsewhere, e.g.
         by the platform pipeline's Stage): consumers import by name, with no stack dependency."""
         refs = cls.__new__(cls)
-        refs.prefix = prefix
+        refs.names = names
         refs.producer = None
         return refs
 
     def export_name(self, part: str, attribute: str) -> str:
-        return f"{self.prefix}-lake-{part}-{attribute}"
+        return self.names.lake_export(part, attribute)
 
     def import_into(self, consumer: Stack) -> tuple[dict, "kms.IKey"]:
         """(zone -> IBucket, IKey) in ``consumer``, resolved through Fn::ImportValue."""

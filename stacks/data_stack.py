@@ -8,6 +8,7 @@ from constructs import Construct
 
 from mlops_constructs import DataLake, GlueEtl
 from platform_config import PlatformConfig
+from platform_config.names import Names
 from stacks.common import LakeReferences, log_retention, removal_policy
 from stacks.model_stack import etl_job_name
 
@@ -30,6 +31,9 @@ class DataStack(Stack):
             dataset=lake_cfg.dataset,
             # The one fixed Glue name another system needs: the model stacks' EventBridge rules match it.
             job_name=etl_job_name(config),
+            raw_prefix=Names.raw_prefix(lake_cfg.dataset),
+            curated_prefix=Names.curated_prefix(lake_cfg.dataset),
+            quarantine_prefix=Names.quarantine_prefix(lake_cfg.dataset),
             raw_bucket=self.lake.raw_bucket,
             curated_bucket=self.lake.curated_bucket,
             encryption_key=self.lake.key,
@@ -41,4 +45,4 @@ class DataStack(Stack):
             log_retention=log_retention(config),
             removal_policy=removal_policy(config),
         )
-        self.lake_refs = LakeReferences(self, config.prefix(), self.lake.buckets, self.lake.key)
+        self.lake_refs = LakeReferences(self, config.names, self.lake.buckets, self.lake.key)

@@ -13,18 +13,19 @@ from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd
 from mlops_constructs.model_registry import ModelRegistry
 from mlops_constructs.monitoring import ModelMonitoring
 from platform_config import ModelConfig, PlatformConfig
+from platform_config.names import Names
 from stacks.common import LakeReferences, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy
 from stacks.serving_stack import rollout_budget
 
 
 def model_resource_name(config: PlatformConfig, model: ModelConfig) -> str:
     """Physical name of the model's pipeline and model package group: ``<project>-<env>-<model>``."""
-    return f"{config.prefix()}-{model.name}"
+    return config.names.model_resource(model.name)
 
 
 def etl_job_name(config: PlatformConfig) -> str:
     """Physical name of the Glue job (GlueEtl names it ``<prefix>-etl-<dataset>``)."""
-    return f"{config.prefix()}-etl-{config.data_lake.dataset}"
+    return config.names.etl_job(config.data_lake.dataset)
 
 
 class ModelStack(Stack):
@@ -77,7 +78,8 @@ class ModelStack(Stack):
             processing_instance_type=model.processing_instance_type,
             training_instance_type=model.training_instance_type,
             input_bucket=buckets["curated"],
-            input_prefix=f"{config.data_lake.dataset}/",
+            input_prefix=Names.curated_prefix(config.data_lake.dataset),
+            artifacts_prefix=Names.model_artifacts_prefix(model.name),
             artifacts_bucket=buckets["artifacts"],
             encryption_key=key,
             start_on_events=[glue_succeeded],
@@ -120,7 +122,7 @@ class ModelStack(Stack):
                 branch=source.branch,
                 source_bucket=None if source.connection_arn else self.build_ci.source_bucket,
                 model_artifacts_bucket=buckets["artifacts"],
-                model_artifacts_key_pattern=f"models/{model.name}/*",
+                model_artifacts_key_pattern=f"{Names.model_artifacts_prefix(model.name)}*",
                 rollout_timeout=rollout_budget(model),
                 log_retention=log_retention(config),
                 removal_policy=removal_policy(config),

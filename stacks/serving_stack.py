@@ -28,6 +28,7 @@ from mlops_constructs import compliance
 from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
+from platform_config.names import Names
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
 from stacks.common import LakeReferences, alarm_topic_export, log_retention, removal_policy
 
@@ -50,7 +51,7 @@ LAMBDA_DEPLOYMENTS = {
 def endpoint_name(config: PlatformConfig, model: ModelConfig, stage: StageConfig) -> str:
     """``<project>-<env>-<model>-<stage>``: the endpoint's physical name, the inference function's name (contract C1:
     the smoke test calls it) and its Powertools service. The config model validates its length."""
-    return f"{config.prefix()}-{model.name}-{stage.name}"
+    return config.names.serving_resource(model.name, stage.name)
 
 
 function_name = endpoint_name
@@ -58,11 +59,11 @@ function_name = endpoint_name
 
 def model_artifacts_prefix(model: ModelConfig) -> str:
     """Where the model build pipeline writes this model's artifacts in the artifacts bucket (ModelBuildPipeline)."""
-    return f"models/{model.name}/"
+    return Names.model_artifacts_prefix(model.name)
 
 
 def data_capture_prefix(model: ModelConfig, stage: StageConfig) -> str:
-    return f"data-capture/{model.name}/{stage.name}/"
+    return Names.data_capture_prefix(model.name, stage.name)
 
 
 def fleet_minimum(ep: EndpointConfig) -> int:
@@ -314,7 +315,7 @@ class ServingStack(Stack):
             self.monitoring = ModelMonitoring(
                 self,
                 "Monitoring",
-                name=f"{config.prefix()}-{model.name}-{stage.name}",
+                name=endpoint_name(config, model, stage),
                 alarm_topic=topic,
                 endpoint_name=self.endpoint_name if self.endpoint else None,
                 inference_function=self.inference.function if self.inference else None,

@@ -57,12 +57,12 @@ class SharedStack(Stack):
             self,
             "AlarmTopic",
             emails=config.alarm_emails,
-            topic_name=f"{prefix}-alarms",
+            topic_name=config.names.alarm_topic,
             display_name=f"{prefix} alarms",
             removal_policy=removal_policy(config),
         )
-        self.glue_job_names = [f"{prefix}-etl-{config.data_lake.dataset}"]
-        self.pipeline_names = [f"{prefix}-{m.name}" for m in config.models]  # == model_stack.model_resource_name
+        self.glue_job_names = [config.names.etl_job(config.data_lake.dataset)]
+        self.pipeline_names = [config.names.model_resource(m.name) for m in config.models]
         self.failure_events = FailureEvents(
             self,
             "FailureEvents",
@@ -98,13 +98,13 @@ class SharedStack(Stack):
         alarm_names = [
             name
             for m in config.models
-            for name in ModelMonitoring.alarm_names(f"{prefix}-{m.name}", endpoint=False, lambda_=False)
+            for name in ModelMonitoring.alarm_names(config.names.model_resource(m.name), endpoint=False, lambda_=False)
         ] + [
             name
             for m in config.models
             for s in m.stages
             for name in ModelMonitoring.alarm_names(
-                f"{prefix}-{m.name}-{s.name}",
+                config.names.serving_resource(m.name, s.name),
                 endpoint=m.endpoint.enabled,
                 lambda_=m.lambda_.enabled,
                 glue=False,

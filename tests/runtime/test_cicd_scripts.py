@@ -672,12 +672,6 @@ def test_serving_stack_name():
         deploy_serving.serving_stack_name("a-very-long-project-name", "dev", "abalone", "prod")
 
 
-def test_name_rules_match_the_config_schema():
-    from platform_config.schema import NAME_PATTERN
-
-    assert deploy_serving.NAME_PATTERN == NAME_PATTERN
-
-
 class FakeCdk:
     """Stands in for `npx cdk deploy`: records the command and writes the outputs file as the CDK CLI does."""
 

@@ -717,9 +717,12 @@ def test_names_are_the_stacks_and_the_deploy_pipelines(config) -> None:
                      'stage_name=f"Smoke-{s.name}"', 'stage_name=f"Approve-{s.name}"',
                      'action_name=f"ApproveDeployTo{s.name.capitalize()}"'):
         assert fragment in cicd, fragment
-    assert endpoint_name(config, model, model.stages[0]) == f"{config.prefix()}-{model.name}-{model.stages[0].name}"
+    assert endpoint_name(config, model, model.stages[0]) == config.names.serving_resource(model.name,
+                                                                                          model.stages[0].name)
+    # The app and the e2e script take the stack names from the one names module.
     app = (ROOT / "stacks" / "app_builder.py").read_text()
-    assert 'name = f"{prefix}-serving-{model.name}-{stage.name}"' in app and 'SERVING_CONTEXT = "serving"' in app
+    assert "config.names.serving_stack(model.name, stage.name)" in app
+    assert names.serving_stack(model.name, "staging") == config.names.serving_stack(model.name, "staging")
 
 
 # ==================================================================================================================

@@ -1,0 +1,51 @@
+"""The names module: one place for every name another system relies on, standard library only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from platform_config import load_config
+from platform_config.names import PARTS, SERVING_CONTEXT, Names
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_names_of_an_environment():
+    names = Names("mlops", "dev")
+    assert names.prefix == "mlops-dev"
+    assert names.stack("data") == "mlops-dev-data"
+    assert names.model_stack("abalone") == "mlops-dev-model-abalone"
+    assert names.serving_stack("abalone", "prod") == "mlops-dev-serving-abalone-prod"
+    assert Names.serving_context("abalone", "prod") == "abalone/prod" and SERVING_CONTEXT == "serving"
+    assert names.lake_export("raw", "name") == "mlops-dev-lake-raw-name"
+    assert names.lake_export("key", "arn") == "mlops-dev-lake-key-arn"
+    assert names.alarm_topic_export == "mlops-dev-alarm-topic-arn"
+    assert names.alarm_topic_key_export == "mlops-dev-alarm-topic-key-arn"
+    assert names.etl_job("abalone") == "mlops-dev-etl-abalone"
+    assert names.model_resource("abalone") == "mlops-dev-abalone"
+    assert names.serving_resource("abalone", "staging") == "mlops-dev-abalone-staging"
+    assert names.deploy_pipeline("abalone") == "mlops-dev-abalone-deploy"
+    assert Names.raw_prefix("abalone") == "abalone/" and Names.quarantine_prefix("abalone") == "quarantine/abalone/"
+    assert Names.model_artifacts_prefix("abalone") == "models/abalone/"
+    assert Names.data_capture_prefix("abalone", "prod") == "data-capture/abalone/prod/"
+
+
+def test_the_config_hands_out_its_names():
+    config = load_config("dev")
+    assert config.names == Names(config.project, config.environment)
+    assert config.prefix() == config.names.prefix
+
+
+def test_the_longest_serving_name_fits_the_services():
+    longest = Names("p" * PARTS["project"][1], "e" * PARTS["environment"][1])
+    assert len(longest.serving_stack("m" * PARTS["model"][1], "s" * PARTS["stage"][1])) <= 128  # CloudFormation
+
+
+def test_names_module_needs_only_the_standard_library():
+    """CodeBuild installs only boto3: importing the names module must not import pydantic, yaml or aws_cdk."""
+    code = ("import sys; import platform_config.names; "
+            "bad = [m for m in ('pydantic', 'yaml', 'aws_cdk') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
