@@ -115,7 +115,7 @@ class Assembly:
     """Every stack of a cloud assembly directory, nested Stage assemblies included."""
 
     def __init__(self, outdir: Path | str) -> None:
-        self.outdir = Path(outdir)
+        self.outdir = Path(outdir).resolve()
         manifest_path = self.outdir / "manifest.json"
         if not manifest_path.exists():
             raise RehearsalError(f"{self.outdir} has no manifest.json: run `make synth` first")
