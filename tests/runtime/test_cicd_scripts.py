@@ -11,21 +11,18 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 import boto3
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from cicd_scripts import deploy_serving, resolve_approved_package, smoke_test, start_pipeline
+from tests.runtime.function_url_server import FunctionUrlServer
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -958,68 +955,6 @@ def test_encoding_follows_the_contract():
 # ==================================================================================================================
 # smoke_test: Function URL (a local HTTP server that checks the SigV4 signature)
 # ==================================================================================================================
-class FunctionUrlServer:
-    """A threaded HTTP server on 127.0.0.1 answering like the inference Lambda behind its Function URL."""
-
-    def __init__(self, answer: Callable[[Any], tuple[int, Any]]) -> None:
-        self.answer = answer
-        self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": raw})
-                try:
-                    payload = json.loads(raw)
-                except json.JSONDecodeError:
-                    payload = None
-                if not outer.signature_ok(self.path, self.headers, raw):
-                    status, doc = 403, {"Message": "Forbidden"}
-                else:
-                    status, doc = outer.answer(payload)
-                data = (doc if isinstance(doc, str) else json.dumps(doc)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-
-    @staticmethod
-    def signature_ok(path: str, headers: Any, raw: bytes) -> bool:
-        """Recompute the SigV4 signature over the signed headers, as Lambda would, with the test credentials."""
-        auth = headers.get("Authorization", "")
-        m = re.match(
-            r"^AWS4-HMAC-SHA256 Credential=testing/(\d{8})/([a-z0-9-]+)/lambda/aws4_request, "
-            r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$", auth)
-        if not m:
-            return False
-        _, region, signed, signature = m.groups()
-        kept = {name: headers[name] for name in signed.split(";") if name != "host"}
-        request = AWSRequest(method="POST", url=f"http://{headers['Host']}{path}", data=raw, headers=kept)
-        request.context["timestamp"] = headers["X-Amz-Date"]
-        signer = SigV4Auth(Credentials("testing", "testing", "testing-token"), "lambda", region)
-        expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-        return expected == signature
-
-    def __enter__(self) -> "FunctionUrlServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 def lambda_like(predict: Callable[[list[Any]], Any]) -> Callable[[Any], tuple[int, Any]]:
     def answer(payload: Any) -> tuple[int, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):

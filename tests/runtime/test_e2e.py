@@ -16,8 +16,6 @@ import io
 import json
 import re
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,6 +27,7 @@ from moto import mock_aws
 
 from platform_config import load_config
 from scripts import e2e
+from tests.runtime.function_url_server import FunctionUrlServer
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -85,48 +84,24 @@ class Clock:
 # ==================================================================================================================
 # The Function URL: a local HTTP server answering like the inference Lambda, checking the request's SigV4 scope
 # ==================================================================================================================
-class FunctionUrl:
+class FunctionUrl(FunctionUrlServer):
+    """Answers like the inference Lambda: one prediction per row (the signature is checked by the server)."""
+
     def __init__(self) -> None:
-        self.requests: list[dict] = []
-        outer = self
+        def answer(payload: Any) -> tuple[int, Any]:
+            rows = payload["instances"]
+            return 200, {"predictions": [9.0 + i for i in range(len(rows))], "count": len(rows),
+                         "model_version": "mlops-dev-abalone/1"}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                auth = self.headers.get("Authorization", "")
-                outer.requests.append({"auth": auth, "body": json.loads(body)})
-                if not re.match(rf"^AWS4-HMAC-SHA256 Credential=\w+/\d{{8}}/{REGION}/lambda/aws4_request, ", auth):
-                    status, doc = 403, {"message": "Forbidden"}
-                else:
-                    rows = json.loads(body)["instances"]
-                    status, doc = 200, {"predictions": [9.0 + i for i in range(len(rows))], "count": len(rows),
-                                        "model_version": "mlops-dev-abalone/1"}
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        super().__init__(answer)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FunctionUrl":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @staticmethod
+    def signature_ok(path: str, headers: Any, raw: bytes) -> bool:
+        """The e2e run signs with the session's credentials: check the SigV4 scope (service lambda, the region)."""
+        auth = headers.get("Authorization", "")
+        return re.match(rf"^AWS4-HMAC-SHA256 Credential=\w+/\d{{8}}/{REGION}/lambda/aws4_request, ", auth) is not None
 
 
-# ==================================================================================================================
-# The fake cloud around moto
-# ==================================================================================================================
 def _template(resources: dict, outputs: Optional[dict] = None) -> str:
     return json.dumps({"Resources": resources, "Outputs": outputs or {}})
 
@@ -528,7 +503,7 @@ def test_full_run_approves_invokes_reports_and_tears_down_all(world, tmp_path: P
     assert cloud.cdk_calls[1] == ["destroy", "--exclusively", "--force", "-c", "env=dev", "-c", "serving=all", staging]
     assert cloud.cdk_calls[2] == ["destroy", "--all", "--force", "-c", "env=dev"]
     # The Function URL got a SigV4 request (service lambda, region of the run) with the sample rows by feature name.
-    assert len(url.requests) == 1 and url.requests[0]["body"]["instances"][0] == {
+    assert len(url.requests) == 1 and json.loads(url.requests[0]["body"])["instances"][0] == {
         "sex": "M", "length": 0.455, "diameter": 0.365, "height": 0.095, "whole_weight": 0.514,
         "shucked_weight": 0.2245, "viscera_weight": 0.101, "shell_weight": 0.15}
 
