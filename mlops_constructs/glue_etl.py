@@ -20,9 +20,6 @@ from constructs import Construct
 from mlops_constructs import compliance
 from mlops_constructs.storage import allow_cloudwatch_logs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SCRIPT = REPO_ROOT / "glue_jobs" / "etl_job.py"
-DEFAULT_EXTRA_PY_FILES = (REPO_ROOT / "glue_jobs" / "etl_transform.py",)
 #: Name of the zip that carries the job's extra modules (constant, so that the asset hash depends on content only).
 PY_MODULES_ZIP = "python_modules.zip"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest timestamp a zip entry can hold
@@ -94,8 +91,9 @@ class GlueEtl(Construct):
         buckets. Default: ``<dataset>/``, ``<dataset>/``, ``quarantine/<dataset>/``.
     :param database: Glue catalog database to crawl into (share one between several datasets). Default: a new one.
     :param database_name: name of the new database. Default: ``<name_prefix>`` with ``-`` replaced by ``_``.
-    :param script: job entry point. Default: ``glue_jobs/etl_job.py``.
-    :param extra_python_files: ``.py`` modules the script imports. Default: ``glue_jobs/etl_transform.py``. They are
+    :param script: job entry point (required; the platform's is ``glue_jobs/etl_job.py``).
+    :param extra_python_files: ``.py`` modules the script imports (required; the platform's:
+        ``glue_jobs/etl_transform.py``). They are
         shipped in one deterministic zip through ``--extra-py-files`` (see ``package_python_modules``).
     :param worker_type: Default: G.1X. :param number_of_workers: Default: 2.
     :param timeout: Default: 60 minutes. :param max_reject_ratio: fail the run above this share of rejected rows.
@@ -122,8 +120,8 @@ class GlueEtl(Construct):
         quarantine_prefix: Optional[str] = None,
         database: Optional[glue.IDatabase] = None,
         database_name: Optional[str] = None,
-        script: Optional[Path] = None,
-        extra_python_files: Sequence[Path] = DEFAULT_EXTRA_PY_FILES,
+        script: Path,
+        extra_python_files: Sequence[Path],
         worker_type: glue.WorkerType = glue.WorkerType.G_1X,
         number_of_workers: int = 2,
         timeout: Duration = Duration.minutes(60),
@@ -272,7 +270,7 @@ class GlueEtl(Construct):
             description=f"Validate raw {dataset} CSV into partitioned Parquet; quarantine rejected rows",
             glue_version=glue.GlueVersion.V5_0,
             role=self.job_role,
-            script=glue.Code.from_asset(str(script or DEFAULT_SCRIPT)),
+            script=glue.Code.from_asset(str(script)),
             extra_python_files=[glue.Code.from_asset(str(modules_zip))],
             worker_configuration=glue.WorkerConfiguration(
                 worker_type=worker_type, number_of_workers=number_of_workers

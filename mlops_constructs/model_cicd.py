@@ -34,8 +34,6 @@ from mlops_constructs import compliance
 from mlops_constructs.storage import allow_cloudwatch_logs, kms_bucket
 from mlops_constructs.model_registry import approved_event_pattern, grant_read_model_packages
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILDSPECS = REPO_ROOT / "buildspecs"
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 # The CDK bootstrap roles `cdk deploy` of a serving stack assumes (no Docker assets: no image-publishing role).
 DEFAULT_BOOTSTRAP_ROLES = ("deploy", "file-publishing", "lookup")
@@ -384,6 +382,8 @@ class ModelBuildCi(Construct):
     :param log_retention: of the build log group. Default: 90 days.
     :param artifact_expiration: pipeline artifacts are deleted after this. Default: 30 days.
     :param removal_policy: of key, buckets and log group. Default: RETAIN.
+    :param buildspec: the build's buildspec file, inlined into the project (required; the platform's is
+        ``buildspecs/model_build.yml``).
     """
 
     def __init__(
@@ -412,7 +412,7 @@ class ModelBuildCi(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         artifact_expiration: Duration = Duration.days(30),
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-        buildspec: Path = BUILDSPECS / "model_build.yml",
+        buildspec: Path,
     ) -> None:
         super().__init__(scope, id_)
         owner = "ModelBuildCi"
@@ -680,6 +680,8 @@ class ModelDeployCd(Construct):
     :param deploy_timeout: of each Deploy-<stage> build; at least :func:`deploy_build_timeout` of
         ``rollout_timeout``. Default: that. :param smoke_timeout: Default: 45 minutes (an endpoint may still be
         updating when the stack is complete).
+    :param buildspecs: directory of ``model_resolve.yml``, ``model_deploy.yml`` and ``model_smoke.yml``, inlined
+        into the projects (required; the platform's is ``buildspecs/``).
     """
 
     def __init__(
@@ -720,7 +722,7 @@ class ModelDeployCd(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         artifact_expiration: Duration = Duration.days(30),
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-        buildspecs: Path = BUILDSPECS,
+        buildspecs: Path,
     ) -> None:
         super().__init__(scope, id_)
         owner = "ModelDeployCd"

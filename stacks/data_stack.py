@@ -9,6 +9,7 @@ from constructs import Construct
 from mlops_constructs import DataLake, GlueEtl
 from platform_config import PlatformConfig
 from platform_config.names import Names
+from stacks import code_locations as code
 from stacks.common import LakeReferences, log_retention, removal_policy
 from stacks.model_stack import etl_job_name
 
@@ -31,6 +32,8 @@ class DataStack(Stack):
             dataset=lake_cfg.dataset,
             # The one fixed Glue name another system needs: the model stacks' EventBridge rules match it.
             job_name=etl_job_name(config),
+            script=code.GLUE_SCRIPT,
+            extra_python_files=code.GLUE_MODULES,
             raw_prefix=Names.raw_prefix(lake_cfg.dataset),
             curated_prefix=Names.curated_prefix(lake_cfg.dataset),
             quarantine_prefix=Names.quarantine_prefix(lake_cfg.dataset),

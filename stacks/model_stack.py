@@ -14,6 +14,7 @@ from mlops_constructs.model_registry import ModelRegistry
 from mlops_constructs.monitoring import ModelMonitoring
 from platform_config import ModelConfig, PlatformConfig
 from platform_config.names import Names
+from stacks import code_locations as code
 from stacks.common import LakeReferences, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy
 from stacks.serving_stack import rollout_budget
 
@@ -91,6 +92,7 @@ class ModelStack(Stack):
         self.build_ci = ModelBuildCi(
             self,
             "BuildCi",
+            buildspec=code.MODEL_BUILD_BUILDSPEC,
             name_prefix=name,
             model_name=model.name,
             sagemaker_pipeline_name=name,
@@ -108,6 +110,7 @@ class ModelStack(Stack):
             self.deploy_cd = ModelDeployCd(
                 self,
                 "DeployCd",
+                buildspecs=code.BUILDSPECS,
                 project=config.project,
                 environment=config.environment,
                 model_name=model.name,

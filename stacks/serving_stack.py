@@ -29,6 +29,7 @@ from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config.names import Names
+from stacks import code_locations as code
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
 from stacks.common import LakeReferences, alarm_topic_export, log_retention, removal_policy
 
@@ -274,6 +275,8 @@ class ServingStack(Stack):
             self.inference = LambdaInference(
                 self,
                 "Inference",
+                code_dir=code.INFERENCE_CODE,
+                dependencies_dir=code.INFERENCE_DEPENDENCIES,
                 mode=lam.mode,
                 model_s3_uri=None if proxy else data_url,
                 endpoint_name=self.endpoint.endpoint_name if proxy else None,

@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
 from mlops_constructs.lambda_inference import LambdaInference
+from stacks import code_locations as code
 
 MODEL = "s3://example-models/models/abalone/v1/model.tar.gz"
 
@@ -20,7 +21,8 @@ def _stack() -> cdk.Stack:
 
 
 def _inference(stack: cdk.Stack, **kwargs) -> LambdaInference:
-    return LambdaInference(stack, "Inference", mode="model", model_s3_uri=MODEL, **kwargs)
+    return LambdaInference(stack, "Inference", mode="model", model_s3_uri=MODEL, code_dir=code.INFERENCE_CODE,
+                           dependencies_dir=code.INFERENCE_DEPENDENCIES, **kwargs)
 
 
 def _statements(template: dict, role_id: str) -> list[dict]:

@@ -8,6 +8,8 @@ One app, synthesized once for the module with the cdk-nag AwsSolutions plugin (a
 
 from __future__ import annotations
 
+from functools import partial
+
 import json
 import re
 from dataclasses import dataclass
@@ -26,7 +28,13 @@ from aws_cdk.assertions import Template
 from cdk_nag import AwsSolutionsChecks
 
 from mlops_constructs import compliance
-from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd, deploy_build_timeout
+from mlops_constructs import model_cicd
+from mlops_constructs.model_cicd import DeployStage, deploy_build_timeout
+from stacks import code_locations as code
+
+# The constructs take their buildspecs as props (they never look for the repository); these tests use the platform's.
+ModelBuildCi = partial(model_cicd.ModelBuildCi, buildspec=code.MODEL_BUILD_BUILDSPEC)
+ModelDeployCd = partial(model_cicd.ModelDeployCd, buildspecs=code.BUILDSPECS)
 from mlops_constructs.model_registry import ModelRegistry
 from platform_config import load_config
 from platform_config.schema import SourceRepoConfig

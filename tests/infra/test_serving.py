@@ -25,7 +25,8 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
 from mlops_constructs import compliance
-from mlops_constructs.lambda_inference import DEFAULT_CODE_DIR, DEFAULT_DEPENDENCIES_DIR, LambdaInference
+from mlops_constructs.lambda_inference import LambdaInference
+from stacks.code_locations import INFERENCE_CODE as DEFAULT_CODE_DIR, INFERENCE_DEPENDENCIES as DEFAULT_DEPENDENCIES_DIR
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from platform_config import PlatformConfig, load_config
 from platform_config.schema import ServerlessConfig
@@ -106,6 +107,8 @@ def served(tmp_path_factory) -> Served:
     inference = LambdaInference(
         api_stack,
         "Inference",
+        code_dir=DEFAULT_CODE_DIR,
+        dependencies_dir=DEFAULT_DEPENDENCIES_DIR,
         mode="model",
         model_s3_uri="s3://example-models/models/abalone/v1/model.tar.gz",
         model_encryption_key=kms.Key(api_stack, "ModelKey", enable_key_rotation=True),
@@ -604,13 +607,15 @@ def test_too_long_deployment_is_refused(scratch):
 def test_lambda_without_dependency_layer_fails_with_instructions(scratch, tmp_path):
     stack, _, _ = scratch
     with pytest.raises(FileNotFoundError, match=r"Build it with `make install`"):
-        LambdaInference(stack, "Inference", mode="model", model_s3_uri="s3://b/m.tar.gz", dependencies_dir=tmp_path)
+        LambdaInference(stack, "Inference", mode="model", model_s3_uri="s3://b/m.tar.gz", dependencies_dir=tmp_path,
+                        code_dir=DEFAULT_CODE_DIR)
 
 
 def test_endpoint_proxy_needs_the_endpoint(scratch):
     stack, _, _ = scratch
     with pytest.raises(ValueError) as err:
-        LambdaInference(stack, "Inference", mode="endpoint_proxy", model_metadata_s3_uri="s3://b/m.tar.gz")
+        LambdaInference(stack, "Inference", mode="endpoint_proxy", model_metadata_s3_uri="s3://b/m.tar.gz",
+                        code_dir=DEFAULT_CODE_DIR, dependencies_dir=DEFAULT_DEPENDENCIES_DIR)
     assert str(err.value) == "LambdaInference mode 'endpoint_proxy' needs endpoint_name, endpoint_arn"
 
 
@@ -618,7 +623,8 @@ def test_provisioned_above_reserved_concurrency_is_refused(scratch):
     stack, _, _ = scratch
     with pytest.raises(ValueError) as err:
         LambdaInference(stack, "Inference", mode="model", model_s3_uri="s3://b/m.tar.gz",
-                        reserved_concurrency=2, provisioned_concurrency=3)
+                        reserved_concurrency=2, provisioned_concurrency=3, code_dir=DEFAULT_CODE_DIR,
+                        dependencies_dir=DEFAULT_DEPENDENCIES_DIR)
     assert str(err.value) == "LambdaInference provisioned_concurrency (3) cannot exceed reserved_concurrency (2)"
 
 

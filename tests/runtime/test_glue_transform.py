@@ -617,7 +617,8 @@ class Job:
 
 
 def test_etl_job_runs_as_glue_runs_it(tmp_path):
-    from mlops_constructs.glue_etl import DEFAULT_EXTRA_PY_FILES, DEFAULT_SCRIPT, package_python_modules
+    from mlops_constructs.glue_etl import package_python_modules
+    from stacks.code_locations import GLUE_MODULES as DEFAULT_EXTRA_PY_FILES, GLUE_SCRIPT as DEFAULT_SCRIPT
 
     staged = tmp_path / "staged"
     staged.mkdir()

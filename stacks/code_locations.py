@@ -1,0 +1,19 @@
+"""Where this app's cloud-side code lives in the repository. The stacks hand these paths to the constructs, which take
+them as props (a construct never looks for the repository: a team can use one from its own repository with its own
+code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Glue job entry point (the job's ScriptLocation) and the modules it imports (shipped in one zip).
+GLUE_SCRIPT = ROOT / "glue_jobs" / "etl_job.py"
+GLUE_MODULES = (ROOT / "glue_jobs" / "etl_transform.py",)
+#: Inference function code, and its third-party packages built for Lambda (`make lambda-deps`).
+INFERENCE_CODE = ROOT / "lambda_src" / "inference"
+INFERENCE_DEPENDENCIES = ROOT / "build" / "lambda-deps"
+#: CodeBuild buildspecs, inlined into the projects at synth.
+BUILDSPECS = ROOT / "buildspecs"
+MODEL_BUILD_BUILDSPEC = BUILDSPECS / "model_build.yml"
