@@ -22,8 +22,6 @@ from stacks.workstation_stack import WorkstationStack
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
-
 def serving_selection(value: object, config: PlatformConfig) -> set[tuple[str, str]]:
     """The (model, stage) pairs the ``serving`` context asks for; ``ValueError`` naming the bad entry.
 
