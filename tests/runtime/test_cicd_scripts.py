@@ -22,6 +22,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from cicd_scripts import deploy_serving, resolve_approved_package, smoke_test, start_pipeline
+from tests.runtime.fake_aws import fake_aws_environment
 from tests.runtime.function_url_server import FunctionUrlServer
 
 REGION = "eu-west-1"
@@ -50,18 +51,7 @@ INSTANCES = [{"sex": "F", "length": 0.5}, {"sex": "I", "length": 0.6}, {"sex": "
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials and region for moto and SigV4; no real config, profile, proxy or CodeBuild variables."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing-token")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    for name in ("AWS_PROFILE", "CODEBUILD_RESOLVED_SOURCE_VERSION", "CODEBUILD_BUILD_ID", "HTTP_PROXY",
-                 "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    fake_aws_environment(monkeypatch, tmp_path, REGION)
     monkeypatch.chdir(tmp_path)
 
 
