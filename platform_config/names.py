@@ -95,10 +95,23 @@ class Names:
         return f"{self.prefix}-{model}-{stage}"
 
     def build_pipeline(self, model: str) -> str:
+        """The model's build CI: its CodePipeline and its CodeBuild project."""
         return f"{self.model_resource(model)}-build"
 
     def deploy_pipeline(self, model: str) -> str:
         return f"{self.model_resource(model)}-deploy"
+
+    def resolve_project(self, model: str) -> str:
+        """The deploy CD's CodeBuild project that resolves the approved package."""
+        return f"{self.model_resource(model)}-deploy-resolve"
+
+    def deploy_project(self, model: str, stage: str) -> str:
+        """The deploy CD's CodeBuild project that deploys the stage's serving stack."""
+        return f"{self.model_resource(model)}-deploy-{stage}"
+
+    def smoke_project(self, model: str, stage: str) -> str:
+        """The deploy CD's CodeBuild project that smoke-tests the stage."""
+        return f"{self.model_resource(model)}-smoke-{stage}"
 
     @property
     def alarm_topic(self) -> str:
@@ -120,6 +133,11 @@ class Names:
     @staticmethod
     def quarantine_prefix(dataset: str) -> str:
         return f"quarantine/{dataset}/"
+
+    @staticmethod
+    def source_object(name: str) -> str:
+        """The S3 source object of a pipeline without a CodeConnections source: ``<model>`` or ``platform``."""
+        return f"source/{name}.zip"
 
     @staticmethod
     def model_artifacts_prefix(model: str) -> str:

@@ -32,6 +32,17 @@ def test_names_of_an_environment():
     assert Names.data_capture_prefix("abalone", "prod") == "data-capture/abalone/prod/"
 
 
+def test_names_of_the_ci_cd():
+    names = Names("mlops", "dev")
+    assert names.build_pipeline("abalone") == "mlops-dev-abalone-build"
+    assert names.platform_pipeline == "mlops-dev-platform"
+    assert names.resolve_project("abalone") == "mlops-dev-abalone-deploy-resolve"
+    assert names.deploy_project("abalone", "prod") == "mlops-dev-abalone-deploy-prod"
+    assert names.smoke_project("abalone", "staging") == "mlops-dev-abalone-smoke-staging"
+    assert Names.source_object("abalone") == "source/abalone.zip"
+    assert Names.source_object("platform") == "source/platform.zip"
+
+
 def test_the_config_hands_out_its_names():
     config = load_config("dev")
     assert config.names == Names(config.project, config.environment)
