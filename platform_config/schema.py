@@ -12,6 +12,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from platform_config.datasets import DATASET_NAME_PATTERN, DatasetConfig, check_model_dataset
 from platform_config.names import NAME_PATTERN, PARTS
 
 # Names that end up in physical resource names (pipeline, model package group, endpoint, Glue job) must fit the
@@ -152,7 +153,15 @@ class StageConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = Field(pattern=PARTS["model"][0], max_length=PARTS["model"][1])
-    target_column: str = Field(min_length=1)
+    dataset: Optional[str] = Field(
+        default=None,
+        pattern=DATASET_NAME_PATTERN,
+        description="Name of the dataset (datasets[].name) the model trains on; optional when there is one dataset.",
+    )
+    target_column: str = Field(min_length=1, description="A column of the dataset: the label.")
+    exclude_columns: list[str] = Field(
+        default_factory=list, description="Columns of the dataset that are not features (e.g. IDs)."
+    )
     problem_type: Literal["regression", "binary_classification"] = "regression"
     framework: Literal["xgboost", "sklearn"] = "xgboost"
     metric: str = Field(description="Metric the condition step checks; see METRICS for allowed values.")
@@ -160,6 +169,11 @@ class ModelConfig(_Strict):
     positive_threshold: Optional[float] = Field(
         default=None,
         description="binary_classification only: the label is target >= positive_threshold (for a numeric target).",
+    )
+    positive_label: Optional[str] = Field(
+        default=None,
+        min_length=1,
+        description="binary_classification only: the label is target == positive_label (for a string target).",
     )
     hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
     processing_instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
@@ -257,6 +271,7 @@ class PlatformConfig(_Strict):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 90
     alarm_emails: list[str] = Field(default_factory=list)
     data_lake: DataLakeConfig = DataLakeConfig()
+    datasets: list[DatasetConfig] = Field(min_length=1, description="The lake's datasets; see platform_config.datasets.")
     models: list[ModelConfig] = Field(min_length=1)
     workstation: WorkstationConfig = WorkstationConfig()
     source: SourceRepoConfig = SourceRepoConfig()
@@ -300,6 +315,12 @@ class PlatformConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"models names must be unique; repeated: {dupes}")
+        datasets = [d.name for d in self.datasets]
+        repeated = sorted({n for n in datasets if datasets.count(n) > 1})
+        if repeated:
+            raise ValueError(f"datasets names must be unique; repeated: {repeated}")
+        for m in self.models:
+            check_model_dataset(m, self.dataset_of(m))
         if self.removal_policy == "destroy" and self.environment == "prod":
             raise ValueError("removal_policy 'destroy' is refused for environment 'prod'; use 'retain'")
         for m in self.models:
@@ -323,6 +344,30 @@ class PlatformConfig(_Strict):
                         "max 64, and the Model Monitor schedule): shorten the project, model or stage name"
                     )
         return self
+
+    def dataset(self, name: str) -> DatasetConfig:
+        """The dataset called ``name``; a ValueError naming the known ones otherwise."""
+        for d in self.datasets:
+            if d.name == name:
+                return d
+        raise ValueError(f"dataset '{name}' is not declared; declare it under datasets: or use one of "
+                         f"{[d.name for d in self.datasets]}")
+
+    def dataset_of(self, model: ModelConfig) -> DatasetConfig:
+        """The dataset ``model`` trains on: ``models[].dataset``, or the only dataset when there is one."""
+        if model.dataset is not None:
+            try:
+                return self.dataset(model.dataset)
+            except ValueError as exc:
+                raise ValueError(f"models '{model.name}': dataset: {exc}") from None
+        if len(self.datasets) == 1:
+            return self.datasets[0]
+        raise ValueError(f"models '{model.name}': set dataset to one of {[d.name for d in self.datasets]} (there are "
+                         "several datasets)")
+
+    def models_of(self, dataset: DatasetConfig) -> list[ModelConfig]:
+        """The models that train on ``dataset``."""
+        return [m for m in self.models if self.dataset_of(m).name == dataset.name]
 
     def prefix(self) -> str:
         """Prefix of every physical name: '<project>-<environment>'."""
