@@ -2,16 +2,16 @@
 
 Everything Glue-specific lives in ``main``: argument resolution, ``GlueContext``, ``Job.init``/``Job.commit`` for job
 bookmarks, and reading the raw CSV through a DynamicFrame with a ``transformation_ctx`` so that bookmarks only hand
-over files not processed yet. The data work is ``etl_transform`` (shipped with ``--extra-py-files``); the job-level
-policy (reject-ratio gate, what is written when, the JSON log line) is ``process``, plain PySpark, tested locally.
+over files not processed yet. The data work is ``etl_transform`` and ``dataset_spec`` (shipped in one zip with
+``--extra-py-files``); the job-level policy (header and reject-ratio gates, what is written when, the JSON log line) is
+``process``, plain PySpark, tested locally.
 
 Job arguments:
     --JOB_NAME          set by Glue.
-    --dataset           a key of ``etl_transform.DATASETS`` (e.g. ``abalone``).
+    --dataset_schema    the dataset schema document, JSON (``dataset_spec``): columns, CSV format, max_reject_ratio.
     --raw_path          e.g. ``s3://<raw bucket>/abalone/`` (read recursively).
     --curated_path      e.g. ``s3://<curated bucket>/abalone/``.
     --quarantine_path   e.g. ``s3://<curated bucket>/quarantine/abalone/``.
-    --max_reject_ratio  optional, default 0.1: the job fails when rejected / rows_in is greater than this.
     --ingest_date       optional, default today (UTC): the ``ingest_date`` partition, ``YYYY-MM-DD``.
 
 How Glue runs it: ``python <script object>.py --JOB_NAME <name> --<argument> <value> ...`` (the script is the CDK asset
@@ -25,9 +25,11 @@ The whole ``awsglue`` surface used (all in ``main``), which is what a local stan
     transformation_ctx)`` -> a DynamicFrame, of which only ``.resolveChoice(choice="cast:string").toDF()`` is used;
     ``awsglue.job.Job(glue_context)`` with ``.init(job_name, args)`` and ``.commit()``.
 
-When the reject ratio is exceeded, the rejected rows are still written to the quarantine (so they can be inspected),
-nothing is written to the curated zone, and the job raises before ``Job.commit``: the bookmark does not advance and
-the same files are processed again by the next run.
+When the input's header does not match the schema, or the reject ratio exceeds the document's ``max_reject_ratio``,
+the rejected rows are still written to the quarantine (so they can be inspected), nothing is written to the curated
+zone, and the job raises before ``Job.commit`` (the run fails, so the failure alarm fires): the bookmark does not
+advance and the same files are processed again, and quarantined again, by the next run until they are fixed or
+removed. A bookmark increment is one batch: one file with a wrong header fails the whole batch.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import datetime as dt
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 if __package__:  # imported as glue_jobs.etl_job (tests)
     from . import etl_transform
@@ -44,23 +46,34 @@ else:  # run by Glue: etl_transform.py is a top-level module from --extra-py-fil
     import etl_transform
 
 #: Arguments Glue must pass (resolved with ``getResolvedOptions``, which fails when one is missing).
-REQUIRED_ARGS = ["JOB_NAME", "dataset", "raw_path", "curated_path", "quarantine_path"]
+REQUIRED_ARGS = ["JOB_NAME", "dataset_schema", "raw_path", "curated_path", "quarantine_path"]
 #: Optional arguments and their defaults (``None``: computed at run time).
-OPTIONAL_ARGS: dict[str, Optional[str]] = {"max_reject_ratio": "0.1", "ingest_date": None}
+OPTIONAL_ARGS: dict[str, Optional[str]] = {"ingest_date": None}
 #: The DynamicFrame's transformation context, the key of the job bookmark state.
 BOOKMARK_CTX = "raw"
 
 
 class RejectRatioExceededError(RuntimeError):
-    """More rows were rejected than ``--max_reject_ratio`` allows: the job fails so that someone looks at the data."""
+    """More rows were rejected than the schema's ``max_reject_ratio`` allows: the job fails so that someone looks."""
 
 
 @dataclass(frozen=True)
 class JobOptions:
     """The optional job arguments, parsed and validated."""
 
-    max_reject_ratio: float
     ingest_date: dt.date
+
+
+def parse_dataset_schema(text: str) -> etl_transform.DatasetSpec:
+    """Parse the ``--dataset_schema`` argument; raise a one-line ``ValueError`` naming the argument and the field."""
+    try:
+        document = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"--dataset_schema: not valid JSON ({err})") from None
+    try:
+        return etl_transform.DatasetSpec.from_document(document)
+    except ValueError as err:
+        raise ValueError(f"--dataset_schema: {err}") from None
 
 
 def _raw_optional_args(argv: Sequence[str]) -> dict[str, str]:
@@ -81,22 +94,15 @@ def _raw_optional_args(argv: Sequence[str]) -> dict[str, str]:
 def parse_optional_args(argv: Sequence[str], today: Optional[dt.date] = None) -> JobOptions:
     """Parse the optional job arguments from ``argv`` (``getResolvedOptions`` only accepts required keys).
 
-    ``--max_reject_ratio`` must be a number in [0, 1] (default 0.1); ``--ingest_date`` a ``YYYY-MM-DD`` date
-    (default ``today``, or the current UTC date when ``today`` is None). Raises ``ValueError`` on a bad value.
+    ``--ingest_date``: a ``YYYY-MM-DD`` date (default ``today``, or the current UTC date when ``today`` is None).
+    Raises ``ValueError`` on a bad value.
     """
     raw = _raw_optional_args(argv)
-    ratio_text = raw.get("max_reject_ratio", OPTIONAL_ARGS["max_reject_ratio"])
-    try:
-        ratio = float(ratio_text)
-    except ValueError:
-        raise ValueError(f"--max_reject_ratio must be a number in [0, 1], got {ratio_text!r}") from None
-    if not 0.0 <= ratio <= 1.0:  # also rejects NaN
-        raise ValueError(f"--max_reject_ratio must be a number in [0, 1], got {ratio_text!r}")
     if "ingest_date" in raw:
         ingest_date = etl_transform.parse_ingest_date(raw["ingest_date"])
     else:
         ingest_date = today or dt.datetime.now(dt.timezone.utc).date()
-    return JobOptions(max_reject_ratio=ratio, ingest_date=ingest_date)
+    return JobOptions(ingest_date=ingest_date)
 
 
 def check_reject_ratio(counts: Mapping[str, int], max_reject_ratio: float) -> float:
@@ -106,16 +112,16 @@ def check_reject_ratio(counts: Mapping[str, int], max_reject_ratio: float) -> fl
     if ratio > max_reject_ratio:
         raise RejectRatioExceededError(
             f"rejected {counts['rows_rejected']} of {rows_in} rows ({ratio:.2%}), "
-            f"more than --max_reject_ratio {max_reject_ratio:g} ({max_reject_ratio:.2%}); "
+            f"more than the dataset's max_reject_ratio {max_reject_ratio:g} ({max_reject_ratio:.2%}); "
             "the rejected rows are in the quarantine, the curated zone was not written"
         )
     return ratio
 
 
 def build_summary(
-    job_name: str, result: etl_transform.TransformResult, options: JobOptions, status: str
+    job_name: str, result: etl_transform.TransformResult, max_reject_ratio: float, status: str
 ) -> dict[str, Any]:
-    """The job's one-line JSON log record: counts, ratio, gate, ignored columns and the outcome."""
+    """The job's one-line JSON log record: counts, ratio, gate, header problem (or null) and the outcome."""
     return {
         "event": "etl_counts",
         "job_name": job_name,
@@ -123,8 +129,8 @@ def build_summary(
         "ingest_date": result.ingest_date.isoformat(),
         **{k: int(v) for k, v in result.counts.items()},
         "reject_ratio": round(result.reject_ratio, 6),
-        "max_reject_ratio": options.max_reject_ratio,
-        "ignored_columns": list(result.ignored_columns),
+        "max_reject_ratio": max_reject_ratio,
+        "schema_error": result.schema_error,
         "status": status,
     }
 
@@ -134,27 +140,38 @@ def process(
     raw_df: Any,
     *,
     job_name: str,
-    dataset: str,
+    dataset: Union[etl_transform.DatasetSpec, Mapping[str, Any]],
     curated_path: str,
     quarantine_path: str,
     options: JobOptions,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Transform ``raw_df``, apply the reject-ratio gate, write the outputs and log one JSON line.
+    """Transform ``raw_df``, apply the header and reject-ratio gates, write the outputs and log one JSON line.
 
-    Returns the summary (see ``build_summary``). When the ratio is exceeded, writes only the quarantine, logs the
-    summary with ``status="failed_reject_ratio"`` and raises ``RejectRatioExceededError``.
+    ``dataset``: a ``DatasetSpec`` or a dataset schema document. Returns the summary (see ``build_summary``). When the
+    header does not match the schema, or the reject ratio exceeds the spec's ``max_reject_ratio``, writes only the
+    quarantine, logs the summary with ``status`` ``"failed_schema"`` or ``"failed_reject_ratio"`` and raises
+    ``etl_transform.SchemaError`` or ``RejectRatioExceededError``.
     """
-    result = etl_transform.transform(spark, raw_df, dataset, options.ingest_date)
+    spec = etl_transform.as_spec(dataset)
+    result = etl_transform.transform(spark, raw_df, spec, options.ingest_date)
+
+    def fail(status: str, error: Exception) -> None:
+        etl_transform.write_quarantine(result, quarantine_path)
+        log(json.dumps(build_summary(job_name, result, spec.max_reject_ratio, status), sort_keys=True))
+        raise error
+
     try:
+        if result.schema_error:
+            fail("failed_schema", etl_transform.SchemaError(
+                f"{result.schema_error}; the {result.counts['rows_rejected']} rows are in the quarantine, "
+                "the curated zone was not written"))
         try:
-            check_reject_ratio(result.counts, options.max_reject_ratio)
-        except RejectRatioExceededError:
-            etl_transform.write_quarantine(result, quarantine_path)
-            log(json.dumps(build_summary(job_name, result, options, "failed_reject_ratio"), sort_keys=True))
-            raise
+            check_reject_ratio(result.counts, spec.max_reject_ratio)
+        except RejectRatioExceededError as err:
+            fail("failed_reject_ratio", err)
         etl_transform.write_outputs(result, curated_path, quarantine_path)
-        summary = build_summary(job_name, result, options, "succeeded")
+        summary = build_summary(job_name, result, spec.max_reject_ratio, "succeeded")
         log(json.dumps(summary, sort_keys=True))
         return summary
     finally:
@@ -171,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     args = getResolvedOptions(argv, REQUIRED_ARGS)
     options = parse_optional_args(argv)
-    etl_transform.get_spec(args["dataset"])  # fail fast on an unknown dataset, before any read
+    spec = parse_dataset_schema(args["dataset_schema"])  # fail fast on a bad document, before any read
 
     glue_context = GlueContext(SparkContext.getOrCreate())
     spark = glue_context.spark_session
@@ -181,7 +198,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     raw = glue_context.create_dynamic_frame.from_options(
         connection_type="s3",
         format="csv",
-        format_options={"withHeader": True},
+        format_options={"withHeader": True, "separator": spec.format.delimiter, "quoteChar": spec.format.quote},
         connection_options={"paths": [args["raw_path"]], "recurse": True},
         transformation_ctx=BOOKMARK_CTX,
     )
@@ -197,7 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         spark,
         raw_df,
         job_name=args["JOB_NAME"],
-        dataset=args["dataset"],
+        dataset=spec,
         curated_path=args["curated_path"],
         quarantine_path=args["quarantine_path"],
         options=options,

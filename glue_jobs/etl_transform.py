@@ -4,14 +4,16 @@ This module holds everything the ETL does to the data and nothing Glue-specific 
 and is tested on a local SparkSession. ``etl_job.py`` is the thin Glue entry point around it; Glue ships this file
 with ``--extra-py-files`` so that ``import etl_transform`` works there as a top-level module.
 
-The pipeline (see ``docs/CONTRACTS.md``, "Curated data"):
+The dataset's schema is a ``DatasetSpec`` (``dataset_spec.py``, read from the dataset schema document). The pipeline
+(see ``docs/CONTRACTS.md``, "Curated data"):
 
-1. ``read_raw_csv``: schema-on-read, every column a string, so a bad value is reported instead of being lost to a
+1. ``read_raw_csv``: the spec's CSV format (delimiter, quote), schema-on-read, every column a string, so a bad value is reported instead of being lost to a
    null by type inference. Lines with the wrong number of fields are flagged in ``_corrupt_record``.
 2. ``normalize_columns``: map the raw header (``whole weight``) to the curated snake_case names (``whole_weight``).
    Header matching ignores case, surrounding blanks, a UTF-8 BOM and the spelling of separators (``Whole_Weight``
-   matches). A missing column raises ``SchemaError``. An unexpected extra column is ignored, with a warning, and
-   reported in ``TransformResult.ignored_columns``; it never reaches the curated zone.
+   matches). A header with a missing, an unexpected or an ambiguous column does not match the schema: ``transform``
+   then rejects every row of the input with the ``SchemaError`` message as reason (``TransformResult.schema_error``)
+   and curates nothing; ``etl_job`` quarantines the rows and fails the run.
 3. ``validate``: trim, check and cast every value explicitly. A value that is missing, fails a cast, is not in the
    allowed set or is out of range rejects its row, with every problem of the row listed in ``reject_reason`` in
    column order (``"sex: 'X' not in [F, I, M]; length: not a number ('abc')"``). Rows equal to an earlier valid row
@@ -30,13 +32,20 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
+
+if __package__:  # imported as glue_jobs.etl_transform (tests, demo)
+    from .dataset_spec import ColumnSpec, CsvFormat, DatasetSpec, header_key
+else:  # run by Glue: dataset_spec.py is a top-level module from the same --extra-py-files zip
+    from dataset_spec import ColumnSpec, CsvFormat, DatasetSpec, header_key
+
+__all__ = ["ColumnSpec", "CsvFormat", "DatasetSpec", "SchemaError", "TransformResult", "transform", "read_raw_csv"]
 
 LOG = logging.getLogger(__name__)
 
@@ -67,132 +76,40 @@ _NUMBER_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _INTEGER_RE = r"^[+-]?[0-9]+(\.0*)?$"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-_SUPPORTED_TYPES = (T.StringType, T.DoubleType, T.IntegerType)
-
-#: Values read as "missing" (compared after trimming, case-insensitively); "nan" is how Python prints a float NaN.
-DEFAULT_MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
-
-
-def _header_key(name: str) -> str:
-    """Canonical form of a header name: no BOM, lower case, runs of blanks, ``_`` or ``-`` -> one ``_``."""
-    return re.sub(r"[\s_\-]+", "_", name.replace("\ufeff", "").strip().lower()).strip("_")
+_SPARK_TYPES = {"string": T.StringType(), "double": T.DoubleType(), "integer": T.IntegerType()}
 
 
 class SchemaError(ValueError):
-    """The input's columns do not match the dataset's schema (a required column is missing, or is ambiguous)."""
+    """The input's header does not match the dataset's schema (a column is missing, unexpected or ambiguous)."""
 
 
 class CountInvariantError(RuntimeError):
     """``rows_in != rows_curated + rows_rejected``: a row was lost or duplicated, so the run must not be trusted."""
 
 
-@dataclass(frozen=True)
-class ColumnSpec:
-    """One column of a dataset: how it is named in the raw CSV and in the curated zone, and what values it accepts.
-
-    Attributes:
-        raw_name: the header name in the raw CSV (``"whole weight"``).
-        name: the snake_case curated column name (``"whole_weight"``).
-        data_type: the curated Spark type: ``StringType``, ``DoubleType`` or ``IntegerType``.
-        nullable: whether a missing value is allowed (it becomes null); otherwise it rejects the row.
-        allowed_values: for strings, the only accepted values (after trimming and ``upper_case``).
-        min_value, max_value: inclusive numeric bounds, ``None`` for unbounded. Numbers must always be finite.
-        upper_case: for strings, upper-case the trimmed value before checking it (``"m"`` is cleaned to ``"M"``).
-    """
-
-    raw_name: str
-    name: str
-    data_type: T.DataType
-    nullable: bool = False
-    allowed_values: tuple[str, ...] | None = None
-    min_value: float | None = None
-    max_value: float | None = None
-    upper_case: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.data_type, _SUPPORTED_TYPES):
-            raise ValueError(f"{self.name}: unsupported type {self.data_type.simpleString()}")
-        if self.allowed_values is not None and not isinstance(self.data_type, T.StringType):
-            raise ValueError(f"{self.name}: allowed_values is only supported for string columns")
-        if (self.min_value is not None or self.max_value is not None) and isinstance(self.data_type, T.StringType):
-            raise ValueError(f"{self.name}: min_value/max_value are only supported for numeric columns")
-        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
-            raise ValueError(f"{self.name}: min_value {self.min_value} > max_value {self.max_value}")
+def as_spec(dataset: Union[DatasetSpec, Mapping[str, Any]]) -> DatasetSpec:
+    """Return ``dataset`` as a ``DatasetSpec``: a spec is passed through, a schema document is parsed (``ValueError``)."""
+    return dataset if isinstance(dataset, DatasetSpec) else DatasetSpec.from_document(dataset)
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """The schema of one dataset: its columns in curated order, and the tokens that mean "missing".
-
-    Every column must be present in the raw header (``nullable`` is about values, not about the header).
-    """
-
-    name: str
-    columns: tuple[ColumnSpec, ...]
-    missing_tokens: frozenset[str] = DEFAULT_MISSING_TOKENS
-    deduplicate: bool = True
-
-    def __post_init__(self) -> None:
-        names = [c.name for c in self.columns]
-        keys = [_header_key(c.raw_name) for c in self.columns]
-        if len(set(names)) != len(names) or len(set(keys)) != len(keys):
-            raise ValueError(f"{self.name}: duplicate column names in the spec")
-        reserved = {REJECT_REASON, INGEST_DATE, CORRUPT_RECORD}
-        if reserved & set(names):
-            raise ValueError(f"{self.name}: column names {sorted(reserved & set(names))} are reserved")
-
-    @property
-    def raw_header(self) -> str:
-        """The expected raw CSV header line, e.g. ``sex,length,...,whole weight,...,rings``."""
-        return ",".join(c.raw_name for c in self.columns)
-
-    @property
-    def column_names(self) -> list[str]:
-        """The curated column names, in order."""
-        return [c.name for c in self.columns]
-
-    @property
-    def curated_schema(self) -> T.StructType:
-        """Schema of ``TransformResult.curated`` (without ``ingest_date``)."""
-        return T.StructType([T.StructField(c.name, c.data_type, c.nullable) for c in self.columns])
-
-    @property
-    def raw_schema(self) -> T.StructType:
-        """Schema of the normalized raw input: every curated column name, as a nullable string."""
-        return T.StructType([T.StructField(c.name, T.StringType(), True) for c in self.columns])
-
-    @property
-    def rejected_schema(self) -> T.StructType:
-        """Schema of ``TransformResult.rejected`` (without ``ingest_date``): raw strings plus ``reject_reason``."""
-        return T.StructType(self.raw_schema.fields + [T.StructField(REJECT_REASON, T.StringType(), False)])
+def spark_type(col: ColumnSpec) -> T.DataType:
+    """The curated Spark type of a column: ``StringType``, ``DoubleType`` or ``IntegerType``."""
+    return _SPARK_TYPES[col.type]
 
 
-def _measure(raw_name: str, max_value: float) -> ColumnSpec:
-    name = _header_key(raw_name)
-    return ColumnSpec(raw_name, name, T.DoubleType(), min_value=0.0, max_value=max_value)
+def curated_schema(spec: DatasetSpec) -> T.StructType:
+    """Schema of ``TransformResult.curated`` (without ``ingest_date``)."""
+    return T.StructType([T.StructField(c.name, spark_type(c), c.nullable) for c in spec.columns])
 
 
-# UCI abalone (https://archive.ics.uci.edu/dataset/1/abalone): lengths in mm and weights in grams, both divided by 200
-# in the published file. The bounds are physical sanity limits, far above the data's maxima (length 0.815 = 163 mm,
-# whole weight 2.8255 = 565 g, rings 29), so that they only catch unit mix-ups and typos: 5.0 = 1 m, 10.0 = 2 kg,
-# 100 rings = 101.5 years. Zero is allowed (the file has two rows with height 0).
-ABALONE = DatasetSpec(
-    name="abalone",
-    columns=(
-        ColumnSpec("sex", "sex", T.StringType(), allowed_values=("F", "I", "M"), upper_case=True),
-        _measure("length", 5.0),
-        _measure("diameter", 5.0),
-        _measure("height", 5.0),
-        _measure("whole weight", 10.0),
-        _measure("shucked weight", 10.0),
-        _measure("viscera weight", 10.0),
-        _measure("shell weight", 10.0),
-        ColumnSpec("rings", "rings", T.IntegerType(), min_value=0, max_value=100),
-    ),
-)
+def raw_schema(spec: DatasetSpec) -> T.StructType:
+    """Schema of the normalized raw input: every curated column name, as a nullable string."""
+    return T.StructType([T.StructField(c.name, T.StringType(), True) for c in spec.columns])
 
-#: The registry of datasets the job knows, by the name passed as ``--dataset``.
-DATASETS: dict[str, DatasetSpec] = {ABALONE.name: ABALONE}
+
+def rejected_schema(spec: DatasetSpec) -> T.StructType:
+    """Schema of ``TransformResult.rejected`` (without ``ingest_date``): raw strings plus ``reject_reason``."""
+    return T.StructType(raw_schema(spec).fields + [T.StructField(REJECT_REASON, T.StringType(), False)])
 
 
 @dataclass(frozen=True)
@@ -204,8 +121,9 @@ class TransformResult:
         rejected: the other rows, as raw strings, plus ``reject_reason`` and ``ingest_date``; in input order.
         counts: ``{"rows_in": ..., "rows_curated": ..., "rows_rejected": ...}``, with
             ``rows_in == rows_curated + rows_rejected`` (checked).
-        ignored_columns: raw columns of the input that are not in the spec and were dropped.
         dataset: the dataset name; ingest_date: the partition date.
+        schema_error: why the input's header does not match the schema (then every row is rejected with this
+            reason and nothing is curated), or None.
     """
 
     curated: DataFrame
@@ -213,7 +131,7 @@ class TransformResult:
     counts: Mapping[str, int]
     dataset: str
     ingest_date: dt.date
-    ignored_columns: tuple[str, ...] = ()
+    schema_error: Optional[str] = None
     _cached: tuple[DataFrame, ...] = field(default=(), repr=False, compare=False)
 
     @property
@@ -229,57 +147,48 @@ class TransformResult:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Spec lookup and header matching
+# Header matching
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def get_spec(dataset: Union[str, DatasetSpec]) -> DatasetSpec:
-    """Return the spec of ``dataset`` (a name in ``DATASETS``, or a ``DatasetSpec`` passed through)."""
-    if isinstance(dataset, DatasetSpec):
-        return dataset
-    try:
-        return DATASETS[dataset]
-    except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}; known datasets: {sorted(DATASETS)}") from None
+def match_columns(columns: Sequence[str], spec: DatasetSpec) -> dict[str, str]:
+    """Match an input's column names to the spec; return curated name -> input column name for every spec column.
 
-
-def match_columns(columns: Sequence[str], spec: DatasetSpec) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Match an input's column names to the spec.
-
-    Returns ``(mapping, ignored)``: ``mapping`` is curated name -> input column name for every spec column, and
-    ``ignored`` the input columns that are not in the spec (``_corrupt_record`` is neither: it is handled by
-    ``validate``). A raw name matches a spec column when it equals, after ``_header_key``, the column's raw name or
-    its curated name.
+    A raw name matches a spec column when it equals, after ``header_key``, the column's raw name or its curated name.
+    ``_corrupt_record`` and internal ``__`` columns are skipped (``validate`` handles the first).
 
     Raises:
-        SchemaError: a spec column is missing (the message names them and gives the expected header), or two input
-            columns match the same spec column.
+        SchemaError: the header does not match: one line naming every missing column, every unexpected column and
+            every column matched twice, then the expected header.
     """
     by_key: dict[str, ColumnSpec] = {}
     for col in spec.columns:
-        by_key[_header_key(col.raw_name)] = col
-        by_key[_header_key(col.name)] = col
+        by_key[header_key(col.raw_name)] = col
+        by_key[header_key(col.name)] = col
     mapping: dict[str, str] = {}
-    ignored: list[str] = []
+    unexpected: list[str] = []
+    twice: list[str] = []
     for input_name in columns:
         if input_name == CORRUPT_RECORD or input_name.startswith("__"):
             continue
-        col = by_key.get(_header_key(input_name))
+        col = by_key.get(header_key(input_name))
         if col is None:
-            ignored.append(input_name)
+            unexpected.append(input_name)
         elif col.name in mapping:
-            raise SchemaError(
-                f"{spec.name}: columns {mapping[col.name]!r} and {input_name!r} both match {col.raw_name!r}; "
-                f"expected header: {spec.raw_header}"
-            )
+            twice.append(f"{mapping[col.name]!r} and {input_name!r} both match {col.raw_name!r}")
         else:
             mapping[col.name] = input_name
     missing = [c.raw_name for c in spec.columns if c.name not in mapping]
-    if missing:
+    problems = [
+        *([f"missing column(s): {', '.join(missing)}"] if missing else []),
+        *([f"unexpected column(s): {', '.join(unexpected)}"] if unexpected else []),
+        *twice,
+    ]
+    if problems:
         raise SchemaError(
-            f"{spec.name}: missing required column(s): {', '.join(missing)}; expected header: {spec.raw_header}"
+            f"{spec.name}: header does not match the schema: {'; '.join(problems)}; expected header: {spec.raw_header}"
         )
-    return mapping, tuple(ignored)
+    return mapping
 
 
 def normalize_columns(df: DataFrame, spec: DatasetSpec) -> DataFrame:
@@ -287,7 +196,7 @@ def normalize_columns(df: DataFrame, spec: DatasetSpec) -> DataFrame:
 
     The result has exactly the spec's columns, in spec order, all strings (a non-string input column, e.g. from a
     Glue DynamicFrame that inferred a type, is cast to string), followed by ``_corrupt_record`` and the internal row id
-    when the input has them. Extra columns are dropped with a warning. A zero-column input (what Spark reads from a
+    when the input has them. A zero-column input (what Spark reads from a
     zero-byte file, or Glue from an empty bookmark increment) is an empty input: the result has the spec's columns and
     no rows.
 
@@ -297,10 +206,8 @@ def normalize_columns(df: DataFrame, spec: DatasetSpec) -> DataFrame:
     if not df.columns:
         if not df.isEmpty():
             raise SchemaError(f"{spec.name}: input has rows but no columns; expected header: {spec.raw_header}")
-        return df.sparkSession.createDataFrame([], spec.raw_schema)
-    mapping, ignored = match_columns(df.columns, spec)
-    if ignored:
-        LOG.warning("%s: ignoring unexpected column(s) %s", spec.name, ", ".join(ignored))
+        return df.sparkSession.createDataFrame([], raw_schema(spec))
+    mapping = match_columns(df.columns, spec)
     selected = [F.col(_quote(mapping[c.name])).cast(T.StringType()).alias(c.name) for c in spec.columns]
     selected += [F.col(c) for c in (CORRUPT_RECORD, _ROW_ID) if c in df.columns]
     return df.select(*selected)
@@ -337,7 +244,7 @@ def _check_column(col: ColumnSpec, spec: DatasetSpec) -> tuple[Column, Column]:
     missing = raw.isNull() | F.lower(value).isin(*sorted(spec.missing_tokens))
     missing_error = F.lit(f"{col.name}: missing") if not col.nullable else F.lit(None).cast(T.StringType())
 
-    if isinstance(col.data_type, T.StringType):
+    if col.type == "string":
         cleaned = F.upper(value) if col.upper_case else value
         if col.allowed_values is None:
             bad = F.lit(False)
@@ -350,7 +257,7 @@ def _check_column(col: ColumnSpec, spec: DatasetSpec) -> tuple[Column, Column]:
         error = F.when(missing, missing_error).when(bad, bad_error)
         return typed, error
 
-    is_int = isinstance(col.data_type, T.IntegerType)
+    is_int = col.type == "integer"
     well_formed = value.rlike(_INTEGER_RE if is_int else _NUMBER_RE)
     what = "not an integer" if is_int else "not a number"
     format_error = F.concat(F.lit(f"{col.name}: {what} ("), _quoted_value(raw), F.lit(")"))
@@ -364,7 +271,7 @@ def _check_column(col: ColumnSpec, spec: DatasetSpec) -> tuple[Column, Column]:
     high = "inf" if col.max_value is None else _fmt_bound(col.max_value)
     range_error = F.concat(F.lit(f"{col.name}: "), _quoted_value(raw), F.lit(f" out of range [{low}, {high}]"))
     ok = ~missing & well_formed & ~F.coalesce(out_of_range, F.lit(False))
-    typed = F.when(ok, number.cast(col.data_type))
+    typed = F.when(ok, number.cast(spark_type(col)))
     error = F.when(missing, missing_error).when(~well_formed, format_error).when(out_of_range, range_error)
     return typed, error
 
@@ -481,27 +388,34 @@ def check_counts(counts: Mapping[str, int]) -> None:
 def transform(
     spark: SparkSession,
     raw_df: DataFrame,
-    dataset: Union[str, DatasetSpec],
+    dataset: Union[DatasetSpec, Mapping[str, Any]],
     ingest_date: Union[str, dt.date],
 ) -> TransformResult:
     """Turn a raw frame (string columns named as in the CSV header) into curated and rejected frames.
 
-    ``raw_df`` is what ``read_raw_csv`` returns, or a Glue DynamicFrame's ``toDF()``; a frame without columns (zero-byte
-    file, empty bookmark increment) is an empty input and gives empty results. ``rows_in`` is counted on ``raw_df``
-    itself (one extra pass over the input), independently of the validation, so that the invariant really checks that
-    no row was lost. The validated rows are persisted (memory and disk), in input order, so that counting and writing
-    do not recompute them; call ``TransformResult.unpersist`` when done.
+    ``dataset`` is a ``DatasetSpec`` or a dataset schema document. ``raw_df`` is what ``read_raw_csv`` returns, or a
+    Glue DynamicFrame's ``toDF()``; a frame without columns (zero-byte file, empty bookmark increment) is an empty
+    input and gives empty results. ``rows_in`` is counted on ``raw_df`` itself (one extra pass over the input),
+    independently of the validation, so that the invariant really checks that no row was lost. The validated rows are
+    persisted (memory and disk), in input order, so that counting and writing do not recompute them; call
+    ``TransformResult.unpersist`` when done.
+
+    A header that does not match the schema (see ``match_columns``) rejects the whole input: every row goes to
+    ``rejected`` with its values under the input's own column names and the ``SchemaError`` message as
+    ``reject_reason``, nothing is curated, and ``schema_error`` holds the message.
 
     Raises:
-        ValueError: unknown dataset or bad ingest date.
-        SchemaError: the input lacks a spec column (see ``match_columns``).
+        ValueError: invalid schema document or bad ingest date.
         CountInvariantError: the counts do not add up (a bug; never expected).
     """
-    spec = get_spec(dataset)
+    spec = as_spec(dataset)
     date = parse_ingest_date(ingest_date)
     if not raw_df.columns and raw_df.isEmpty():  # a zero-byte file, or an empty Glue bookmark increment
-        raw_df = spark.createDataFrame([], spec.raw_schema)
-    _, ignored = match_columns(raw_df.columns, spec)  # raises SchemaError before any work
+        raw_df = spark.createDataFrame([], raw_schema(spec))
+    try:
+        match_columns(raw_df.columns, spec)
+    except SchemaError as err:
+        return _reject_input(spark, raw_df, spec, date, str(err))
     raw_df = raw_df.withColumn(_ROW_ID, F.monotonically_increasing_id())
     normalized = normalize_columns(raw_df, spec)
     # Sorted by input position before caching: the writers add their own sort (by ingest_date), which makes Spark
@@ -517,24 +431,47 @@ def transform(
     }
     check_counts(counts)
     return TransformResult(
-        curated=curated,
-        rejected=rejected,
-        counts=counts,
-        dataset=spec.name,
-        ingest_date=date,
-        ignored_columns=ignored,
-        _cached=(staged,),
+        curated=curated, rejected=rejected, counts=counts, dataset=spec.name, ingest_date=date, _cached=(staged,)
     )
 
 
-def read_raw_csv(spark: SparkSession, path: Union[str, Sequence[str]]) -> DataFrame:
+def _reject_input(
+    spark: SparkSession, raw_df: DataFrame, spec: DatasetSpec, date: dt.date, reason: str
+) -> TransformResult:
+    """The result for an input whose header does not match: every row rejected with ``reason``, nothing curated.
+
+    The rejected rows keep every input column (as strings, under the input's names, so that no value is lost) except
+    ``_corrupt_record`` and internal columns.
+    """
+    kept = [c for c in raw_df.columns if c != CORRUPT_RECORD and not c.startswith("__")]
+    rejected = raw_df.select(
+        *[F.col(_quote(c)).cast(T.StringType()).alias(c) for c in kept], F.lit(reason).alias(REJECT_REASON)
+    )
+    rejected = add_ingest_date(rejected, date)
+    curated = add_ingest_date(spark.createDataFrame([], curated_schema(spec)), date)
+    counts = {"rows_in": raw_df.count(), "rows_curated": 0, "rows_rejected": rejected.count()}
+    check_counts(counts)
+    return TransformResult(
+        curated=curated, rejected=rejected, counts=counts, dataset=spec.name, ingest_date=date, schema_error=reason
+    )
+
+
+def csv_options(fmt: CsvFormat) -> dict[str, str]:
+    """Spark CSV reader options of a raw format: RFC 4180 quoting (a quote in a quoted field is doubled)."""
+    return {"sep": fmt.delimiter, "quote": fmt.quote, "escape": fmt.quote, "encoding": fmt.encoding}
+
+
+def read_raw_csv(
+    spark: SparkSession, path: Union[str, Sequence[str]], fmt: Optional[CsvFormat] = None
+) -> DataFrame:
     """Read raw CSV file(s) with a header row, every column as a string (schema-on-read).
 
-    The header is read first to build an all-string schema, then the data is read with an extra ``_corrupt_record``
-    column that holds any line whose number of fields differs from the header (``validate`` rejects those lines).
-    Quotes follow RFC 4180 (``"a ""quoted"" value"``). All files must share the first file's header
-    (``enforceSchema=false``: Spark fails on a file with a different header instead of mis-assigning its columns).
-    A zero-byte file gives a frame with no columns and no rows.
+    ``fmt``: the dataset's format (``DatasetSpec.format``: delimiter, quote, encoding); default comma, double quote,
+    UTF-8. The header is read first to build an all-string schema, then the data is read with an extra
+    ``_corrupt_record`` column that holds any line whose number of fields differs from the header (``validate``
+    rejects those lines). Quotes follow RFC 4180 (``"a ""quoted"" value"``). All files must share the first file's
+    header (``enforceSchema=false``: Spark fails on a file with a different header instead of mis-assigning its
+    columns). A zero-byte file gives a frame with no columns and no rows.
 
     Side effect: sets ``spark.sql.csv.parser.columnPruning.enabled=false`` on the session. With pruning on, Spark
     parses only the columns a query uses and checks the field count against those alone, so a short or long line
@@ -542,7 +479,7 @@ def read_raw_csv(spark: SparkSession, path: Union[str, Sequence[str]]) -> DataFr
     """
     spark.conf.set(CSV_COLUMN_PRUNING_CONF, "false")
     paths: list[str] = [path] if isinstance(path, str) else list(path)
-    options = {"header": "true", "inferSchema": "false", "escape": '"', "mode": "PERMISSIVE"}
+    options = {"header": "true", "inferSchema": "false", "mode": "PERMISSIVE", **csv_options(fmt or CsvFormat())}
     header = spark.read.options(**options).csv(paths)
     if not header.columns:
         return header

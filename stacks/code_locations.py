@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Glue job entry point (the job's ScriptLocation) and the modules it imports (shipped in one zip).
 GLUE_SCRIPT = ROOT / "glue_jobs" / "etl_job.py"
-GLUE_MODULES = (ROOT / "glue_jobs" / "etl_transform.py",)
+GLUE_MODULES = (ROOT / "glue_jobs" / "dataset_spec.py", ROOT / "glue_jobs" / "etl_transform.py")
 #: Inference function code, and its third-party packages built for Lambda (`make lambda-deps`).
 INFERENCE_CODE = ROOT / "lambda_src" / "inference"
 INFERENCE_DEPENDENCIES = ROOT / "build" / "lambda-deps"
