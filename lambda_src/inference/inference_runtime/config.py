@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -18,30 +19,25 @@ DEFAULT_ENDPOINT_CONNECT_TIMEOUT_SECONDS = 2.0
 DEFAULT_ENDPOINT_MAX_ATTEMPTS = 2
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive(env: Mapping[str, str], name: str, default: Any, parse: Callable[[str], Any], noun: str) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {raw!r}")
+        value = None
+    if value is None or not value > 0 or value == float("inf"):
+        raise ConfigurationError(f"{name} must be a positive {noun}, got {raw!r}")
     return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _positive(env, name, default, int, "integer")
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a positive number, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigurationError(f"{name} must be a positive number, got {raw!r}")
-    return value
+    return _positive(env, name, default, float, "number")
 
 
 @dataclass(frozen=True)

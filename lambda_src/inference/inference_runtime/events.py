@@ -43,22 +43,21 @@ def parse_event(event: Any) -> HttpRequest:
         context = event.get("requestContext")
         http = context.get("http") if isinstance(context, dict) else None
         if isinstance(http, dict):
-            return HttpRequest(
-                source=SOURCE_FUNCTION_URL,
-                method=str(http.get("method") or "").upper(),
-                content_type=_header(event.get("headers"), "content-type"),
-                body=event.get("body"),
-                is_base64=bool(event.get("isBase64Encoded")),
-            )
+            return _http_request(event, SOURCE_FUNCTION_URL, http.get("method"))
         if "httpMethod" in event:
-            return HttpRequest(
-                source=SOURCE_REST_API,
-                method=str(event.get("httpMethod") or "").upper(),
-                content_type=_header(event.get("headers"), "content-type"),
-                body=event.get("body"),
-                is_base64=bool(event.get("isBase64Encoded")),
-            )
+            return _http_request(event, SOURCE_REST_API, event.get("httpMethod"))
     return HttpRequest(source=SOURCE_DIRECT, method="POST", content_type=None, body=event, parsed=True)
+
+
+def _http_request(event: dict, source: str, method: Any) -> HttpRequest:
+    """An HTTP event of either payload format: the same keys once the method is found."""
+    return HttpRequest(
+        source=source,
+        method=str(method or "").upper(),
+        content_type=_header(event.get("headers"), "content-type"),
+        body=event.get("body"),
+        is_base64=bool(event.get("isBase64Encoded")),
+    )
 
 
 def _header(headers: Any, name: str) -> str | None:
