@@ -34,20 +34,8 @@ from typing import Any, Optional, Sequence
 
 from botocore.exceptions import ClientError
 
-from cicd_scripts._common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    ArgumentParser,
-    ScriptError,
-    UsageError,
-    client,
-    error_code,
-    error_message,
-    log,
-    run,
-    write_env_file,
-    write_json_file,
-)
+from cicd_scripts._common import (EXIT_OK, EXIT_USAGE, ArgumentParser, ScriptError, UsageError, client, error_code,
+                                   error_message, log, run, write_env_file, write_json_file)
 
 APPROVED = "Approved"
 EXIT_NO_APPROVED = EXIT_USAGE

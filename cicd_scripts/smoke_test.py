@@ -39,18 +39,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError, WaiterError
 
-from cicd_scripts._common import (
-    EXIT_OK,
-    ArgumentParser,
-    ScriptError,
-    UsageError,
-    client,
-    error_code,
-    error_message,
-    log,
-    read_json_file,
-    run,
-)
+from cicd_scripts._common import (EXIT_OK, ArgumentParser, ScriptError, UsageError, client, error_code, error_message,
+                                   log, read_json_file, run)
 
 BAD_REQUEST_PAYLOAD: dict[str, Any] = {"instances": "not-a-list"}
 FUNCTION_URL_REGION_RE = re.compile(r"\.lambda-url\.([a-z0-9-]+)\.on\.aws$")
