@@ -150,7 +150,7 @@ class ModelBuildPipeline(Construct):
             script = steps[name].script_path
             self.code_assets[steps[name].script] = s3_assets.Asset(self, f"{name}Code", path=str(script))
         tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
-        train_tar = _deterministic_tar_gz([steps[spec.TRAIN].script_path], tmp / "sourcedir.tar.gz")
+        train_tar = _deterministic_tar_gz(list(spec.training_source_files(framework)), tmp / "sourcedir.tar.gz")
         self.train_source = s3_assets.Asset(self, "TrainSourceDir", path=str(train_tar))
         #: Digest of the deployed step code (the content hashes of its assets), recorded in every package.
         self.code_digest = "sha256:" + hashlib.sha256(

@@ -183,15 +183,21 @@ EVALUATION_REPORT = PropertyFileSpec(name="EvaluationReport", output_name="evalu
 BASELINE_FILE = "baseline.csv"
 DATA_MANIFEST_FILE = "data_manifest.json"
 
-# Serving: train.py copies itself into the model dir as code/train.py, so model.tar.gz carries its inference code;
-# the registered package's container environment points the framework container's inference toolkit at it.
+# Serving: train.py copies serve.py (staged next to it in the training source dir) into the model dir as
+# code/serve.py, so model.tar.gz carries its inference code; the registered package's container environment points
+# the framework container's inference toolkit at it.
+SERVING_SCRIPT = "serve.py"
 SERVING_SUBMIT_DIRECTORY = "/opt/ml/model/code"
 
 
 def serving_environment(framework: str = "xgboost") -> dict[str, str]:
     """The container environment of the registered model package (the same for both frameworks)."""
-    return {"SAGEMAKER_PROGRAM": step_by_name(TRAIN, framework).script,
-            "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_SUBMIT_DIRECTORY}
+    return {"SAGEMAKER_PROGRAM": SERVING_SCRIPT, "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_SUBMIT_DIRECTORY}
+
+
+def training_source_files(framework: str = "xgboost") -> tuple[Path, ...]:
+    """The files of the training job's source dir: train.py (the entry point) and serve.py, which it packs."""
+    return (step_by_name(TRAIN, framework).script_path, SCRIPTS_DIR / SERVING_SCRIPT)
 
 PREPROCESS = "Preprocess"
 TRAIN = "Train"

@@ -1,4 +1,4 @@
-"""train.py's serving functions, as the SageMaker XGBoost / scikit-learn serving containers call them."""
+"""serve.py's serving functions, as the SageMaker XGBoost / scikit-learn serving containers call them."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 from sagemaker_steps.local_runner import LocalRunResult, run_local_pipeline, snake_case  # noqa: E402
 
 ABALONE = REPO / "data" / "abalone.csv"
-TRAIN_PY = REPO / "sagemaker_steps" / "train.py"
+SERVE_PY = REPO / "sagemaker_steps" / "serve.py"
 INSTANCES = [
     {"sex": "M", "length": 0.455, "diameter": 0.365, "height": 0.095, "whole_weight": 0.514,
      "shucked_weight": 0.2245, "viscera_weight": 0.101, "shell_weight": 0.15},
@@ -30,8 +30,8 @@ INSTANCES = [
 
 @pytest.fixture(scope="module")
 def serving():
-    """train.py imported by path, as the container imports SAGEMAKER_PROGRAM (a fresh module, no training)."""
-    spec = importlib.util.spec_from_file_location("serving_train_module", TRAIN_PY)
+    """serve.py imported by path, as the container imports SAGEMAKER_PROGRAM (a fresh module)."""
+    spec = importlib.util.spec_from_file_location("serving_module", SERVE_PY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -93,13 +93,13 @@ def _booster_predict(run: LocalRunResult, rows: np.ndarray) -> np.ndarray:
     return booster.predict(xgb.DMatrix(rows))
 
 
-def test_import_does_not_train(serving, tmp_path, monkeypatch):
+def test_import_has_no_side_effects(serving, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("serving_train_module_again", TRAIN_PY)
+    spec = importlib.util.spec_from_file_location("serving_module_again", SERVE_PY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert list(tmp_path.iterdir()) == []
-    for name in ("model_fn", "input_fn", "predict_fn", "output_fn", "main"):
+    for name in ("model_fn", "input_fn", "predict_fn", "output_fn"):
         assert callable(getattr(module, name))
 
 
@@ -253,7 +253,7 @@ def test_model_tarball_serves_itself_with_the_registered_environment(xgb_run, tm
     from sagemaker_steps import pipeline_spec
 
     environment = pipeline_spec.serving_environment("xgboost")
-    assert environment == {"SAGEMAKER_PROGRAM": "train.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
+    assert environment == {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
     # SageMaker extracts ModelDataUrl into /opt/ml/model; SAGEMAKER_SUBMIT_DIRECTORY is a directory inside it.
     model_dir = tmp_path / "opt" / "ml" / "model"
     model_dir.mkdir(parents=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import math
 import shutil
@@ -135,10 +134,8 @@ def test_baseline_is_exactly_what_the_endpoint_receives(regression):
     assert all(dtype.kind == "f" for dtype in baseline.dtypes)
     np.testing.assert_array_equal(baseline.to_numpy(), train[ENCODED].to_numpy())
     # The serving code accepts every baseline row as a text/csv request unchanged.
-    module_spec = importlib.util.spec_from_file_location("baseline_train_module",
-                                                         spec.step_by_name("Train").script_path)
-    serving = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(serving)
+    from sagemaker_steps import serve as serving
+
     metadata = json.loads((regression.model_dir / "model_metadata.json").read_text())
     body = "\n".join(first_line for _ in range(3))
     assert serving._input_rows(body, "text/csv", metadata).shape == (3, len(ENCODED))
@@ -197,11 +194,12 @@ def test_feature_spec_and_contract_encoding_reproduce_train_csv(regression, cura
 def test_model_artifact_layout_and_metadata_contract(regression):
     with tarfile.open(regression.model_artifact) as archive:
         names = set(archive.getnames())
-    assert {"xgboost-model.json", "model_metadata.json", "code/train.py"} <= names
+    assert {"xgboost-model.json", "model_metadata.json", "code/serve.py"} <= names
     # contents at the archive root, as SageMaker packs /opt/ml/model; only the inference code in code/
     assert all("/" not in n or n.startswith("code/") for n in names)
-    train_py = spec.step_by_name("Train").script_path
-    assert (regression.model_dir / "code" / "train.py").read_bytes() == train_py.read_bytes()
+    assert [n for n in names if n.startswith("code/")] == ["code/serve.py"]
+    serve_py = spec.SCRIPTS_DIR / spec.serving_environment()["SAGEMAKER_PROGRAM"]
+    assert (regression.model_dir / "code" / "serve.py").read_bytes() == serve_py.read_bytes()
     metadata = json.loads((regression.model_dir / "model_metadata.json").read_text())
     assert set(metadata) == CONTRACT_METADATA_KEYS
     assert metadata["framework"] == "xgboost"
@@ -442,7 +440,26 @@ def test_step_arguments():
     assert all(isinstance(v, str) for v in hp.values())
 
 
-@pytest.mark.parametrize("script", ["preprocess.py", "train.py", "evaluate.py"])
+def test_train_and_serve_agree_on_the_model_dir_and_travel_together(tmp_path):
+    """serve.py reads what train.py writes (both standalone, so each names the files); the training source dir holds
+    both, and train.py refuses to train without serve.py next to it."""
+    from sagemaker_steps import serve, train
+
+    for name in ("METADATA_FILE", "XGBOOST_MODEL_FILE", "SKLEARN_MODEL_FILE", "FRAMEWORKS"):
+        assert getattr(serve, name) == getattr(train, name), name
+    assert evaluate.METADATA_FILE == train.METADATA_FILE and evaluate.XGBOOST_MODEL_FILE == train.XGBOOST_MODEL_FILE
+    assert train.SERVING_PROGRAM == spec.SERVING_SCRIPT
+    assert [p.name for p in spec.training_source_files("xgboost")] == ["train.py", "serve.py"]
+    assert all(p.is_file() for p in spec.training_source_files("sklearn"))
+    alone = tmp_path / "sourcedir"
+    alone.mkdir()
+    shutil.copy(spec.SCRIPTS_DIR / "train.py", alone / "train.py")
+    proc = subprocess.run([sys.executable, str(alone / "train.py"), "--train", str(tmp_path), "--validation",
+                           str(tmp_path), "--model-dir", str(tmp_path / "model")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Train failed: serve.py is not next to train.py" in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["preprocess.py", "train.py", "serve.py", "evaluate.py"])
 def test_step_scripts_are_standalone_and_python38_syntax(script):
     source = (spec.SCRIPTS_DIR / script).read_text()
     tree = ast.parse(source, feature_version=(3, 8))  # the SageMaker framework containers' Pythons
