@@ -1,4 +1,5 @@
-"""Small building blocks several constructs share: the CloudWatch Logs key grant and the access-log bucket."""
+"""Small building blocks several constructs share: the CloudWatch Logs key grant, lifecycle rules, the access-log
+bucket and the private KMS bucket."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from constructs import Construct
 from mlops_constructs import compliance
 
 
-def allow_cloudwatch_logs(key: kms.IKey) -> None:
-    """Let CloudWatch Logs of this account and region use ``key`` for log groups (no effect on imported keys)."""
+def allow_cloudwatch_logs(key: kms.IKey, *, sid: Optional[str] = None) -> None:
+    """Let CloudWatch Logs of this account and region use ``key`` for log groups (no effect on imported keys).
+
+    :param sid: of the key policy statement. Default: none.
+    """
     key.add_to_resource_policy(
         iam.PolicyStatement(
+            sid=sid,
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
             resources=["*"],
@@ -27,6 +32,14 @@ def allow_cloudwatch_logs(key: kms.IKey) -> None:
             },
         )
     )
+
+
+def lifecycle_rule(
+    id_: str, *, abort_incomplete_upload_after: Duration = Duration.days(1), **kwargs
+) -> s3.LifecycleRule:
+    """An S3 lifecycle rule that also aborts incomplete multipart uploads (after 1 day unless given); ``kwargs`` go to
+    :class:`aws_cdk.aws_s3.LifecycleRule` (``expiration``, ``noncurrent_version_expiration``, ...)."""
+    return s3.LifecycleRule(id=id_, abort_incomplete_multipart_upload_after=abort_incomplete_upload_after, **kwargs)
 
 
 def access_logs_bucket(
@@ -50,11 +63,11 @@ def access_logs_bucket(
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         removal_policy=removal_policy,
         lifecycle_rules=[
-            s3.LifecycleRule(
-                id="expire-access-logs",
+            lifecycle_rule(
+                "expire-access-logs",
                 expiration=expiration,
                 noncurrent_version_expiration=Duration.days(1),
-                abort_incomplete_multipart_upload_after=incomplete_upload_expiration,
+                abort_incomplete_upload_after=incomplete_upload_expiration,
             )
         ],
     )

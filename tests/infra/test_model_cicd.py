@@ -30,11 +30,16 @@ from cdk_nag import AwsSolutionsChecks
 from mlops_constructs import compliance
 from mlops_constructs import model_cicd
 from mlops_constructs.model_cicd import DeployStage, deploy_build_timeout
+from platform_config.names import Names
 from stacks import code_locations as code
+from stacks.cicd_names import build_ci_names, deploy_cd_names
 
-# The constructs take their buildspecs as props (they never look for the repository); these tests use the platform's.
-ModelBuildCi = partial(model_cicd.ModelBuildCi, buildspec=code.MODEL_BUILD_BUILDSPEC)
-ModelDeployCd = partial(model_cicd.ModelDeployCd, buildspecs=code.BUILDSPECS)
+# The constructs take their buildspecs and physical names as props (they never look for the repository nor derive a
+# name); these tests use the platform's.
+NAMES = Names("mlops", "dev")
+ModelBuildCi = partial(model_cicd.ModelBuildCi, buildspec=code.MODEL_BUILD_BUILDSPEC,
+                       names=build_ci_names(NAMES, "abalone"))
+ModelDeployCd = partial(model_cicd.ModelDeployCd, buildspecs=code.BUILDSPECS, names=deploy_cd_names(NAMES, "abalone"))
 from mlops_constructs.model_registry import ModelRegistry
 from platform_config import load_config
 from platform_config.schema import SourceRepoConfig
@@ -97,7 +102,7 @@ def synth(tmp_path_factory) -> Synth:
     c["approver"] = iam.Role(conn, "Approver", assumed_by=iam.AccountRootPrincipal())
     c["registry"].grant_approve(c["approver"])
     c["build"] = ModelBuildCi(
-        conn, "BuildCi", name_prefix=GROUP, model_name="abalone", sagemaker_pipeline_name=GROUP,
+        conn, "BuildCi", sagemaker_pipeline_name=GROUP,
         connection_arn=CONNECTION, repository=REPOSITORY, trigger_file_paths=["sagemaker_steps/**"],
         alarm_topic=alarms, pipeline_stack_name="mlops-dev-model-abalone",
     )
@@ -116,7 +121,7 @@ def synth(tmp_path_factory) -> Synth:
                            "logs to the lake's access-log bucket; only its name and key matter here.")
     pipeline_role = iam.Role(s3stack, "SageMakerPipelineRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
     c["build_s3"] = ModelBuildCi(
-        s3stack, "BuildCi", name_prefix=GROUP, model_name="abalone", sagemaker_pipeline_name=GROUP,
+        s3stack, "BuildCi", sagemaker_pipeline_name=GROUP,
         definition_file="build/pipeline-definition.json", sagemaker_pipeline_role=pipeline_role,
         wait_for_execution=True, wait_timeout=cdk.Duration.minutes(45),
     )
@@ -728,7 +733,7 @@ def _stack() -> cdk.Stack:
 
 def test_upsert_needs_the_pipeline_role_message():
     with pytest.raises(ValueError) as err:
-        ModelBuildCi(_stack(), "Ci", name_prefix=GROUP, model_name="abalone", sagemaker_pipeline_name=GROUP,
+        ModelBuildCi(_stack(), "Ci", sagemaker_pipeline_name=GROUP,
                      definition_file="definition.json")
     assert str(err.value) == (
         "ModelBuildCi definition_file and sagemaker_pipeline_role go together: upserting a pipeline definition "
@@ -738,7 +743,7 @@ def test_upsert_needs_the_pipeline_role_message():
 
 def test_build_timeout_must_exceed_the_wait_message():
     with pytest.raises(ValueError) as err:
-        ModelBuildCi(_stack(), "Ci", name_prefix=GROUP, model_name="abalone", sagemaker_pipeline_name=GROUP,
+        ModelBuildCi(_stack(), "Ci", sagemaker_pipeline_name=GROUP,
                      wait_for_execution=True, wait_timeout=cdk.Duration.minutes(60),
                      build_timeout=cdk.Duration.minutes(30))
     assert str(err.value) == (
