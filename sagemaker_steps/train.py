@@ -298,8 +298,8 @@ def run(args: argparse.Namespace) -> Dict:
 
 def write_serving_code(model_dir: str) -> str:
     """Copy serve.py (next to this script) to ``<model_dir>/code/serve.py``: SageMaker packs the model dir into
-    model.tar.gz, and the serving container imports SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code.
-    """
+    model.tar.gz, and the serving container imports SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY
+    (/opt/ml/model/code)."""
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), SERVING_PROGRAM)
     if not os.path.isfile(source):
         raise TrainError("{} is not next to train.py ({}): the training source dir must hold both".format(
