@@ -15,6 +15,7 @@ from mlops_constructs.monitoring import ModelMonitoring
 from platform_config import ModelConfig, PlatformConfig
 from platform_config.names import Names
 from stacks import code_locations as code
+from stacks.cicd_names import build_ci_names, deploy_cd_names
 from stacks.common import LakeReferences, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy
 from stacks.serving_stack import rollout_budget
 
@@ -93,8 +94,7 @@ class ModelStack(Stack):
             self,
             "BuildCi",
             buildspec=code.MODEL_BUILD_BUILDSPEC,
-            name_prefix=name,
-            model_name=model.name,
+            names=build_ci_names(config.names, model.name),
             sagemaker_pipeline_name=name,
             connection_arn=source.connection_arn,
             repository=source.repository,
@@ -111,6 +111,7 @@ class ModelStack(Stack):
                 self,
                 "DeployCd",
                 buildspecs=code.BUILDSPECS,
+                names=deploy_cd_names(config.names, model.name),
                 project=config.project,
                 environment=config.environment,
                 model_name=model.name,
