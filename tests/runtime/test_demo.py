@@ -20,14 +20,9 @@ pytest.importorskip("pyspark")
 pytest.importorskip("moto.server")
 
 from demo.__main__ import main as demo_main  # noqa: E402
-from demo.loop import (  # noqa: E402
-    DemoFailed,
-    UnsafeEnvironmentError,
-    check_client,
-    check_endpoint,
-    local_spark,
-    run_demo,
-)
+from demo.aws import check_client, check_endpoint  # noqa: E402
+from demo.loop import DemoFailed, UnsafeEnvironmentError, run_demo  # noqa: E402
+from demo.spark import local_spark  # noqa: E402
 from platform_config import load_config  # noqa: E402
 
 SAMPLE = 600
