@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,12 @@ from glue_jobs import etl_transform as et  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ABALONE_CSV = REPO / "data" / "abalone.csv"
+BREAST_CANCER_CSV = REPO / "data" / "breast_cancer.csv"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
+# The dataset schema documents, as the config builds them (DatasetConfig.schema_document()).
+ABALONE_DOC = json.loads((FIXTURES / "abalone.json").read_text())
+BREAST_CANCER_DOC = json.loads((FIXTURES / "breast_cancer.json").read_text())
+ABALONE = et.DatasetSpec.from_document(ABALONE_DOC)
 # The raw header and curated columns exactly as docs/CONTRACTS.md states them.
 HEADER = "sex,length,diameter,height,whole weight,shucked weight,viscera weight,shell weight,rings"
 CURATED_COLUMNS = [
@@ -66,7 +73,7 @@ def write_csv(directory: Path, name: str, text: str) -> str:
 
 def run(spark, directory: Path, text: str, name: str = "raw.csv") -> et.TransformResult:
     """Write ``text`` as a CSV file, read it and transform it; check the count invariant on every result."""
-    result = et.transform(spark, et.read_raw_csv(spark, write_csv(directory, name, text)), "abalone", DATE)
+    result = et.transform(spark, et.read_raw_csv(spark, write_csv(directory, name, text)), ABALONE, DATE)
     assert result.counts["rows_in"] == result.counts["rows_curated"] + result.counts["rows_rejected"]
     return result
 
@@ -83,33 +90,91 @@ def curated_tuples(result: et.TransformResult) -> list[tuple]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The registry
+# The dataset schema document
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_abalone_spec_matches_the_contract():
-    spec = et.DATASETS["abalone"]
+def test_abalone_document_matches_the_contract():
+    spec = ABALONE
+    assert spec.name == "abalone" and spec.max_reject_ratio == 0.05
     assert spec.raw_header == HEADER
     assert spec.column_names == CURATED_COLUMNS
-    types = {f.name: f.dataType for f in spec.curated_schema.fields}
+    types = {f.name: f.dataType for f in et.curated_schema(spec).fields}
     assert types["sex"] == T.StringType() and types["rings"] == T.IntegerType()
     assert all(types[c] == T.DoubleType() for c in CURATED_COLUMNS[1:-1])
     sex = spec.columns[0]
-    assert sex.allowed_values == ("F", "I", "M") and not sex.nullable
+    assert sex.allowed_values == ("F", "I", "M") and sex.upper_case and not sex.nullable
     assert all(c.min_value == 0 for c in spec.columns[1:]), "measurements and rings are non-negative"
-    assert spec.rejected_schema.names == CURATED_COLUMNS + ["reject_reason"]
+    assert [c.max_value for c in spec.columns[1:]] == [5.0] * 3 + [10.0] * 4 + [100]
+    assert et.rejected_schema(spec).names == CURATED_COLUMNS + ["reject_reason"]
+    assert spec.format == et.CsvFormat(delimiter=",", quote='"', encoding="UTF-8")
 
 
-def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"unknown dataset 'shells'; known datasets: \['abalone'\]"):
-        et.get_spec("shells")
+def _doc(**changes):
+    """The abalone document with ``changes`` applied: ``key=value``, or ``"columns.3.type"``-style paths via dict."""
+    doc = json.loads(json.dumps(ABALONE_DOC))
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        target = doc
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        if value is KeyError:
+            del target[last]
+        else:
+            target[int(last) if last.isdigit() else last] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"columns__3__type": "date"}, "columns[3].type: 'date' is not supported; use string, double or integer"),
+        ({"schema_version": 2}, "schema_version: 2 is not supported; this job reads version 1"),
+        ({"name": "Abalone"}, "name: 'Abalone' must be lower case letters, digits and '_'"),
+        ({"max_reject_ratio": 1.5}, "max_reject_ratio: 1.5 must be a number in [0, 1]"),
+        ({"extra": 1}, "dataset schema: unknown field(s) extra; expected schema_version, name, format, columns, "
+                       "max_reject_ratio"),
+        ({"columns": []}, "columns: must be a non-empty list of columns"),
+        ({"format__type": "parquet"}, "format.type: 'parquet' is not supported; use csv"),
+        ({"format__header": False}, "format.header: False is not supported; raw files need a header line (true)"),
+        ({"format__delimiter": ";;"}, "format.delimiter: ';;' must be one character other than a line break"),
+        ({"format__quote": ","}, "format.quote: ',' must differ from the delimiter"),
+        ({"format__encoding": "latin-1"}, "format.encoding: 'latin-1' is not supported; use UTF-8"),
+        ({"format__escape": "\\"}, "format: unknown field(s) escape; expected type, header, delimiter, quote, encoding"),
+        ({"columns__2__max": KeyError}, "columns[2]: missing field(s) max"),
+        ({"columns__2__min": "0"}, "columns[2].min: '0' must be a finite number, or null"),
+        ({"columns__2__min": 6.0}, "columns[2].min: 6 is greater than max 5"),
+        ({"columns__0__min": 0}, "columns[0].min: only supported for numeric columns"),
+        ({"columns__0__nullable": "no"}, "columns[0].nullable: 'no' must be true or false"),
+        ({"columns__1__allowed_values": ["1"]}, "columns[1].allowed_values: only supported for string columns"),
+        ({"columns__0__allowed_values": ["f", "M"]}, "columns[0].allowed_values: 'f' can never match: upper_case is "
+                                                     "true"),
+        ({"columns__1__upper_case": True}, "columns[1].upper_case: only supported for string columns"),
+        ({"columns__4__name": "length"}, "columns[4].name: 'length' matches columns[1] as well"),
+        ({"columns__4__raw_name": "Length"}, "columns[4].raw_name: 'Length' matches columns[1] as well"),
+        ({"columns__8__name": "ingest_date"}, "columns[8].name: 'ingest_date' is reserved for the job's own columns "
+                                              "['reject_reason', 'ingest_date', '_corrupt_record']"),
+        ({"columns__8__name": "Rings"}, "columns[8].name: 'Rings' must be lower case letters, digits and '_', "
+                                        "starting with a letter"),
+        ({"columns__8__raw_name": " "}, "columns[8].raw_name: ' ' must be a non-blank header name"),
+    ],
+)
+def test_document_errors_are_one_line_naming_the_field(changes, message):
+    with pytest.raises(ValueError) as err:
+        et.DatasetSpec.from_document(_doc(**changes))
+    assert str(err.value) == message
+
+
+def test_document_must_be_an_object():
+    with pytest.raises(ValueError, match=r"^dataset schema: expected an object, got list$"):
+        et.DatasetSpec.from_document([])  # type: ignore[arg-type]
 
 
 def test_spec_rejects_inconsistent_column_definitions():
-    with pytest.raises(ValueError, match="allowed_values is only supported for string columns"):
-        et.ColumnSpec("x", "x", T.DoubleType(), allowed_values=("1",))
-    with pytest.raises(ValueError, match="min_value 2 > max_value 1"):
-        et.ColumnSpec("x", "x", T.IntegerType(), min_value=2, max_value=1)
+    with pytest.raises(ValueError, match="^allowed_values: only supported for string columns$"):
+        et.ColumnSpec("x", "x", "double", allowed_values=("1",))
+    with pytest.raises(ValueError, match="^min: 2 is greater than max 1$"):
+        et.ColumnSpec("x", "x", "integer", min_value=2, max_value=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -119,7 +184,7 @@ def test_spec_rejects_inconsistent_column_definitions():
 
 @pytest.fixture(scope="module")
 def abalone_result(spark):
-    return et.transform(spark, et.read_raw_csv(spark, str(ABALONE_CSV)), "abalone", DATE)
+    return et.transform(spark, et.read_raw_csv(spark, str(ABALONE_CSV)), ABALONE, DATE)
 
 
 def test_shipped_abalone_is_curated_completely_and_exactly(abalone_result):
@@ -133,7 +198,7 @@ def test_shipped_abalone_is_curated_completely_and_exactly(abalone_result):
     assert abalone_result.counts == {"rows_in": 4177, "rows_curated": 4177, "rows_rejected": 0}
     assert curated_tuples(abalone_result) == expected
     assert abalone_result.rejected.count() == 0
-    assert abalone_result.ignored_columns == ()
+    assert abalone_result.schema_error is None
     assert abalone_result.reject_ratio == 0.0
 
 
@@ -145,6 +210,21 @@ def test_curated_schema_is_typed_snake_case_with_ingest_date(abalone_result):
     ]
     dates = {r[0] for r in abalone_result.curated.select("ingest_date").distinct().collect()}
     assert dates == {dt.date(2024, 1, 15)}
+
+
+def test_shipped_breast_cancer_is_curated_completely_and_exactly(spark):
+    spec = et.DatasetSpec.from_document(BREAST_CANCER_DOC)
+    with BREAST_CANCER_CSV.open(newline="") as f:
+        reader = csv.reader(f)
+        assert next(reader) == [c.raw_name for c in spec.columns]
+        expected = [(r[0], *map(float, r[1:])) for r in reader]
+    assert len(expected) == 569 and len(spec.columns) == 31
+    result = et.transform(spark, et.read_raw_csv(spark, str(BREAST_CANCER_CSV), spec.format), spec, DATE)
+    assert result.counts == {"rows_in": 569, "rows_curated": 569, "rows_rejected": 0}
+    assert result.curated.schema.names == spec.column_names + ["ingest_date"]
+    assert [tuple(r)[:-1] for r in result.curated.collect()] == expected
+    assert {r.diagnosis for r in result.curated.select("diagnosis").distinct().collect()} == {"B", "M"}
+    result.unpersist()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -222,44 +302,75 @@ def test_cleaned_values_are_curated(mixed_result):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_missing_column_raises_schema_error(spark, tmp_path):
+def _expect_rejected_input(result: et.TransformResult, message: str, rows: list[dict]) -> None:
+    """A header mismatch: nothing curated, every row rejected with ``message``, values under the input's names."""
+    assert result.schema_error == message
+    assert result.counts == {"rows_in": len(rows), "rows_curated": 0, "rows_rejected": len(rows)}
+    assert result.curated.count() == 0 and result.curated.columns == CURATED_COLUMNS + ["ingest_date"]
+    got = [row.asDict() for row in result.rejected.collect()]
+    assert got == [{**r, "reject_reason": message, "ingest_date": dt.date(2024, 1, 15)} for r in rows]
+
+
+def test_missing_column_rejects_the_input(spark, tmp_path):
     header = HEADER.replace(",rings", "")
-    path = write_csv(tmp_path, "no_rings.csv", header + "\nM,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\n")
-    with pytest.raises(et.SchemaError) as err:
-        et.transform(spark, et.read_raw_csv(spark, path), "abalone", DATE)
-    assert str(err.value) == (
-        "abalone: missing required column(s): rings; expected header: "
-        "sex,length,diameter,height,whole weight,shucked weight,viscera weight,shell weight,rings"
+    result = run(spark, tmp_path, header + "\nM,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\n")
+    _expect_rejected_input(
+        result,
+        "abalone: header does not match the schema: missing column(s): rings; expected header: "
+        "sex,length,diameter,height,whole weight,shucked weight,viscera weight,shell weight,rings",
+        [dict(zip(header.split(","), "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15".split(",")))],
     )
 
 
-def test_several_missing_columns_are_all_named(spark, tmp_path):
-    path = write_csv(tmp_path, "short.csv", "sex,length,height,rings\nM,0.4,0.1,9\n")
+def test_missing_and_extra_columns_are_all_named_and_no_value_is_lost(spark, tmp_path):
+    result = run(spark, tmp_path, "sex,length,height,rings,comment,Whole_Weight\nM,0.4,0.1,9,hello,0.5\nF,,,,,\n")
+    _expect_rejected_input(
+        result,
+        "abalone: header does not match the schema: missing column(s): diameter, shucked weight, viscera weight, "
+        f"shell weight; unexpected column(s): comment; expected header: {HEADER}",
+        [
+            {"sex": "M", "length": "0.4", "height": "0.1", "rings": "9", "comment": "hello", "Whole_Weight": "0.5"},
+            {"sex": "F", "length": None, "height": None, "rings": None, "comment": None, "Whole_Weight": None},
+        ],
+    )
+
+
+def test_extra_column_rejects_the_input(spark, tmp_path):
+    # Decision (issue 12): an unexpected column rejects the whole input; the schema is changed in the config first.
+    result = run(spark, tmp_path, HEADER + ",comment\n" + VALID + ",looks fine\n")
+    _expect_rejected_input(
+        result,
+        f"abalone: header does not match the schema: unexpected column(s): comment; expected header: {HEADER}",
+        [{**dict(zip(HEADER.split(","), VALID.split(","))), "comment": "looks fine"}],
+    )
+
+
+def test_two_columns_matching_one_spec_column_is_a_header_mismatch():
     with pytest.raises(et.SchemaError) as err:
-        et.transform(spark, et.read_raw_csv(spark, path), "abalone", DATE)
+        et.match_columns(HEADER.split(",") + ["whole_weight"], ABALONE)
     assert str(err.value) == (
-        "abalone: missing required column(s): diameter, whole weight, shucked weight, viscera weight, shell weight; "
+        "abalone: header does not match the schema: 'whole weight' and 'whole_weight' both match 'whole weight'; "
         f"expected header: {HEADER}"
     )
 
 
-def test_two_columns_matching_one_spec_column_is_a_schema_error():
-    with pytest.raises(et.SchemaError, match="columns 'whole weight' and 'whole_weight' both match 'whole weight'"):
-        et.match_columns(HEADER.split(",") + ["whole_weight"], et.ABALONE)
-
-
-def test_extra_column_is_ignored_with_a_warning(spark, tmp_path, caplog):
-    # Decision: an unexpected column does not reject rows; it is dropped, logged, and reported in ignored_columns.
-    # Header matching also tolerates case, blanks, "_" for " " and a UTF-8 BOM.
-    header = "\ufeffSex, Length ,Diameter,Height,Whole_Weight,Shucked Weight,VISCERA WEIGHT,shell-weight,Rings,comment"
-    text = header + "\n" + VALID + ",looks fine\n"
-    with caplog.at_level(logging.WARNING, logger=et.LOG.name):
-        result = run(spark, tmp_path, text)
-    assert result.counts == {"rows_in": 1, "rows_curated": 1, "rows_rejected": 0}
-    assert result.ignored_columns == ("comment",)
+def test_header_matching_tolerates_case_blanks_separators_and_a_bom(spark, tmp_path):
+    header = "\ufeffSex, Length ,Diameter,Height,Whole_Weight,Shucked Weight,VISCERA WEIGHT,shell-weight,Rings"
+    result = run(spark, tmp_path, header + "\n" + VALID + "\n")
+    assert result.counts == {"rows_in": 1, "rows_curated": 1, "rows_rejected": 0} and result.schema_error is None
     assert result.curated.columns == CURATED_COLUMNS + ["ingest_date"]
     assert curated_tuples(result) == [VALID_TYPED]
-    assert "abalone: ignoring unexpected column(s) comment" in caplog.text
+
+
+def test_delimiter_and_quote_of_the_format(spark, tmp_path):
+    spec = et.DatasetSpec.from_document(_doc(format__delimiter=";", format__quote="'"))
+    assert spec.raw_header == HEADER.replace(",", ";")
+    text = spec.raw_header + "\n" + VALID.replace(",", ";") + "\n'M;F';0.5;0.4;0.1;0.514;0.2245;0.101;0.15;9\n"
+    path = write_csv(tmp_path, "semicolon.csv", text)
+    result = et.transform(spark, et.read_raw_csv(spark, path, spec.format), spec, DATE)
+    assert result.counts == {"rows_in": 2, "rows_curated": 1, "rows_rejected": 1}
+    assert curated_tuples(result) == [VALID_TYPED]
+    assert rejected_pairs(result)[0][1] == "sex: 'M;F' not in [F, I, M]"
 
 
 @pytest.mark.parametrize("text", ["", HEADER + "\n", HEADER], ids=["zero-bytes", "header-only", "header-no-newline"])
@@ -400,7 +511,7 @@ def test_typed_input_columns_like_a_glue_dynamic_frame_are_cast_back_to_strings(
     schema = "sex string, length double, diameter double, height double, `whole weight` double, " \
              "`shucked weight` double, `viscera weight` double, `shell weight` double, rings long"
     raw = spark.createDataFrame([VALID_TYPED, ("I", 0.3, 0.2, 0.1, 0.2, 0.1, 0.05, 0.06, 200)], schema)
-    result = et.transform(spark, raw, "abalone", dt.date(2024, 1, 15))
+    result = et.transform(spark, raw, ABALONE_DOC, dt.date(2024, 1, 15))  # a document is accepted as well
     assert result.counts == {"rows_in": 2, "rows_curated": 1, "rows_rejected": 1}
     assert curated_tuples(result) == [VALID_TYPED]
     assert rejected_pairs(result)[0][1] == "rings: '200' out of range [0, 100]"
@@ -409,9 +520,9 @@ def test_typed_input_columns_like_a_glue_dynamic_frame_are_cast_back_to_strings(
 def test_normalize_and_validate_building_blocks(spark):
     raw = spark.createDataFrame([tuple(VALID.split(",")), ("F",) + tuple(VALID.split(",")[1:8]) + ("x",)],
                                 HEADER.split(","))
-    normalized = et.normalize_columns(raw, et.ABALONE)
+    normalized = et.normalize_columns(raw, ABALONE)
     assert normalized.columns == CURATED_COLUMNS
-    good, rejected = et.validate(normalized, et.ABALONE)
+    good, rejected = et.validate(normalized, ABALONE)
     assert [tuple(r) for r in good.collect()] == [VALID_TYPED]
     assert [r.reject_reason for r in rejected.collect()] == ["rings: not an integer ('x')"]
     dated = et.add_ingest_date(good, "2024-02-29")
@@ -447,7 +558,7 @@ def test_parquet_and_quarantine_round_trip(spark, tmp_path, abalone_result, mixe
     ]
     assert first_write["rings"].tolist() == [t[-1] for t in curated_tuples(abalone_result)]
     later = et.transform(spark, mixed_result.rejected.drop("reject_reason", "ingest_date").toDF(
-        *HEADER.split(",")), "abalone", "2024-01-16")  # a second batch: the rows rejected before
+        *HEADER.split(",")), ABALONE, "2024-01-16")  # a second batch: the rows rejected before
     written = et.write_outputs(later, curated_path, quarantine_path)
     assert written == {"curated": 0, "quarantine": later.counts["rows_rejected"]}
     et.write_outputs(mixed_result, curated_path, quarantine_path)  # appends to the 2024-01-15 partition
@@ -457,7 +568,7 @@ def test_parquet_and_quarantine_round_trip(spark, tmp_path, abalone_result, mixe
     back = spark.read.parquet(curated_path)
     assert back.count() == 4177 + mixed_result.counts["rows_curated"]
     assert {f.name: f.dataType for f in back.schema.fields} == {
-        **{f.name: f.dataType for f in et.ABALONE.curated_schema.fields}, "ingest_date": T.DateType()
+        **{f.name: f.dataType for f in et.curated_schema(ABALONE).fields}, "ingest_date": T.DateType()
     }
     # What a pandas/pyarrow consumer (the SageMaker preprocessing step) sees.
     frame = pd.read_parquet(curated_path)
@@ -479,45 +590,45 @@ def test_parquet_and_quarantine_round_trip(spark, tmp_path, abalone_result, mixe
 # The Glue entry point's pure part
 # ----------------------------------------------------------------------------------------------------------------
 
+SCHEMA_ARG = json.dumps(ABALONE_DOC, sort_keys=True, separators=(",", ":"))  # as the construct passes it
 GLUE_ARGV = [
-    "script.py", "--JOB_NAME", "etl", "--dataset", "abalone", "--raw_path", "s3://raw/abalone/",
+    "script.py", "--JOB_NAME", "etl", "--dataset_schema", SCHEMA_ARG, "--raw_path", "s3://raw/abalone/",
     "--curated_path", "s3://cur/abalone/", "--quarantine_path", "s3://cur/quarantine/abalone/",
     "--job-bookmark-option", "job-bookmark-enable", "--TempDir", "s3://tmp/",
 ]
 
 
 def test_required_glue_arguments():
-    assert etl_job.REQUIRED_ARGS == ["JOB_NAME", "dataset", "raw_path", "curated_path", "quarantine_path"]
+    assert etl_job.REQUIRED_ARGS == ["JOB_NAME", "dataset_schema", "raw_path", "curated_path", "quarantine_path"]
+
+
+def test_dataset_schema_argument():
+    assert etl_job.parse_dataset_schema(SCHEMA_ARG) == ABALONE
+    with pytest.raises(ValueError, match=r"^--dataset_schema: not valid JSON \(Expecting value: line 1 column 1"):
+        etl_job.parse_dataset_schema("abalone")
+    with pytest.raises(ValueError) as err:
+        etl_job.parse_dataset_schema(json.dumps(_doc(columns__8__type="long")))
+    assert str(err.value) == "--dataset_schema: columns[8].type: 'long' is not supported; use string, double or integer"
 
 
 def test_optional_arguments_defaults():
     options = etl_job.parse_optional_args(GLUE_ARGV, today=dt.date(2025, 3, 1))
-    assert options == etl_job.JobOptions(max_reject_ratio=0.1, ingest_date=dt.date(2025, 3, 1))
+    assert options == etl_job.JobOptions(ingest_date=dt.date(2025, 3, 1))
     before = dt.datetime.now(dt.timezone.utc).date()
     default_date = etl_job.parse_optional_args(GLUE_ARGV).ingest_date
     assert default_date in {before, dt.datetime.now(dt.timezone.utc).date()}  # today (UTC), even across midnight
 
 
-@pytest.mark.parametrize(
-    "extra, ratio, date",
-    [
-        (["--max_reject_ratio", "0.25"], 0.25, dt.date(2025, 3, 1)),
-        (["--max_reject_ratio=0"], 0.0, dt.date(2025, 3, 1)),
-        (["--ingest_date", "2024-01-15", "--max_reject_ratio", "1"], 1.0, dt.date(2024, 1, 15)),
-    ],
-)
-def test_optional_arguments_given(extra, ratio, date):
+@pytest.mark.parametrize("extra", [["--ingest_date", "2024-01-15"], ["--ingest_date=2024-01-15"]])
+def test_optional_arguments_given(extra):
     options = etl_job.parse_optional_args(GLUE_ARGV + extra, today=dt.date(2025, 3, 1))
-    assert options == etl_job.JobOptions(max_reject_ratio=ratio, ingest_date=date)
+    assert options == etl_job.JobOptions(ingest_date=dt.date(2024, 1, 15))
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--max_reject_ratio", "abc"], "--max_reject_ratio must be a number in [0, 1], got 'abc'"),
-        (["--max_reject_ratio", "1.5"], "--max_reject_ratio must be a number in [0, 1], got '1.5'"),
-        (["--max_reject_ratio", "nan"], "--max_reject_ratio must be a number in [0, 1], got 'nan'"),
-        (["--max_reject_ratio"], "argument --max_reject_ratio needs a value"),
+        (["--ingest_date"], "argument --ingest_date needs a value"),
         (["--ingest_date", "15/01/2024"], "ingest date must be YYYY-MM-DD, got '15/01/2024'"),
     ],
 )
@@ -537,23 +648,40 @@ def test_reject_ratio_gate():
 def test_process_fails_over_the_reject_ratio_and_writes_only_the_quarantine(spark, tmp_path):
     path = write_csv(tmp_path, "raw.csv", "\n".join([HEADER, VALID, "X" + VALID[1:]]) + "\n")
     logged: list[str] = []
-    kwargs = dict(job_name="etl", dataset="abalone", curated_path=str(tmp_path / "cur"),
-                  quarantine_path=str(tmp_path / "q"), log=logged.append)
+    kwargs = dict(job_name="etl", curated_path=str(tmp_path / "cur"), quarantine_path=str(tmp_path / "q"),
+                  options=etl_job.JobOptions(dt.date(2024, 1, 15)), log=logged.append)
     with pytest.raises(etl_job.RejectRatioExceededError):
-        etl_job.process(spark, et.read_raw_csv(spark, path),
-                        options=etl_job.JobOptions(0.1, dt.date(2024, 1, 15)), **kwargs)
+        etl_job.process(spark, et.read_raw_csv(spark, path), dataset=replace(ABALONE, max_reject_ratio=0.1), **kwargs)
     assert not (tmp_path / "cur").exists()
     assert (tmp_path / "q" / "ingest_date=2024-01-15").is_dir()
     assert json.loads(logged[0]) == {
         "event": "etl_counts", "job_name": "etl", "dataset": "abalone", "ingest_date": "2024-01-15",
         "rows_in": 2, "rows_curated": 1, "rows_rejected": 1, "reject_ratio": 0.5, "max_reject_ratio": 0.1,
-        "ignored_columns": [], "status": "failed_reject_ratio",
+        "schema_error": None, "status": "failed_reject_ratio",
     }
 
-    summary = etl_job.process(spark, et.read_raw_csv(spark, path),
-                              options=etl_job.JobOptions(0.5, dt.date(2024, 1, 15)), **kwargs)
+    summary = etl_job.process(spark, et.read_raw_csv(spark, path), dataset=_doc(max_reject_ratio=0.5), **kwargs)
     assert summary["status"] == "succeeded" and json.loads(logged[1]) == summary
     assert spark.read.parquet(str(tmp_path / "cur")).count() == 1
+
+
+def test_process_fails_on_a_header_mismatch_quarantines_every_row_and_curates_nothing(spark, tmp_path):
+    path = write_csv(tmp_path, "raw.csv", "\n".join([HEADER + ",comment", VALID + ",a", VALID + ",b"]) + "\n")
+    logged: list[str] = []
+    with pytest.raises(et.SchemaError) as err:
+        etl_job.process(spark, et.read_raw_csv(spark, path), job_name="etl", dataset=ABALONE,
+                        curated_path=str(tmp_path / "cur"), quarantine_path=str(tmp_path / "q"),
+                        options=etl_job.JobOptions(dt.date(2024, 1, 15)), log=logged.append)
+    reason = f"abalone: header does not match the schema: unexpected column(s): comment; expected header: {HEADER}"
+    assert str(err.value) == f"{reason}; the 2 rows are in the quarantine, the curated zone was not written"
+    assert not (tmp_path / "cur").exists()
+    records = [json.loads(line) for f in sorted((tmp_path / "q").rglob("*.json")) for line in f.read_text().splitlines()]
+    assert [(r["comment"], r["reject_reason"]) for r in records] == [("a", reason), ("b", reason)]
+    assert json.loads(logged[0]) == {
+        "event": "etl_counts", "job_name": "etl", "dataset": "abalone", "ingest_date": "2024-01-15",
+        "rows_in": 2, "rows_curated": 0, "rows_rejected": 2, "reject_ratio": 1.0, "max_reject_ratio": 0.05,
+        "schema_error": reason, "status": "failed_schema",
+    }
 
 
 # --- the job as Glue runs it: ``python <hash>.py --JOB_NAME ...`` with the --extra-py-files zip on sys.path ---------
@@ -592,7 +720,8 @@ class _Reader:
         self._spark = spark
 
     def from_options(self, connection_type, format, format_options, connection_options, transformation_ctx):
-        assert (connection_type, format, format_options) == ("s3", "csv", {"withHeader": True})
+        assert (connection_type, format) == ("s3", "csv")
+        assert format_options == {"withHeader": True, "separator": ",", "quoteChar": '"'}, format_options
         assert transformation_ctx, "bookmarks need a transformation_ctx"
         return _Frame(self._spark.read.option("header", True).csv(connection_options["paths"]))
 
@@ -640,7 +769,7 @@ def test_etl_job_runs_as_glue_runs_it(tmp_path):
         "PYSPARK_SUBMIT_ARGS": "--master local[1] --conf spark.ui.enabled=false --driver-memory 512m pyspark-shell",
     }
     argv = [
-        "--JOB_NAME", "mlops-dev-etl-abalone", "--dataset", "abalone", "--raw_path", str(raw),
+        "--JOB_NAME", "mlops-dev-etl-abalone", "--dataset_schema", SCHEMA_ARG, "--raw_path", str(raw),
         "--curated_path", str(curated), "--quarantine_path", str(quarantine), "--ingest_date", DATE,
         "--job-bookmark-option", "job-bookmark-enable", "--TempDir", str(tmp_path / "tmp"),
     ]
