@@ -5,10 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import jsii
 from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Stack
@@ -23,7 +24,8 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs import sagemaker_definition as sdk
-from sagemaker_steps import pipeline_spec as spec
+from sagemaker_steps import pipeline_spec as spec_module
+from sagemaker_steps.model_spec import ModelSpec
 
 
 @jsii.implements(events.IRuleTarget)
@@ -81,20 +83,20 @@ class ModelBuildPipeline(Construct):
     partitions and one content digest), PipelineExecutionArn.
 
     :param pipeline_name: physical name (other systems start it by name).
+    :param model_package_group_name: group the Register step writes to.
     :param project / environment: values of the ``project`` and ``environment`` tags on every processing and
         training job the pipeline starts (the account's failure-event rules match jobs by these tags). Required.
-    :param model_name: short model name (job name prefixes, registry metadata).
-    :param model_package_group_name: group the Register step writes to.
-    :param target_column / problem_type / framework / metric / threshold / positive_threshold / hyperparameters: the
-        model (validated by :mod:`sagemaker_steps.pipeline_spec`).
+    :param spec: the model (:class:`sagemaker_steps.model_spec.ModelSpec`: name, target, problem type, framework,
+        metric, threshold, positive threshold, hyperparameters, instance type defaults), validated on creation.
     :param input_bucket / input_prefix: curated data (read only).
     :param artifacts_bucket: outputs under ``artifacts_prefix`` (read/write).
-    :param artifacts_prefix: the model's prefix in ``artifacts_bucket``. Default: ``models/<model_name>/``.
     :param encryption_key: encrypts job volumes and outputs.
+    :param artifacts_prefix: the model's prefix in ``artifacts_bucket``. Default: ``models/<spec.name>/``.
     :param role: execution role. Default: a least-privilege role scoped to the buckets' prefixes, the key, the group.
-    :param processing_instance_type / training_instance_type: defaults of the instance type parameters (ml.m5.large).
-    :param start_on_events: EventBridge event patterns that start the pipeline (e.g. Glue job succeeded).
+    :param start_on_events: EventBridge event patterns that start the pipeline (e.g. Glue job succeeded). Default: none.
     :param schedule: EventBridge schedule expression. Default: none.
+    :param definition_cache_dir: directory where the generated definition is cached by everything it depends on, so a
+        warm synth does not import the SageMaker SDK. Default: ``$MLOPS_DEFINITION_CACHE_DIR`` if set, else no cache.
     """
 
     def __init__(
@@ -103,39 +105,31 @@ class ModelBuildPipeline(Construct):
         id_: str,
         *,
         pipeline_name: str,
-        model_name: str,
         model_package_group_name: str,
         project: str,
         environment: str,
-        target_column: str,
+        spec: ModelSpec,
         input_bucket: s3.IBucket,
         input_prefix: str,
         artifacts_bucket: s3.IBucket,
         encryption_key: kms.IKey,
-        problem_type: str = "regression",
-        framework: str = "xgboost",
-        metric: str = "rmse",
-        threshold: float = 3.0,
-        positive_threshold: Optional[float] = None,
-        hyperparameters: Optional[Mapping[str, Any]] = None,
-        processing_instance_type: str = "ml.m5.large",
-        training_instance_type: str = "ml.m5.large",
+        artifacts_prefix: Optional[str] = None,
         role: Optional[iam.IRole] = None,
         start_on_events: Sequence[events.EventPattern] = (),
         schedule: Optional[str] = None,
-        artifacts_prefix: Optional[str] = None,
+        definition_cache_dir: Optional[Union[str, Path]] = None,
     ) -> None:
         super().__init__(scope, id_)
         if len(pipeline_name) > 256 or not pipeline_name.replace("-", "").isalnum():
             raise ValueError(
                 f"ModelBuildPipeline pipeline_name {pipeline_name!r} must be 1-256 letters, digits and hyphens"
             )
-        spec.metric_json_path(problem_type, metric)  # raises a clear error for a metric the problem type lacks
-        if problem_type == "binary_classification" and positive_threshold is None:
-            raise ValueError("ModelBuildPipeline binary_classification needs positive_threshold")
+        if not isinstance(spec, ModelSpec):
+            raise TypeError(f"ModelBuildPipeline spec must be a sagemaker_steps.model_spec.ModelSpec, got {spec!r}")
         stack = Stack.of(self)
+        self.spec = spec
         self.pipeline_name = pipeline_name
-        self.artifacts_prefix = artifacts_prefix or f"models/{model_name}/"
+        self.artifacts_prefix = artifacts_prefix or f"models/{spec.name}/"
         if not self.artifacts_prefix.endswith("/"):
             raise ValueError(f"ModelBuildPipeline artifacts_prefix must end with '/', got {self.artifacts_prefix!r}")
         #: Prefix of every execution's outputs: ``<executions_prefix><PipelineExecutionId>/`` (preprocess/,
@@ -143,43 +137,8 @@ class ModelBuildPipeline(Construct):
         self.executions_prefix = f"{self.artifacts_prefix}{sdk.EXECUTIONS_PREFIX}/"
         self.job_tags = {"project": project, "environment": environment}
 
-        # --- code: the step scripts as assets (processing `code`, training source dir) ------------------------
-        steps = {s.name: s for s in spec.pipeline_steps(framework)}
-        self.code_assets: dict[str, s3_assets.Asset] = {}
-        for name in (spec.PREPROCESS, spec.EVALUATE):
-            script = steps[name].script_path
-            self.code_assets[steps[name].script] = s3_assets.Asset(self, f"{name}Code", path=str(script))
-        tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
-        train_tar = _deterministic_tar_gz(list(spec.training_source_files(framework)), tmp / "sourcedir.tar.gz")
-        self.train_source = s3_assets.Asset(self, "TrainSourceDir", path=str(train_tar))
-        #: Digest of the deployed step code (the content hashes of its assets), recorded in every package.
-        self.code_digest = "sha256:" + hashlib.sha256(
-            "\n".join(sorted(a.asset_hash for a in (*self.code_assets.values(), self.train_source))).encode()
-        ).hexdigest()
-
-        # --- images: region -> account mapping, so the stack stays environment-agnostic -------------------------
-        images: dict[str, str] = {}
-        accounts: dict[str, dict[str, str]] = {}
-        for fw in sorted({meta["framework"] for meta in spec.CONTAINER_IMAGES.values()}):
-            version = spec.CONTAINER_FRAMEWORK_VERSIONS[fw]
-            for region, account in sdk.image_registries(fw, version).items():
-                accounts.setdefault(region, {})[fw] = account
-        for region, account in sdk.model_monitor_registries().items():
-            accounts.setdefault(region, {})["monitor"] = account
-        mapping = CfnMapping(self, "ImageAccounts", mapping=accounts, lazy=False)
-        monitor_account = mapping.find_in_map(Aws.REGION, "monitor")
-        monitor_registry = f"{monitor_account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
-        self.image_repositories: list[str] = []
-        for fw in sorted({meta["framework"] for meta in spec.CONTAINER_IMAGES.values()}):
-            repo, tag = sdk.image_repository(fw, spec.CONTAINER_FRAMEWORK_VERSIONS[fw])
-            account = mapping.find_in_map(Aws.REGION, fw)
-            images[fw] = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{repo}:{tag}"
-            self.image_repositories.append(f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{repo}")
-        self.image_repositories.append(
-            f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{monitor_account}:repository/sagemaker-model-monitor-analyzer"
-        )
-
-        # --- role ----------------------------------------------------------------------------------------------
+        self._stage_code()
+        images, monitor_registry = self._image_locations()
         self.role: iam.IRole = role or iam.Role(
             self,
             "ExecutionRole",
@@ -191,29 +150,20 @@ class ModelBuildPipeline(Construct):
         )
         self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline", resource_name=pipeline_name)
         if role is None:
-            self._grant_least_privilege(
-                input_bucket, input_prefix, artifacts_bucket, encryption_key, model_package_group_name, model_name
-            )
+            self._grant_least_privilege(input_bucket, input_prefix, artifacts_bucket, encryption_key)
 
-        # --- definition ---------------------------------------------------------------------------------------
         inputs = sdk.PipelineInputs(
-            model_name=model_name,
+            spec=spec,
             pipeline_name=pipeline_name,
             model_package_group_name=model_package_group_name,
-            target_column=target_column,
-            problem_type=problem_type,
-            framework=framework,
-            metric=metric,
-            threshold=threshold,
-            positive_threshold=positive_threshold,
-            hyperparameters=dict(hyperparameters or {}),
-            processing_instance_type=processing_instance_type,
-            training_instance_type=training_instance_type,
             artifacts_prefix=self.artifacts_prefix,
             job_tags=self.job_tags,
             code_digest=self.code_digest,
         )
-        self.definition_template = sdk.build_definition(inputs)
+        if definition_cache_dir is None:
+            definition_cache_dir = os.environ.get(sdk.CACHE_DIR_ENV) or None
+        #: The generated definition with placeholders (before the tokens are substituted).
+        self.definition_template = sdk.cached_definition(inputs, definition_cache_dir)
         # A processing job downloads its code input (S3Prefix = the asset object) to LocalPath under the object's
         # own name, <hash>.py; the entry point runs that file: /opt/ml/processing/input/code/<asset object key>.
         # (Full URIs first, then the object name left in the entry point.)
@@ -237,60 +187,104 @@ class ModelBuildPipeline(Construct):
             "Pipeline",
             pipeline_name=pipeline_name,
             pipeline_display_name=pipeline_name,
-            pipeline_description=f"Build, evaluate and register {model_name}",
+            pipeline_description=f"Build, evaluate and register {spec.name}",
             role_arn=self.role.role_arn,
             pipeline_definition={"PipelineDefinitionBody": stack.to_json_string(definition)},
         )
         self.pipeline.node.add_dependency(self.role)
+        #: The EventBridge rules that start the pipeline (one per event pattern, then the schedule).
+        self.rules: list[events.Rule] = self._add_triggers(
+            start_on_events, schedule, {"InputDataUrl": input_bucket.s3_url_for_object(input_prefix)}
+        )
 
-        # --- triggers -----------------------------------------------------------------------------------------
-        self.rules: list[events.Rule] = []
-        if start_on_events or schedule:
-            start_role = iam.Role(
-                self,
-                "EventsStartRole",
-                assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
-                description=f"EventBridge starts {pipeline_name}",
+    # --- parts of __init__ ---------------------------------------------------------------------------------------
+    def _stage_code(self) -> None:
+        """The step scripts as assets (processing ``code``, training source dir) and the digest of them all."""
+        steps = {s.name: s for s in spec_module.pipeline_steps(self.spec.framework)}
+        #: Script name -> asset of the processing steps' code.
+        self.code_assets: dict[str, s3_assets.Asset] = {}
+        for name in (spec_module.PREPROCESS, spec_module.EVALUATE):
+            script = steps[name].script_path
+            self.code_assets[steps[name].script] = s3_assets.Asset(self, f"{name}Code", path=str(script))
+        tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
+        train_tar = _deterministic_tar_gz(
+            list(spec_module.training_source_files(self.spec.framework)), tmp / "sourcedir.tar.gz"
+        )
+        #: The training job's source dir (sourcedir.tar.gz).
+        self.train_source = s3_assets.Asset(self, "TrainSourceDir", path=str(train_tar))
+        #: Digest of the deployed step code (the content hashes of its assets), recorded in every package.
+        self.code_digest = "sha256:" + hashlib.sha256(
+            "\n".join(sorted(a.asset_hash for a in (*self.code_assets.values(), self.train_source))).encode()
+        ).hexdigest()
+
+    def _image_locations(self) -> tuple[dict[str, str], str]:
+        """Image URIs per framework and the Model Monitor registry, through a region -> account mapping (the stack
+        stays environment-agnostic); sets ``image_repositories`` (the ECR repository ARNs the role pulls from)."""
+        frameworks = sorted({meta["framework"] for meta in spec_module.CONTAINER_IMAGES.values()})
+        accounts: dict[str, dict[str, str]] = {}
+        for fw in frameworks:
+            version = spec_module.CONTAINER_FRAMEWORK_VERSIONS[fw]
+            for region, account in sdk.image_registries(fw, version).items():
+                accounts.setdefault(region, {})[fw] = account
+        for region, account in sdk.model_monitor_registries().items():
+            accounts.setdefault(region, {})["monitor"] = account
+        mapping = CfnMapping(self, "ImageAccounts", mapping=accounts, lazy=False)
+        monitor_account = mapping.find_in_map(Aws.REGION, "monitor")
+        images: dict[str, str] = {}
+        self.image_repositories: list[str] = []
+        for fw in frameworks:
+            repo, tag = sdk.image_repository(fw, spec_module.CONTAINER_FRAMEWORK_VERSIONS[fw])
+            account = mapping.find_in_map(Aws.REGION, fw)
+            images[fw] = f"{account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}/{repo}:{tag}"
+            self.image_repositories.append(f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{account}:repository/{repo}")
+        self.image_repositories.append(
+            f"arn:{Aws.PARTITION}:ecr:{Aws.REGION}:{monitor_account}:repository/sagemaker-model-monitor-analyzer"
+        )
+        return images, f"{monitor_account}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
+
+    def _add_triggers(
+        self, start_on_events: Sequence[events.EventPattern], schedule: Optional[str], parameters: Mapping[str, str]
+    ) -> list[events.Rule]:
+        if not start_on_events and not schedule:
+            return []
+        start_role = iam.Role(
+            self,
+            "EventsStartRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description=f"EventBridge starts {self.pipeline_name}",
+        )
+        start_role.add_to_policy(
+            iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
+        )
+        target = _StartPipelineTarget(self.pipeline_arn, start_role, parameters)
+        rules = [
+            target.add_to(
+                events.Rule(
+                    self,
+                    f"StartOnEvent{i}",
+                    description=f"Start {self.pipeline_name} when new curated data is ready",
+                    event_pattern=pattern,
+                )
             )
-            start_role.add_to_policy(
-                iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
-            )
-            target = _StartPipelineTarget(
-                self.pipeline_arn, start_role, {"InputDataUrl": input_bucket.s3_url_for_object(input_prefix)}
-            )
-            for i, pattern in enumerate(start_on_events):
-                self.rules.append(
-                    target.add_to(
-                        events.Rule(
-                            self,
-                            f"StartOnEvent{i}",
-                            description=f"Start {pipeline_name} when new curated data is ready",
-                            event_pattern=pattern,
-                        )
+            for i, pattern in enumerate(start_on_events)
+        ]
+        if schedule:
+            rules.append(
+                target.add_to(
+                    events.Rule(
+                        self,
+                        "StartOnSchedule",
+                        description=f"Scheduled run of {self.pipeline_name}",
+                        schedule=events.Schedule.expression(schedule),
                     )
                 )
-            if schedule:
-                self.rules.append(
-                    target.add_to(
-                        events.Rule(
-                            self,
-                            "StartOnSchedule",
-                            description=f"Scheduled run of {pipeline_name}",
-                            schedule=events.Schedule.expression(schedule),
-                        )
-                    )
-                )
+            )
+        return rules
 
+    # --- the default role's policy -----------------------------------------------------------------------------
     def _grant_least_privilege(
-        self,
-        input_bucket: s3.IBucket,
-        input_prefix: str,
-        artifacts_bucket: s3.IBucket,
-        key: kms.IKey,
-        group_name: str,
-        model_name: str,
+        self, input_bucket: s3.IBucket, input_prefix: str, artifacts_bucket: s3.IBucket, key: kms.IKey
     ) -> None:
-        stack = Stack.of(self)
         role = self.role
         input_bucket.grant_read(role, f"{input_prefix}*")
         artifacts_bucket.grant_read_write(role, f"{self.artifacts_prefix}*")
@@ -307,8 +301,45 @@ class ModelBuildPipeline(Construct):
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             )
         )
+        jobs = self._grant_jobs_and_registry()
+        job_logs = self._grant_job_logs()
+        compliance.acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource type; cloudwatch:PutMetricData is limited to the SageMaker "
+            "namespaces by condition.",
+        )
+        compliance.acknowledge_wildcard_resources(
+            role,
+            [
+                *jobs,
+                *job_logs,
+                self._model_packages_arn(),
+                input_bucket.arn_for_objects(f"{input_prefix}*"),
+                artifacts_bucket.arn_for_objects(f"{self.artifacts_prefix}*"),
+                compliance.asset_bucket_objects(self),
+            ],
+            "Pipeline jobs are named pipelines-<execution>-<step> by SageMaker and log to streams named after the "
+            "job; CreateLogStream is authorized on the log group ARN form <group>:*; packages are versions of this "
+            "model's group; S3 access is limited to this model's prefixes and the step script assets.",
+        )
+        compliance.acknowledge_wildcard_actions(
+            role,
+            compliance.S3_READ_ACTIONS + compliance.S3_WRITE_ACTIONS + compliance.KMS_ACTIONS,
+            "CDK grant actions, limited to this model's prefixes and the lake key in the same statements.",
+        )
+
+    def _model_packages_arn(self) -> str:
+        """The versions of this model's package group: ``.../model-package/<group>/*``."""
+        return f"{self.model_package_group_arn.replace('model-package-group', 'model-package', 1)}/*"
+
+    def _grant_jobs_and_registry(self) -> list[str]:
+        """Processing and training jobs, registration in the group, passing its own role, pulling the images and
+        job metrics; returns the job ARN patterns."""
+        stack = Stack.of(self)
+        role = self.role
         jobs = [
-            stack.format_arn(service="sagemaker", resource=kind, resource_name=f"pipelines-*")
+            stack.format_arn(service="sagemaker", resource=kind, resource_name="pipelines-*")
             for kind in ("processing-job", "training-job")
         ]
         role.add_to_principal_policy(
@@ -337,7 +368,7 @@ class ModelBuildPipeline(Construct):
                     "sagemaker:DescribeModelPackageGroup",
                     "sagemaker:AddTags",
                 ],
-                resources=[self.model_package_group_arn, f"{self.model_package_group_arn.replace('model-package-group', 'model-package', 1)}/*"],
+                resources=[self.model_package_group_arn, self._model_packages_arn()],
             )
         )
         role.add_to_principal_policy(
@@ -366,9 +397,17 @@ class ModelBuildPipeline(Construct):
                 conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
             )
         )
-        # CloudWatch Logs authorizes CreateLogStream and DescribeLogStreams on the log group (log-group:<name>, also
-        # matched as log-group:<name>:*) and PutLogEvents on the log stream (log-group:<name>:log-stream:<stream>).
-        # The jobs' streams are <job name>/<host>..., and pipeline job names start with "pipelines-".
+        return jobs
+
+    def _grant_job_logs(self) -> list[str]:
+        """The jobs' CloudWatch logs; returns the wildcard ARNs (log group ``:*`` forms and the streams).
+
+        CloudWatch Logs authorizes CreateLogStream and DescribeLogStreams on the log group (log-group:<name>, also
+        matched as log-group:<name>:*) and PutLogEvents on the log stream (log-group:<name>:log-stream:<stream>).
+        The jobs' streams are <job name>/<host>..., and pipeline job names start with "pipelines-".
+        """
+        stack = Stack.of(self)
+
         def log_arn(name: str) -> str:
             return stack.format_arn(
                 service="logs", resource="log-group", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
@@ -379,7 +418,7 @@ class ModelBuildPipeline(Construct):
             log_arn(f"/aws/sagemaker/{k}:*") for k in kinds
         ]
         job_log_streams = [log_arn(f"/aws/sagemaker/{k}:log-stream:pipelines-*") for k in kinds]
-        role.add_to_principal_policy(
+        self.role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="JobLogGroups",
                 # CreateLogGroup: SageMaker creates /aws/sagemaker/<kind> with the job's role on its first job in the
@@ -388,35 +427,10 @@ class ModelBuildPipeline(Construct):
                 resources=job_log_groups,
             )
         )
-        role.add_to_principal_policy(
+        self.role.add_to_principal_policy(
             iam.PolicyStatement(sid="JobLogStreams", actions=["logs:PutLogEvents"], resources=job_log_streams)
         )
-        job_logs = [*job_log_groups[len(kinds):], *job_log_streams]
-        compliance.acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource type; cloudwatch:PutMetricData is limited to the SageMaker "
-            "namespaces by condition.",
-        )
-        compliance.acknowledge_wildcard_resources(
-            role,
-            [
-                *jobs,
-                *job_logs,
-                f"{self.model_package_group_arn.replace('model-package-group', 'model-package', 1)}/*",
-                input_bucket.arn_for_objects(f"{input_prefix}*"),
-                artifacts_bucket.arn_for_objects(f"{self.artifacts_prefix}*"),
-                compliance.asset_bucket_objects(self),
-            ],
-            "Pipeline jobs are named pipelines-<execution>-<step> by SageMaker and log to streams named after the "
-            "job; CreateLogStream is authorized on the log group ARN form <group>:*; packages are versions of this "
-            "model's group; S3 access is limited to this model's prefixes and the step script assets.",
-        )
-        compliance.acknowledge_wildcard_actions(
-            role,
-            compliance.S3_READ_ACTIONS + compliance.S3_WRITE_ACTIONS + compliance.KMS_ACTIONS,
-            "CDK grant actions, limited to this model's prefixes and the lake key in the same statements.",
-        )
+        return [*job_log_groups[len(kinds):], *job_log_streams]
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def grant_start(self, grantee: iam.IGrantable) -> iam.Grant:

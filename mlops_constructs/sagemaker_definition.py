@@ -11,10 +11,16 @@ local runner reads.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
@@ -23,6 +29,7 @@ for _name in ("sagemaker", "sagemaker.config", "sagemaker.workflow", "sagemaker.
     logging.getLogger(_name).setLevel(logging.ERROR)
 
 from sagemaker_steps import pipeline_spec as spec  # noqa: E402
+from sagemaker_steps.model_spec import ModelSpec  # noqa: E402
 
 # Placeholders the SDK sees instead of CDK tokens. Valid-looking values, replaced after the build.
 PLACEHOLDER_REGION = "us-east-1"
@@ -40,27 +47,31 @@ PLACEHOLDER_MONITOR_IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/placeh
 
 @dataclass(frozen=True)
 class PipelineInputs:
-    """What the definition needs, all plain strings (no tokens)."""
+    """What the definition needs, all plain strings (no tokens): the model's spec and where the pipeline puts things.
 
-    model_name: str
+    :param spec: the model (target, problem type, framework, metric, threshold, hyperparameters, instance types).
+    :param pipeline_name / model_package_group_name: physical names.
+    :param artifacts_prefix: the model's prefix in the artifacts bucket, e.g. ``models/abalone/``. Default: the root.
+    :param baseline: add the Model Monitor data-quality baseline step. Default: true.
+    :param job_tags: tags of every processing and training job (contract C3: ``project`` and ``environment``).
+    :param code_digest: digest of the step code as deployed (recorded in the package metadata as ``CodeDigest``).
+    :param exclude_columns: columns preprocessing drops besides the target. Default: ``ingest_date``.
+    """
+
+    spec: ModelSpec
     pipeline_name: str
     model_package_group_name: str
-    target_column: str
-    problem_type: str = "regression"
-    framework: str = "xgboost"
-    metric: str = "rmse"
-    threshold: float = 3.0
-    positive_threshold: Optional[float] = None
-    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
-    processing_instance_type: str = "ml.m5.large"
-    training_instance_type: str = "ml.m5.large"
-    exclude_columns: tuple[str, ...] = ("ingest_date",)
-    artifacts_prefix: str = ""  # e.g. "models/abalone/"
+    artifacts_prefix: str = ""
     baseline: bool = True
-    #: Tags of every processing and training job (contract C3: ``project`` and ``environment``).
     job_tags: Mapping[str, str] = field(default_factory=dict)
-    #: Digest of the step code as deployed (recorded in the package metadata as ``CodeDigest``).
     code_digest: str = "unknown"
+    exclude_columns: tuple[str, ...] = ("ingest_date",)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data: the inputs' part of the definition cache key."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "spec"}
+        return {**data, "spec": self.spec.as_dict(), "job_tags": sorted(self.job_tags.items()),
+                "exclude_columns": list(self.exclude_columns)}
 
 
 def _disable_telemetry() -> None:
@@ -97,57 +108,19 @@ BASELINE_STEP = "DataQualityBaseline"
 # training/, evaluation/): nothing one run writes is overwritten by another, and a package's metadata and metrics
 # point at the files of the run that produced it.
 EXECUTIONS_PREFIX = "executions"
+PARAMETER_NAMES = ("InputDataUrl", "MetricThreshold", "ModelApprovalStatus", "GitCommit", "ProcessingInstanceType",
+                   "TrainingInstanceType")
 
 
-def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
-    """The pipeline definition (parsed JSON) with placeholders for role, key, buckets, code and images."""
-    _disable_telemetry()
-    from sagemaker.estimator import Estimator
-    from sagemaker.model import Model
-    from sagemaker.model_metrics import MetricsSource, ModelMetrics
-    from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
-    from sagemaker.inputs import TrainingInput
-    from sagemaker.workflow.condition_step import ConditionStep
-    from sagemaker.workflow.execution_variables import ExecutionVariables
-    from sagemaker.workflow.model_step import ModelStep
-    from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
-    from sagemaker.workflow.fail_step import FailStep
-    from sagemaker.workflow.functions import Join, JsonGet
-    from sagemaker.workflow.parameters import ParameterFloat, ParameterString
-    from sagemaker.workflow.pipeline import Pipeline
-    from sagemaker.workflow.properties import PropertyFile
+def _retry_policies() -> list:
     from sagemaker.workflow.retry import (
         SageMakerJobExceptionTypeEnum,
         SageMakerJobStepRetryPolicy,
         StepExceptionTypeEnum,
         StepRetryPolicy,
     )
-    from sagemaker.model_monitor.dataset_format import DatasetFormat
-    from sagemaker.workflow.check_job_config import CheckJobConfig
-    from sagemaker.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
-    from sagemaker.workflow.steps import ProcessingStep, TrainingStep
 
-    session = _session("placeholder-artifacts-bucket")
-    out = f"{PLACEHOLDER_ARTIFACTS}/{inputs.artifacts_prefix}"
-
-    p_input = ParameterString("InputDataUrl", default_value=PLACEHOLDER_INPUT)
-    p_threshold = ParameterFloat("MetricThreshold", default_value=float(inputs.threshold))
-    p_approval = ParameterString("ModelApprovalStatus", default_value="PendingManualApproval")
-    p_commit = ParameterString("GitCommit", default_value="unknown")
-    p_proc_type = ParameterString("ProcessingInstanceType", default_value=inputs.processing_instance_type)
-    p_train_type = ParameterString("TrainingInstanceType", default_value=inputs.training_instance_type)
-    parameters = [p_input, p_threshold, p_approval, p_commit, p_proc_type, p_train_type]
-
-    # No step caching: a run on new data under the same InputDataUrl must retrain (a cache hit would reuse the old
-    # preprocess output and register the old model again). Re-run a failed execution with RetryPipelineExecution.
-    execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
-
-    def run_uri(*parts: str) -> Join:
-        """s3://<artifacts>/<prefix>executions/<PipelineExecutionId>/<parts...>"""
-        return Join(on="/", values=[f"{out}{EXECUTIONS_PREFIX}", execution_id, *parts])
-
-    tags = [{"Key": k, "Value": v} for k, v in sorted(inputs.job_tags.items())] or None
-    retry = [
+    return [
         StepRetryPolicy(
             exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
             max_attempts=3,
@@ -165,230 +138,369 @@ def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
             interval_seconds=60,
         ),
     ]
-    steps = {s.name: s for s in spec.pipeline_steps(inputs.framework)}
-    image = {kind: PLACEHOLDER_IMAGE[meta["framework"]] for kind, meta in spec.CONTAINER_IMAGES.items()}
 
-    def processor(container: str, base: str) -> ScriptProcessor:
+
+class _DefinitionBuilder:
+    """Builds the SDK steps of one pipeline; each ``*_step`` method adds one step kind (see :func:`build_definition`)."""
+
+    def __init__(self, inputs: PipelineInputs) -> None:
+        from sagemaker.workflow.execution_variables import ExecutionVariables
+        from sagemaker.workflow.parameters import ParameterFloat, ParameterString
+
+        model = inputs.spec
+        self.inputs, self.model = inputs, model
+        self.session = _session("placeholder-artifacts-bucket")
+        self.out = f"{PLACEHOLDER_ARTIFACTS}/{inputs.artifacts_prefix}"
+        input_url, threshold, approval, commit, processing_type, training_type = PARAMETER_NAMES
+        self.p_input = ParameterString(input_url, default_value=PLACEHOLDER_INPUT)
+        self.p_threshold = ParameterFloat(threshold, default_value=float(model.threshold))
+        self.p_approval = ParameterString(approval, default_value="PendingManualApproval")
+        self.p_commit = ParameterString(commit, default_value="unknown")
+        self.p_proc_type = ParameterString(processing_type, default_value=model.processing_instance_type)
+        self.p_train_type = ParameterString(training_type, default_value=model.training_instance_type)
+        self.parameters = [self.p_input, self.p_threshold, self.p_approval, self.p_commit, self.p_proc_type,
+                           self.p_train_type]
+        # No step caching: a run on new data under the same InputDataUrl must retrain (a cache hit would reuse the old
+        # preprocess output and register the old model again). Re-run a failed execution with RetryPipelineExecution.
+        self.execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
+        self.tags = [{"Key": k, "Value": v} for k, v in sorted(inputs.job_tags.items())] or None
+        self.retry = _retry_policies()
+        self.steps = {s.name: s for s in spec.pipeline_steps(model.framework)}
+        self.image = {kind: PLACEHOLDER_IMAGE[meta["framework"]] for kind, meta in spec.CONTAINER_IMAGES.items()}
+
+    def run_uri(self, *parts: str):
+        """s3://<artifacts>/<prefix>executions/<PipelineExecutionId>/<parts...>"""
+        from sagemaker.workflow.functions import Join
+
+        return Join(on="/", values=[f"{self.out}{EXECUTIONS_PREFIX}", self.execution_id, *parts])
+
+    def processor(self, container: str, base: str):
+        from sagemaker.processing import ScriptProcessor
+
         return ScriptProcessor(
-            image_uri=image[container],
+            image_uri=self.image[container],
             command=["python3"],
             role=PLACEHOLDER_ROLE,
-            instance_type=p_proc_type,
+            instance_type=self.p_proc_type,
             instance_count=1,
             volume_kms_key=PLACEHOLDER_KMS,
             output_kms_key=PLACEHOLDER_KMS,
-            base_job_name=f"{inputs.model_name}-{base}",
-            sagemaker_session=session,
+            base_job_name=f"{self.model.name}-{base}",
+            sagemaker_session=self.session,
             max_runtime_in_seconds=3600,
-            tags=tags,
+            tags=self.tags,
         )
 
-    # --- Preprocess ------------------------------------------------------------------------------------------------
-    pre = steps[spec.PREPROCESS]
-    step_pre = ProcessingStep(
-        name=pre.name,
-        processor=processor(pre.container, "preprocess"),
-        code=code_key(pre.script),
-        inputs=[ProcessingInput(source=p_input, destination=pre.inputs[0].container_path, input_name="input")],
-        outputs=[
-            ProcessingOutput(
-                output_name=o.name,
-                source=o.container_path,
-                destination=run_uri("preprocess", o.name),
-            )
-            for o in pre.outputs
-        ],
-        job_arguments=spec.preprocess_arguments(
-            inputs.target_column,
-            inputs.problem_type,
-            inputs.positive_threshold,
-            exclude_columns=inputs.exclude_columns,
-            input_data_url=p_input,
-        ),
-        retry_policies=retry,
-    )
+    def preprocess_step(self):
+        from sagemaker.processing import ProcessingInput, ProcessingOutput
+        from sagemaker.workflow.steps import ProcessingStep
 
-    # --- Data-quality baseline for Model Monitor, per execution: statistics.json and constraints.json of exactly the
-    # rows the endpoint receives (encoded numeric features, CSV, no header, no target); registered with the package.
-    baseline_step = None
-    if inputs.baseline:
-        baseline_step = QualityCheckStep(
+        pre, model = self.steps[spec.PREPROCESS], self.model
+        return ProcessingStep(
+            name=pre.name,
+            processor=self.processor(pre.container, "preprocess"),
+            code=code_key(pre.script),
+            inputs=[ProcessingInput(source=self.p_input, destination=pre.inputs[0].container_path,
+                                    input_name="input")],
+            outputs=[
+                ProcessingOutput(output_name=o.name, source=o.container_path,
+                                 destination=self.run_uri("preprocess", o.name))
+                for o in pre.outputs
+            ],
+            job_arguments=spec.preprocess_arguments(
+                model.target,
+                model.problem_type,
+                model.positive_threshold,
+                exclude_columns=self.inputs.exclude_columns,
+                input_data_url=self.p_input,
+            ),
+            retry_policies=self.retry,
+        )
+
+    def baseline_step(self, step_pre):
+        """Data-quality baseline for Model Monitor, per execution: statistics.json and constraints.json of exactly the
+        rows the endpoint receives (encoded numeric features, CSV, no header, no target); registered with the
+        package."""
+        from sagemaker.model_monitor.dataset_format import DatasetFormat
+        from sagemaker.workflow.check_job_config import CheckJobConfig
+        from sagemaker.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
+
+        return QualityCheckStep(
             name=BASELINE_STEP,
             skip_check=True,
             register_new_baseline=True,
             quality_check_config=DataQualityCheckConfig(
                 baseline_dataset=step_pre.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri,
                 dataset_format=DatasetFormat.csv(header=False),
-                output_s3_uri=run_uri("baseline"),
+                output_s3_uri=self.run_uri("baseline"),
             ),
             check_job_config=CheckJobConfig(
                 role=PLACEHOLDER_ROLE,
                 instance_count=1,
-                instance_type=inputs.processing_instance_type,
+                instance_type=self.model.processing_instance_type,
                 volume_kms_key=PLACEHOLDER_KMS,
                 output_kms_key=PLACEHOLDER_KMS,
                 max_runtime_in_seconds=3600,
-                sagemaker_session=session,
-                base_job_name=f"{inputs.model_name}-baseline",
-                tags=tags,
+                sagemaker_session=self.session,
+                base_job_name=f"{self.model.name}-baseline",
+                tags=self.tags,
             ),
         )
 
-    # --- Train (script mode in the framework container) ------------------------------------------------------------
-    tr = steps[spec.TRAIN]
-    estimator = Estimator(
-        image_uri=image[tr.container],
-        role=PLACEHOLDER_ROLE,
-        instance_type=p_train_type,
-        instance_count=1,
-        volume_kms_key=PLACEHOLDER_KMS,
-        output_kms_key=PLACEHOLDER_KMS,
-        output_path=run_uri("training"),
-        base_job_name=f"{inputs.model_name}-train",
-        sagemaker_session=session,
-        max_run=3600,
-        hyperparameters={
-            **spec.training_hyperparameters(inputs.framework, inputs.hyperparameters),
-            "sagemaker_program": tr.script,
-            "sagemaker_submit_directory": TRAIN_SOURCE_DIR,
-        },
-        enable_sagemaker_metrics=True,
-        disable_profiler=True,
-        environment={"SAGEMAKER_PROGRAM": tr.script},
-        tags=tags,
-    )
-    step_train = TrainingStep(
-        name=tr.name,
-        estimator=estimator,
-        inputs={
-            ch.name: TrainingInput(
-                s3_data=step_pre.properties.ProcessingOutputConfig.Outputs[ch.source.split(".")[1]].S3Output.S3Uri,
-                content_type=ch.content_type,
-            )
-            for ch in tr.inputs
-        },
-        retry_policies=retry,
-    )
+    def train_step(self, step_pre):
+        """Script mode in the framework container."""
+        from sagemaker.estimator import Estimator
+        from sagemaker.inputs import TrainingInput
+        from sagemaker.workflow.steps import TrainingStep
 
-    # --- Evaluate --------------------------------------------------------------------------------------------------
-    ev = steps[spec.EVALUATE]
+        tr, model = self.steps[spec.TRAIN], self.model
+        estimator = Estimator(
+            image_uri=self.image[tr.container],
+            role=PLACEHOLDER_ROLE,
+            instance_type=self.p_train_type,
+            instance_count=1,
+            volume_kms_key=PLACEHOLDER_KMS,
+            output_kms_key=PLACEHOLDER_KMS,
+            output_path=self.run_uri("training"),
+            base_job_name=f"{model.name}-train",
+            sagemaker_session=self.session,
+            max_run=3600,
+            hyperparameters={
+                **spec.training_hyperparameters(model.framework, dict(model.hyperparameters)),
+                "sagemaker_program": tr.script,
+                "sagemaker_submit_directory": TRAIN_SOURCE_DIR,
+            },
+            enable_sagemaker_metrics=True,
+            disable_profiler=True,
+            environment={"SAGEMAKER_PROGRAM": tr.script},
+            tags=self.tags,
+        )
+        outputs = step_pre.properties.ProcessingOutputConfig.Outputs
+        return TrainingStep(
+            name=tr.name,
+            estimator=estimator,
+            inputs={
+                ch.name: TrainingInput(s3_data=outputs[ch.source.split(".")[1]].S3Output.S3Uri,
+                                       content_type=ch.content_type)
+                for ch in tr.inputs
+            },
+            retry_policies=self.retry,
+        )
+
+    def evaluate_step(self, step_pre, step_train, report):
+        from sagemaker.processing import ProcessingInput, ProcessingOutput
+        from sagemaker.workflow.steps import ProcessingStep
+
+        ev = self.steps[spec.EVALUATE]
+        sources = {
+            "Train.model": step_train.properties.ModelArtifacts.S3ModelArtifacts,
+            "Preprocess.test": step_pre.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
+        }
+        return ProcessingStep(
+            name=ev.name,
+            processor=self.processor(ev.container, "evaluate"),
+            code=code_key(ev.script),
+            inputs=[
+                ProcessingInput(source=sources[ch.source], destination=ch.container_path, input_name=ch.name)
+                for ch in ev.inputs
+            ],
+            outputs=[
+                ProcessingOutput(output_name=o.name, source=o.container_path, destination=self.run_uri("evaluation"))
+                for o in ev.outputs
+            ],
+            job_arguments=spec.evaluate_arguments(),
+            property_files=[report],
+            retry_policies=self.retry,
+        )
+
+    def model_metrics(self, step_eval, baseline_step):
+        from sagemaker.model_metrics import MetricsSource, ModelMetrics
+        from sagemaker.workflow.functions import Join
+
+        eval_uri = step_eval.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+        data_quality = {}
+        if baseline_step is not None:
+            # Contract C2: ModelMetrics.ModelDataQuality.Statistics / .Constraints, this execution's baseline.
+            data_quality = dict(
+                model_data_statistics=MetricsSource(
+                    s3_uri=baseline_step.properties.CalculatedBaselineStatistics, content_type="application/json"
+                ),
+                model_data_constraints=MetricsSource(
+                    s3_uri=baseline_step.properties.CalculatedBaselineConstraints, content_type="application/json"
+                ),
+            )
+        return ModelMetrics(
+            model_statistics=MetricsSource(
+                s3_uri=Join(on="/", values=[eval_uri, spec.EVALUATION_REPORT.path]), content_type="application/json"
+            ),
+            **data_quality,
+        )
+
+    def register_step(self, step_pre, step_train, metrics):
+        from sagemaker.model import Model
+        from sagemaker.workflow.execution_variables import ExecutionVariables
+        from sagemaker.workflow.functions import Join
+        from sagemaker.workflow.model_step import ModelStep
+
+        model = self.model
+        manifest = self.steps[spec.PREPROCESS].output("manifest")
+        manifest_uri = Join(
+            on="/",
+            values=[step_pre.properties.ProcessingOutputConfig.Outputs["manifest"].S3Output.S3Uri, manifest.artifact],
+        )
+        # The container environment travels with the package (an SDK Model keeps it; RegisterModel with an estimator
+        # drops it): the framework container imports the serving code from model.tar.gz's code/.
+        serving_model = Model(
+            image_uri=self.image[self.steps[spec.TRAIN].container],
+            model_data=step_train.properties.ModelArtifacts.S3ModelArtifacts,
+            env=spec.serving_environment(model.framework),
+            role=PLACEHOLDER_ROLE,
+            sagemaker_session=self.session,
+        )
+        return ModelStep(
+            name=spec.REGISTER,
+            step_args=serving_model.register(
+                content_types=["text/csv", "application/json"],
+                response_types=["text/csv", "application/json"],
+                inference_instances=["ml.t2.medium", "ml.m5.large", "ml.m5.xlarge"],
+                transform_instances=["ml.m5.large"],
+                model_package_group_name=self.inputs.model_package_group_name,
+                approval_status=self.p_approval,
+                model_metrics=metrics,
+                customer_metadata_properties={
+                    "GitCommit": self.p_commit,
+                    "CodeDigest": self.inputs.code_digest,
+                    "Model": model.name,
+                    "InputDataUrl": self.p_input,
+                    "DataManifest": manifest_uri,
+                    "PipelineExecutionArn": ExecutionVariables.PIPELINE_EXECUTION_ARN,
+                },
+                description=f"{model.name}: {model.problem_type} ({model.framework}), metric {model.metric}",
+            ),
+        )
+
+    def condition_step(self, step_eval, report, register):
+        """CheckMetric: the metric from the EvaluationReport against MetricThreshold; Register or FailStep."""
+        from sagemaker.workflow.condition_step import ConditionStep
+        from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+        from sagemaker.workflow.fail_step import FailStep
+        from sagemaker.workflow.functions import Join, JsonGet
+
+        model = self.model
+        metric_value = JsonGet(step_name=step_eval.name, property_file=report, json_path=model.metric_json_path)
+        condition_cls = ConditionGreaterThanOrEqualTo if model.higher_is_better else ConditionLessThanOrEqualTo
+        parts = {"model": model.name, "metric": model.metric, "value": metric_value, "threshold": self.p_threshold}
+        fail = FailStep(
+            name=spec.FAIL,
+            error_message=Join(
+                on="", values=[text if kind == "text" else parts[text] for kind, text in spec.fail_message_parts()]
+            ),
+        )
+        return ConditionStep(
+            name=spec.CHECK_METRIC,
+            conditions=[condition_cls(left=metric_value, right=self.p_threshold)],
+            if_steps=[register],
+            else_steps=[fail],
+        )
+
+
+@contextlib.contextmanager
+def _no_instance_metadata():
+    """Importing the SDK creates a default boto3 session (JumpStart) whose credential chain would ask the EC2 instance
+    metadata service when no credentials are configured: a network call at synth. Turn that provider off meanwhile."""
+    previous = os.environ.get("AWS_EC2_METADATA_DISABLED")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_EC2_METADATA_DISABLED", None)
+        else:
+            os.environ["AWS_EC2_METADATA_DISABLED"] = previous
+
+
+def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
+    """The pipeline definition (parsed JSON) with placeholders for role, key, buckets, code and images.
+
+    Preprocess -> [DataQualityBaseline] -> Train -> Evaluate -> CheckMetric -> Register | FailStep.
+    """
+    with _no_instance_metadata():
+        return _build_definition(inputs)
+
+
+def _build_definition(inputs: PipelineInputs) -> dict[str, Any]:
+    _disable_telemetry()
+    from sagemaker.workflow.pipeline import Pipeline
+    from sagemaker.workflow.properties import PropertyFile
+
+    builder = _DefinitionBuilder(inputs)
+    step_pre = builder.preprocess_step()
+    baseline_step = builder.baseline_step(step_pre) if inputs.baseline else None
+    step_train = builder.train_step(step_pre)
     report = PropertyFile(
         name=spec.EVALUATION_REPORT.name,
         output_name=spec.EVALUATION_REPORT.output_name,
         path=spec.EVALUATION_REPORT.path,
     )
-    sources = {
-        "Train.model": step_train.properties.ModelArtifacts.S3ModelArtifacts,
-        "Preprocess.test": step_pre.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
-    }
-    step_eval = ProcessingStep(
-        name=ev.name,
-        processor=processor(ev.container, "evaluate"),
-        code=code_key(ev.script),
-        inputs=[
-            ProcessingInput(source=sources[ch.source], destination=ch.container_path, input_name=ch.name)
-            for ch in ev.inputs
-        ],
-        outputs=[
-            ProcessingOutput(
-                output_name=o.name,
-                source=o.container_path,
-                destination=run_uri("evaluation"),
-            )
-            for o in ev.outputs
-        ],
-        job_arguments=spec.evaluate_arguments(),
-        property_files=[report],
-        retry_policies=retry,
-    )
-
-    # --- Register, condition, fail ------------------------------------------------------------------------------
-    eval_uri = step_eval.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
-    data_quality = {}
-    if baseline_step is not None:
-        # Contract C2: ModelMetrics.ModelDataQuality.Statistics / .Constraints, this execution's baseline.
-        data_quality = dict(
-            model_data_statistics=MetricsSource(
-                s3_uri=baseline_step.properties.CalculatedBaselineStatistics, content_type="application/json"
-            ),
-            model_data_constraints=MetricsSource(
-                s3_uri=baseline_step.properties.CalculatedBaselineConstraints, content_type="application/json"
-            ),
-        )
-    metrics = ModelMetrics(
-        model_statistics=MetricsSource(
-            s3_uri=Join(on="/", values=[eval_uri, spec.EVALUATION_REPORT.path]), content_type="application/json"
-        ),
-        **data_quality,
-    )
-    manifest = pre.output("manifest")
-    manifest_uri = Join(
-        on="/",
-        values=[step_pre.properties.ProcessingOutputConfig.Outputs["manifest"].S3Output.S3Uri, manifest.artifact],
-    )
-    # The container environment travels with the package (an SDK Model keeps it; RegisterModel with an estimator
-    # drops it): the framework container imports train.py from model.tar.gz's code/ and calls its model_fn/input_fn.
-    serving_model = Model(
-        image_uri=image[tr.container],
-        model_data=step_train.properties.ModelArtifacts.S3ModelArtifacts,
-        env=spec.serving_environment(inputs.framework),
-        role=PLACEHOLDER_ROLE,
-        sagemaker_session=session,
-    )
-    register = ModelStep(
-        name=spec.REGISTER,
-        step_args=serving_model.register(
-            content_types=["text/csv", "application/json"],
-            response_types=["text/csv", "application/json"],
-            inference_instances=["ml.t2.medium", "ml.m5.large", "ml.m5.xlarge"],
-            transform_instances=["ml.m5.large"],
-            model_package_group_name=inputs.model_package_group_name,
-            approval_status=p_approval,
-            model_metrics=metrics,
-            customer_metadata_properties={
-                "GitCommit": p_commit,
-                "CodeDigest": inputs.code_digest,
-                "Model": inputs.model_name,
-                "InputDataUrl": p_input,
-                "DataManifest": manifest_uri,
-                "PipelineExecutionArn": ExecutionVariables.PIPELINE_EXECUTION_ARN,
-            },
-            description=f"{inputs.model_name}: {inputs.problem_type} ({inputs.framework}), metric {inputs.metric}",
-        ),
-    )
-    metric_value = JsonGet(
-        step_name=step_eval.name,
-        property_file=report,
-        json_path=spec.metric_json_path(inputs.problem_type, inputs.metric),
-    )
-    condition_cls = (
-        ConditionGreaterThanOrEqualTo
-        if spec.condition_operator(inputs.metric) == "GreaterThanOrEqualTo"
-        else ConditionLessThanOrEqualTo
-    )
-    fields = {"model": inputs.model_name, "metric": inputs.metric, "value": metric_value, "threshold": p_threshold}
-    fail = FailStep(
-        name=spec.FAIL,
-        error_message=Join(
-            on="", values=[text if kind == "text" else fields[text] for kind, text in spec.fail_message_parts()]
-        ),
-    )
-    check = ConditionStep(
-        name=spec.CHECK_METRIC,
-        conditions=[condition_cls(left=metric_value, right=p_threshold)],
-        if_steps=[register],
-        else_steps=[fail],
-    )
+    step_eval = builder.evaluate_step(step_pre, step_train, report)
+    register = builder.register_step(step_pre, step_train, builder.model_metrics(step_eval, baseline_step))
+    check = builder.condition_step(step_eval, report, register)
     pipeline = Pipeline(
         name=inputs.pipeline_name,
-        parameters=parameters,
+        parameters=builder.parameters,
         steps=[step_pre, *([baseline_step] if baseline_step else []), step_train, step_eval, check],
-        sagemaker_session=session,
+        sagemaker_session=builder.session,
         # No SageMaker Experiments entities (experiment, trial, trial components): the pipeline role needs no
         # sagemaker:CreateExperiment/CreateTrial/AssociateTrialComponent; lineage is in the package metadata.
         pipeline_experiment_config=None,
     )
     return json.loads(pipeline.definition())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache: a warm synth reads the definition instead of importing the SDK (~2.5 s)
+# ---------------------------------------------------------------------------------------------------------------
+#: The environment variable naming the definition cache directory (used when the construct is given none).
+CACHE_DIR_ENV = "MLOPS_DEFINITION_CACHE_DIR"
+#: Modules whose source the definition depends on: this builder and the step wiring and model spec it reads.
+_KEY_SOURCES = (__file__, spec.__file__, sys.modules[ModelSpec.__module__].__file__)
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def definition_cache_key(inputs: PipelineInputs) -> str:
+    """SHA-256 of everything :func:`build_definition` reads: the inputs (the model spec, names, prefix, tags, code
+    digest), the SDK's version (and its core's), and the source of this module, the step wiring and the model spec
+    (placeholders, parameter names, step code locations). Not the token values substituted afterwards."""
+    material = {
+        "inputs": inputs.as_dict(),
+        "sdk": {name: _package_version(name) for name in ("sagemaker", "sagemaker-core")},
+        "sources": [hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in _KEY_SOURCES],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached_definition(inputs: PipelineInputs, cache_dir: Optional[Path | str]) -> dict[str, Any]:
+    """:func:`build_definition`, read from ``<cache_dir>/<key>.json`` when an earlier synth wrote it (then the SDK
+    is not imported). ``cache_dir`` None: build every time. An unreadable entry is rebuilt and rewritten."""
+    if cache_dir is None:
+        return build_definition(inputs)
+    path = Path(cache_dir) / f"{definition_cache_key(inputs)}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    definition = build_definition(inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # concurrent synths: each writes its own file, then renames
+    tmp.write_text(json.dumps(definition))
+    os.replace(tmp, path)
+    return definition
 
 
 def substitute(node: Any, replacements: Mapping[str, str]) -> Any:
@@ -405,23 +517,28 @@ def substitute(node: Any, replacements: Mapping[str, str]) -> Any:
     return node
 
 
+def _image_config(framework: str) -> dict[str, Any]:
+    """The SDK's own image URI config of ``framework`` (``sagemaker.image_uris.config_for_framework``), read from the
+    installed package's data without importing the SDK (importing it costs seconds at synth)."""
+    found = importlib.util.find_spec("sagemaker")
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError("the SageMaker Python SDK is not installed; pip install -r requirements.txt")
+    package = Path(next(iter(found.submodule_search_locations)))
+    return json.loads((package / "image_uri_config" / f"{framework}.json").read_text())
+
+
 def image_registries(framework: str, version: str) -> dict[str, str]:
     """Region -> ECR account of a SageMaker framework image (from the SDK's own image URI config)."""
-    from sagemaker import image_uris
-
-    config = image_uris.config_for_framework(framework)
+    config = _image_config(framework)
     scope = config.get("training", config)
     return dict(scope["versions"][version]["registries"])
 
 
 def image_repository(framework: str, version: str) -> tuple[str, str]:
     """(repository, tag) of a SageMaker framework image, e.g. ('sagemaker-xgboost', '1.7-1')."""
-    from sagemaker import image_uris
-
-    config = image_uris.config_for_framework(framework)
+    config = _image_config(framework)
     scope = config.get("training", config)
-    entry = scope["versions"][version]
-    repo = entry["repository"]
+    repo = scope["versions"][version]["repository"]
     if framework == "sklearn":
         return repo, f"{version}-cpu-py3"
     return repo, version
@@ -429,9 +546,7 @@ def image_repository(framework: str, version: str) -> tuple[str, str]:
 
 def model_monitor_registries() -> dict[str, str]:
     """Region -> ECR account of the Model Monitor analyzer image (the SDK's own image URI config)."""
-    from sagemaker import image_uris
-
-    return dict(image_uris.config_for_framework("model-monitor")["versions"][""]["registries"])
+    return dict(_image_config("model-monitor")["versions"][""]["registries"])
 
 
 def model_monitor_placeholder_prefix() -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from sagemaker_steps import pipeline_spec as spec
+from sagemaker_steps.model_spec import ModelSpec
 
 LOG = logging.getLogger("sagemaker_steps.local_runner")
 EVALUATION_FILE = spec.EVALUATION_REPORT.path
@@ -106,31 +107,20 @@ def _run_script(step: spec.StepSpec, argv: list[str], env: dict[str, str], cwd: 
         raise StepFailedError(step.name, completed.returncode, completed.stderr, log_path)
 
 
-def run_local_pipeline(
-    input_path: Path,
-    work_dir: Path,
-    *,
-    target_column: str,
-    problem_type: str = "regression",
-    framework: str = "xgboost",
-    metric: str = "rmse",
-    threshold: float,
-    hyperparameters: dict | None = None,
-    positive_threshold: float | None = None,
-    seed: int = 42,
-    model_name: str = "model",
-) -> LocalRunResult:
-    """Run Preprocess -> Train -> Evaluate -> CheckMetric locally on curated data.
+def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, seed: int = 42) -> LocalRunResult:
+    """Run Preprocess -> Train -> Evaluate -> CheckMetric locally on curated data, for the model ``model``.
 
     ``input_path``: a dir of curated Parquet (partitioned by ingest_date) and/or CSV, or one CSV file with
-    snake_case columns. Raises StepFailedError when a script fails, ValueError for a bad metric/problem type.
+    snake_case columns. ``model``: the same spec the pipeline is built from (``ModelConfig.spec``; validated when
+    created). Raises StepFailedError when a script fails.
     """
-    json_path = spec.metric_json_path(problem_type, metric)  # validates problem_type and metric up front
+    if not isinstance(model, ModelSpec):
+        raise TypeError(f"run_local_pipeline model must be a sagemaker_steps.model_spec.ModelSpec, got {model!r}")
     input_path = Path(input_path)
     work_dir = Path(work_dir)
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")
-    steps = {s.name: s for s in spec.pipeline_steps(framework)}
+    steps = {s.name: s for s in spec.pipeline_steps(model.framework)}
     work_dir.mkdir(parents=True, exist_ok=True)
     log_dir = work_dir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -147,13 +137,13 @@ def run_local_pipeline(
     sources["param:InputDataUrl"] = input_dir
     outputs["input"] = input_dir
 
-    local_hyperparameters = dict(hyperparameters or {})
+    local_hyperparameters = dict(model.hyperparameters)
     local_hyperparameters.setdefault("nthread", 1)  # a laptop/CI run shares its cores
     arguments = {
-        spec.PREPROCESS: spec.preprocess_arguments(target_column, problem_type, positive_threshold, seed=seed,
-                                                   input_data_url=input_path.resolve().as_uri()),
+        spec.PREPROCESS: spec.preprocess_arguments(model.target, model.problem_type, model.positive_threshold,
+                                                   seed=seed, input_data_url=input_path.resolve().as_uri()),
         spec.TRAIN: spec.hyperparameters_to_cli(
-            spec.training_hyperparameters(framework, local_hyperparameters, seed=seed)),
+            spec.training_hyperparameters(model.framework, local_hyperparameters, seed=seed)),
         spec.EVALUATE: spec.evaluate_arguments(seed=seed),
     }
 
@@ -216,11 +206,12 @@ def run_local_pipeline(
     evaluate = steps[spec.EVALUATE]
     report_file = evaluate.property_files[0]
     evaluation = json.loads((sources[f"{evaluate.name}.{report_file.output_name}"] / report_file.path).read_text())
-    metric_value = float(spec.read_json_path(evaluation, json_path))
-    passed = spec.metric_passes(metric_value, threshold, spec.HIGHER_IS_BETTER[metric])
-    fail_message = None if passed else spec.format_fail_message(model_name, metric, metric_value, threshold)
-    LOG.info("[%s] %s = %.4f (%s %s): %s", spec.CHECK_METRIC, json_path, metric_value,
-             "needs >=" if spec.HIGHER_IS_BETTER[metric] else "needs <=", threshold,
+    metric_value = float(spec.read_json_path(evaluation, model.metric_json_path))
+    passed = spec.metric_passes(metric_value, model.threshold, model.higher_is_better)
+    fail_message = None if passed else spec.format_fail_message(model.name, model.metric, metric_value,
+                                                                 model.threshold)
+    LOG.info("[%s] %s = %.4f (%s %s): %s", spec.CHECK_METRIC, model.metric_json_path, metric_value,
+             "needs >=" if model.higher_is_better else "needs <=", model.threshold,
              f"-> {spec.REGISTER}" if passed else f"-> {spec.FAIL}: {fail_message}")
     return LocalRunResult(model_artifact=model_artifact, model_dir=model_dir, evaluation=evaluation,
                           metric_value=metric_value, passed=passed, fail_message=fail_message, outputs=outputs,
@@ -263,11 +254,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         input_path = curate_csv_for_local(input_path, args.work_dir / "curated")
         LOG.info("Curated %s -> %s (snake_case columns, Parquet by ingest_date)", args.input, input_path)
     try:
-        result = run_local_pipeline(
-            input_path, args.work_dir, target_column=args.target, problem_type=args.problem_type,
-            framework=args.framework, metric=metric, threshold=args.threshold,
-            hyperparameters=dict(args.hp), positive_threshold=args.positive_threshold, seed=args.seed,
-            model_name=args.model_name)
+        model = ModelSpec(name=args.model_name, target=args.target, metric=metric, threshold=args.threshold,
+                          problem_type=args.problem_type, framework=args.framework,
+                          positive_threshold=args.positive_threshold, hyperparameters=dict(args.hp))
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        result = run_local_pipeline(input_path, args.work_dir, model, seed=args.seed)
     except StepFailedError as exc:
         LOG.error("%s", exc)
         return 2

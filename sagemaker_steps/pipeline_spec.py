@@ -20,6 +20,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from sagemaker_steps.model_spec import (  # noqa: F401  (re-exported: the spec's readers import them from here)
+    FRAMEWORKS,
+    METRICS,
+    PROBLEM_TYPES,
+    ModelSpec,
+    higher_is_better,
+    metric_json_path,
+)
+
 SCRIPTS_DIR = Path(__file__).resolve().parent
 PROCESSING_BASE = "/opt/ml/processing"
 
@@ -38,19 +47,13 @@ CONTAINER_IMAGES: dict[str, dict[str, str]] = {
     XGBOOST_TRAINING: {"framework": "xgboost", "version": CONTAINER_FRAMEWORK_VERSIONS["xgboost"]},
     XGBOOST_PROCESSING: {"framework": "xgboost", "version": CONTAINER_FRAMEWORK_VERSIONS["xgboost"]},
 }
-FRAMEWORKS = ("xgboost", "sklearn")
-PROBLEM_TYPES = ("regression", "binary_classification")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics and the registration condition
 # ---------------------------------------------------------------------------------------------------------------
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "rmse": False, "mae": False, "r2": True, "auc": True, "accuracy": True, "f1": True,
-}
-METRICS_BY_PROBLEM_TYPE: dict[str, tuple[str, ...]] = {
-    "regression": ("rmse", "mae", "r2"),
-    "binary_classification": ("auc", "accuracy", "f1"),
-}
+# The metric table is model_spec.METRICS (also read by the config validation); these are views of it.
+HIGHER_IS_BETTER: dict[str, bool] = {m: higher for ms in METRICS.values() for m, higher in ms.items()}
+METRICS_BY_PROBLEM_TYPE: dict[str, tuple[str, ...]] = {problem: tuple(ms) for problem, ms in METRICS.items()}
 FAIL_MESSAGE_TEMPLATE = "Model {model} {metric}={value} does not meet the threshold {threshold}; not registered."
 
 # Pipeline parameters the wiring refers to (name -> (type, default, meaning)); build-time choices such as the
@@ -64,16 +67,6 @@ PIPELINE_PARAMETERS: dict[str, dict[str, Any]] = {
     "ModelApprovalStatus": {"type": "String", "default": "PendingManualApproval",
                             "description": "Status of the registered model package"},
 }
-
-
-def metric_json_path(problem_type: str, metric: str) -> str:
-    """The JSON path into evaluation.json the condition step (JsonGet) and the local runner read."""
-    if problem_type not in METRICS_BY_PROBLEM_TYPE:
-        raise ValueError(f"unknown problem_type {problem_type!r}; use one of {list(METRICS_BY_PROBLEM_TYPE)}")
-    if metric not in METRICS_BY_PROBLEM_TYPE[problem_type]:
-        raise ValueError(f"metric {metric!r} is not computed for problem_type {problem_type}; "
-                         f"use one of {list(METRICS_BY_PROBLEM_TYPE[problem_type])}")
-    return f"{problem_type}_metrics.{metric}.value"
 
 
 def read_json_path(document: Mapping[str, Any], json_path: str) -> Any:
@@ -101,7 +94,7 @@ def metric_passes(value: float | None, threshold: float, higher_is_better: bool)
 
 def condition_operator(metric: str) -> str:
     """Which SageMaker condition implements ``metric_passes`` for this metric."""
-    return "GreaterThanOrEqualTo" if HIGHER_IS_BETTER[metric] else "LessThanOrEqualTo"
+    return "GreaterThanOrEqualTo" if higher_is_better(metric) else "LessThanOrEqualTo"
 
 
 def format_fail_message(model: str, metric: str, value: float, threshold: float) -> str:

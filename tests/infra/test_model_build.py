@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from sagemaker_steps import pipeline_spec as spec
+from sagemaker_steps.model_spec import ModelSpec
 from tests.infra.definition_check import all_steps, check_definition, definition_from_template
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -294,11 +301,125 @@ def test_definition_is_built_without_any_network_call(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    definition = sdk.build_definition(
-        sdk.PipelineInputs(
-            model_name="m", pipeline_name="p", model_package_group_name="g", target_column="rings",
-            artifacts_prefix="models/m/",
-        )
-    )
+    definition = sdk.build_definition(_inputs())
     assert attempts == []
     assert [s["Name"] for s in definition["Steps"]][:3] == ["Preprocess", "DataQualityBaseline", "Train"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The definition cache: keyed by everything the definition depends on
+# ---------------------------------------------------------------------------------------------------------------
+def _inputs(**changes):
+    from mlops_constructs import sagemaker_definition as sdk
+
+    model = ModelSpec(name="m", target="rings", metric="rmse", threshold=3.0, hyperparameters={"max_depth": 5})
+    inputs = sdk.PipelineInputs(spec=model, pipeline_name="p", model_package_group_name="g",
+                                artifacts_prefix="models/m/", job_tags={"project": "x", "environment": "dev"},
+                                code_digest="sha256:1")
+    return dataclasses.replace(inputs, **changes)
+
+
+SPEC_CHANGES = {
+    "name": "other", "target": "age", "metric": "mae", "threshold": 2.0, "framework": "sklearn",
+    "hyperparameters": {"max_depth": 6}, "processing_instance_type": "ml.c5.large",
+    "training_instance_type": "ml.c5.xlarge",
+}
+INPUT_CHANGES = {
+    "pipeline_name": "p2", "model_package_group_name": "g2", "artifacts_prefix": "models/n/", "baseline": False,
+    "job_tags": {"project": "y", "environment": "dev"}, "code_digest": "sha256:2", "exclude_columns": (),
+}
+
+
+@pytest.fixture(scope="module")
+def fresh_definition():
+    from mlops_constructs import sagemaker_definition as sdk
+
+    return sdk.build_definition(_inputs())
+
+
+def test_definition_cache_hit_returns_what_a_fresh_build_returns(tmp_path, fresh_definition, monkeypatch):
+    from mlops_constructs import sagemaker_definition as sdk
+
+    first = sdk.cached_definition(_inputs(), tmp_path)
+    assert first == fresh_definition
+    (entry,) = tmp_path.glob("*.json")
+    assert entry.name == f"{sdk.definition_cache_key(_inputs())}.json"
+
+    def no_build(inputs):
+        raise AssertionError("a cache hit must not build")
+
+    monkeypatch.setattr(sdk, "build_definition", no_build)
+    assert json.dumps(sdk.cached_definition(_inputs(), tmp_path)) == json.dumps(fresh_definition)
+    entry.write_text("{truncated")  # an unreadable entry is rebuilt, not trusted
+    monkeypatch.undo()
+    assert sdk.cached_definition(_inputs(), tmp_path) == fresh_definition
+    assert json.loads(entry.read_text()) == fresh_definition
+
+
+@pytest.mark.parametrize("field,value", [*SPEC_CHANGES.items(), ("binary", None)])
+def test_definition_cache_key_and_output_follow_each_model_spec_field(field, value, fresh_definition):
+    from mlops_constructs import sagemaker_definition as sdk
+
+    if field == "binary":
+        model = dataclasses.replace(_inputs().spec, problem_type="binary_classification", metric="auc",
+                                    threshold=0.8, positive_threshold=10.0)
+    else:
+        model = dataclasses.replace(_inputs().spec, **{field: value})
+    changed = _inputs(spec=model)
+    assert sdk.definition_cache_key(changed) != sdk.definition_cache_key(_inputs())
+    assert sdk.build_definition(changed) != fresh_definition
+
+
+@pytest.mark.parametrize("field,value", INPUT_CHANGES.items())
+def test_definition_cache_key_and_output_follow_each_input(field, value, fresh_definition):
+    from mlops_constructs import sagemaker_definition as sdk
+
+    changed = _inputs(**{field: value})
+    assert sdk.definition_cache_key(changed) != sdk.definition_cache_key(_inputs())
+    if field == "pipeline_name":  # the SDK keeps the name out of the definition body; the key has it all the same
+        assert sdk.build_definition(changed) == fresh_definition
+    else:
+        assert sdk.build_definition(changed) != fresh_definition
+
+
+def test_definition_cache_key_covers_every_input_field():
+    """A field added to the inputs or the spec must be in a test above (and so in the key)."""
+    from mlops_constructs import sagemaker_definition as sdk
+
+    assert {f.name for f in dataclasses.fields(ModelSpec)} == set(SPEC_CHANGES) | {"problem_type", "positive_threshold"}
+    assert {f.name for f in dataclasses.fields(sdk.PipelineInputs)} == set(INPUT_CHANGES) | {"spec"}
+
+
+def test_definition_cache_key_follows_the_sdk_version_and_the_builder_source(monkeypatch, tmp_path):
+    from mlops_constructs import sagemaker_definition as sdk
+
+    key = sdk.definition_cache_key(_inputs())
+    real_version = sdk._package_version
+    monkeypatch.setattr(sdk, "_package_version", lambda name: "9.9.9" if name == "sagemaker" else real_version(name))
+    assert sdk.definition_cache_key(_inputs()) != key
+    monkeypatch.undo()
+    assert {Path(p).name for p in sdk._KEY_SOURCES} == {"sagemaker_definition.py", "pipeline_spec.py", "model_spec.py"}
+    for index, source in enumerate(sdk._KEY_SOURCES):
+        edited = tmp_path / f"{index}-{Path(source).name}"
+        edited.write_text(Path(source).read_text() + "\n# edited\n")
+        sources = list(sdk._KEY_SOURCES)
+        sources[index] = str(edited)
+        monkeypatch.setattr(sdk, "_KEY_SOURCES", tuple(sources))
+        assert sdk.definition_cache_key(_inputs()) != key, source
+        monkeypatch.undo()
+
+
+def test_a_warm_synth_does_not_import_the_sagemaker_sdk(tmp_path):
+    """With the definition in the cache, synthesizing the model stack never imports ``sagemaker``."""
+    code = f"""
+import sys
+from platform_config import load_config
+from stacks.app_builder import build_app
+config = load_config("dev")
+build_app(config, outdir=sys.argv[1], extra_context={{"aws:cdk:disable-asset-staging": True}}).synth()
+print("sagemaker" in sys.modules)
+"""
+    for outdir in ("cold-or-warm", "warm"):  # the first run fills the cache (build/definition-cache) if it is cold
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path / outdir)], cwd=REPO, capture_output=True,
+                             text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "False", run.stderr[-2000:]

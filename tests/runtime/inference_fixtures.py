@@ -51,14 +51,15 @@ def curate(work_dir: Path) -> Path:
 def train_model(curated: Path, work_dir: Path, problem_type: str = "regression"):
     """Run Preprocess -> Train -> Evaluate on abalone; returns the LocalRunResult (model_artifact, model_dir...)."""
     from sagemaker_steps.local_runner import run_local_pipeline
+    from sagemaker_steps.model_spec import ModelSpec
 
     if problem_type == "regression":
-        return run_local_pipeline(curated, Path(work_dir), target_column="rings", problem_type="regression",
-                                  metric="rmse", threshold=3.0, hyperparameters=HYPERPARAMETERS,
-                                  model_name="abalone")
-    return run_local_pipeline(curated, Path(work_dir), target_column="rings", problem_type="binary_classification",
-                              metric="auc", threshold=0.8, positive_threshold=10, hyperparameters=HYPERPARAMETERS,
-                              model_name="abalone-old")
+        model = ModelSpec(name="abalone", target="rings", problem_type="regression", metric="rmse", threshold=3.0,
+                          hyperparameters=HYPERPARAMETERS)
+    else:
+        model = ModelSpec(name="abalone-old", target="rings", problem_type="binary_classification", metric="auc",
+                          threshold=0.8, positive_threshold=10, hyperparameters=HYPERPARAMETERS)
+    return run_local_pipeline(curated, Path(work_dir), model)
 
 
 def abalone_rows(limit: int | None = None) -> list[tuple[dict[str, Any], float]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import math
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sagemaker_steps import evaluate, pipeline_spec as spec, preprocess  # noqa: E402
+from sagemaker_steps import evaluate, model_spec, pipeline_spec as spec, preprocess  # noqa: E402
 from sagemaker_steps.local_runner import (  # noqa: E402
     LocalRunResult,
     StepFailedError,
@@ -27,6 +28,7 @@ from sagemaker_steps.local_runner import (  # noqa: E402
     run_local_pipeline,
     snake_case,
 )
+from sagemaker_steps.model_spec import ModelSpec  # noqa: E402
 
 ABALONE = REPO / "data" / "abalone.csv"
 ABALONE_ROWS = 4177
@@ -46,18 +48,18 @@ def curated(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def regression(curated, tmp_path_factory) -> LocalRunResult:
-    return run_local_pipeline(curated, tmp_path_factory.mktemp("regression"), target_column="rings",
-                              problem_type="regression", framework="xgboost", metric="rmse", threshold=3.0,
-                              hyperparameters=REGRESSION_HP, model_name="abalone")
+    model = ModelSpec(name="abalone", target="rings", problem_type="regression", framework="xgboost", metric="rmse",
+                      threshold=3.0, hyperparameters=REGRESSION_HP)
+    return run_local_pipeline(curated, tmp_path_factory.mktemp("regression"), model)
 
 
 @pytest.fixture(scope="module")
 def binary(curated, tmp_path_factory) -> LocalRunResult:
     # An AUC of 0.99 cannot be reached on abalone: exercises the FailStep branch end to end.
-    return run_local_pipeline(curated, tmp_path_factory.mktemp("binary"), target_column="rings",
-                              problem_type="binary_classification", metric="auc", threshold=0.99,
-                              positive_threshold=10, hyperparameters={"max_depth": 4, "eta": 0.2, "num_round": 50},
-                              model_name="abalone-old")
+    model = ModelSpec(name="abalone-old", target="rings", problem_type="binary_classification", metric="auc",
+                      threshold=0.99, positive_threshold=10,
+                      hyperparameters={"max_depth": 4, "eta": 0.2, "num_round": 50})
+    return run_local_pipeline(curated, tmp_path_factory.mktemp("binary"), model)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,9 @@ def sklearn_run(tmp_path_factory) -> LocalRunResult:
     raw.columns = [snake_case(c) for c in raw.columns]
     csv = work / "abalone_subsample.csv"  # a single curated CSV file is accepted as input too
     raw.to_csv(csv, index=False)
-    return run_local_pipeline(csv, work / "run", target_column="rings", framework="sklearn", metric="r2",
-                              threshold=0.3, hyperparameters={"max_depth": 3, "eta": 0.1, "num_round": 80})
+    model = ModelSpec(name="model", target="rings", framework="sklearn", metric="r2", threshold=0.3,
+                      hyperparameters={"max_depth": 3, "eta": 0.1, "num_round": 80})
+    return run_local_pipeline(csv, work / "run", model)
 
 
 def _csv(result: LocalRunResult, name: str) -> pd.DataFrame:
@@ -315,7 +318,7 @@ def test_sklearn_run_on_subsample(sklearn_run):
 # ---------------------------------------------------------------------------------------------------------------
 def test_missing_target_column_fails_preprocess_clearly(curated, tmp_path):
     with pytest.raises(StepFailedError) as caught:
-        run_local_pipeline(curated, tmp_path, target_column="age", threshold=3.0)
+        run_local_pipeline(curated, tmp_path, ModelSpec(name="model", target="age", metric="rmse", threshold=3.0))
     assert caught.value.step == "Preprocess"
     assert "target column 'age' not found in the input data" in str(caught.value)
     assert "'rings'" in str(caught.value)  # lists the available columns
@@ -363,9 +366,42 @@ def test_preprocess_configuration_errors(tmp_path, capsys):
     assert preprocess.main(base + ["--positive-threshold", ""]) == 0
 
 
-def test_runner_rejects_a_metric_of_another_problem_type(curated, tmp_path):
+def test_model_spec_rejects_a_metric_of_another_problem_type():
     with pytest.raises(ValueError, match="metric 'auc' is not computed for problem_type regression"):
-        run_local_pipeline(curated, tmp_path, target_column="rings", metric="auc", threshold=0.8)
+        ModelSpec(name="model", target="rings", metric="auc", threshold=0.8)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"framework": "lightgbm"}, "ModelSpec m: unknown framework 'lightgbm'; use one of ['xgboost', 'sklearn']"),
+    ({"problem_type": "binary_classification", "metric": "auc"},
+     "ModelSpec m: binary_classification needs positive_threshold (label = target >= threshold)"),
+    ({"target": ""}, "ModelSpec m: target is empty; name the column to predict"),
+    ({"problem_type": "ranking"}, "unknown problem_type 'ranking'; use one of ['regression', 'binary_classification']"),
+])
+def test_model_spec_errors_name_the_value_and_the_fix(fields, message):
+    with pytest.raises(ValueError) as caught:
+        ModelSpec(**{"name": "m", "target": "rings", "metric": "rmse", "threshold": 3.0, **fields})
+    assert str(caught.value) == message
+
+
+def test_model_spec_is_frozen_hashable_and_keeps_hyperparameter_order():
+    model = ModelSpec(name="m", target="rings", metric="rmse", threshold=3.0,
+                      hyperparameters={"num_round": 10, "eta": 0.3})
+    assert model.hyperparameters == (("num_round", 10), ("eta", 0.3))
+    assert model == ModelSpec(name="m", target="rings", metric="rmse", threshold=3.0,
+                              hyperparameters=[("num_round", 10), ("eta", 0.3)])
+    assert hash(model) == hash(dataclasses.replace(model))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.threshold = 1.0  # type: ignore[misc]
+    assert json.loads(json.dumps(model.as_dict()))["hyperparameters"] == [["num_round", 10], ["eta", 0.3]]
+    assert (model.higher_is_better, model.metric_json_path) == (False, "regression_metrics.rmse.value")
+
+
+def test_model_spec_needs_neither_cdk_nor_pydantic():
+    code = ("import sys; import sagemaker_steps.model_spec, sagemaker_steps.pipeline_spec, sagemaker_steps.local_runner; "
+            "print(sorted(m for m in ('aws_cdk', 'pydantic', 'jsii', 'sagemaker') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -400,9 +436,10 @@ def test_spec_step_order_and_wiring():
     json.dumps(spec.as_dict())  # plain data all the way down
 
 
-def test_spec_metrics_agree_with_the_platform_config():
+def test_one_metric_table_for_the_config_and_the_pipeline():
     from platform_config.schema import METRICS
 
+    assert METRICS is spec.METRICS is model_spec.METRICS
     assert spec.HIGHER_IS_BETTER == {"rmse": False, "mae": False, "r2": True, "auc": True, "accuracy": True,
                                      "f1": True}
     for problem_type, metrics in METRICS.items():
