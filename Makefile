@@ -31,14 +31,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Third-party packages of the model-in-Lambda function, built for Lambda's platform from wheels (no Docker).
-build/lambda-deps/.installed: lambda_src/inference/requirements.txt scripts/build_lambda_deps.sh $(VENV)/.synth-installed
+# Third-party packages of the model-in-Lambda function, built for Lambda's platform from wheels (no Docker), as one
+# reproducible zip that the layer asset uploads as is (build/lambda-deps.inputs.sha256: the hash of its inputs).
+build/lambda-deps.zip: lambda_src/inference/requirements.txt scripts/build_lambda_deps.sh $(VENV)/.synth-installed
 	bash scripts/build_lambda_deps.sh lambda_src/inference/requirements.txt build/lambda-deps
 	touch $@
 
-lambda-deps: build/lambda-deps/.installed
+lambda-deps: build/lambda-deps.zip
 
-install: $(VENV)/.synth-installed node_modules/.installed build/lambda-deps/.installed
+install: $(VENV)/.synth-installed node_modules/.installed build/lambda-deps.zip
 install-dev: install $(VENV)/.dev-installed
 
 ## Synthesize every stack of ENV (default dev) into cdk.out/, offline.
@@ -68,10 +69,13 @@ E2E_TEARDOWN ?= stacks
 e2e: install
 	$(PY) -m scripts.e2e --env $(ENV) --yes --teardown $(E2E_TEARDOWN) --report-dir e2e-report
 
-## Benchmarks (not part of the tests): synth time and inference latency.
+## Benchmarks (not part of the tests): synth time and its breakdown, inference latency. BENCH_LABEL names the result.
+BENCH_LABEL ?= current
 bench: install-dev
 	$(PY) benchmarks/inference_latency.py
 	bash benchmarks/synth_time.sh
+	$(PY) benchmarks/synth_breakdown.py --env $(ENV) --label $(BENCH_LABEL)
+	$(PY) benchmarks/synth_breakdown.py --env $(ENV) --serving all --skip-cli --label $(BENCH_LABEL)-serving
 
 clean:
 	rm -rf cdk.out build .pytest_cache

@@ -25,11 +25,14 @@ Standard library only: this module never imports CDK or boto3 (the rehearsal run
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -171,6 +174,26 @@ def lambda_environment(
     return env
 
 
+_EXTRACTED: dict[tuple[str, int, int], Path] = {}
+
+
+def layer_directory(layer: Path) -> Path:
+    """The directory Lambda makes of a layer: ``layer`` itself, or a ``.zip`` layer extracted as Lambda extracts it
+    into /opt (once per process and archive, into a temporary directory removed at exit)."""
+    layer = Path(layer)
+    if not (layer.suffix == ".zip" and layer.is_file()):
+        return layer
+    stat = layer.stat()
+    key = (str(layer.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _EXTRACTED:
+        target = Path(tempfile.mkdtemp(prefix="lambda-layer-"))
+        atexit.register(shutil.rmtree, target, True)
+        with zipfile.ZipFile(layer) as archive:
+            archive.extractall(target)
+        _EXTRACTED[key] = target
+    return _EXTRACTED[key]
+
+
 def run(
     function_dir: Path,
     layer_dirs: Sequence[Path],
@@ -188,6 +211,7 @@ def run(
 ) -> Invocation:
     """One cold invocation (import, then one call) in a fresh isolated interpreter; see :func:`invoke`."""
     function_dir = Path(function_dir)
+    layer_dirs = [layer_directory(layer) for layer in layer_dirs]  # a .zip layer runs as Lambda extracts it
     if not (function_dir.is_dir()):
         raise FileNotFoundError(f"function code directory {function_dir} does not exist")
     for layer in layer_dirs:
@@ -298,12 +322,13 @@ class SynthesizedFunction:
 
 
 def _asset_dirs(outdir: Path, stack_artifact_id: str) -> dict[str, Path]:
-    """S3 object key (``<hash>.zip``) -> the directory CDK zips into it, from the stack's ``*.assets.json``."""
+    """S3 object key (``<hash>.zip``) -> the directory CDK zips into it, or the .zip file it uploads as is."""
     manifest = json.loads((Path(outdir) / f"{stack_artifact_id}.assets.json").read_text())
     out: dict[str, Path] = {}
     for asset in manifest.get("files", {}).values():
         source = asset["source"]
-        if source.get("packaging") != "zip":
+        archive = source.get("packaging") == "file" and source.get("path", "").endswith(".zip")
+        if source.get("packaging") != "zip" and not archive:  # a directory, or a .zip uploaded as is
             continue
         for destination in asset["destinations"].values():
             key = destination["objectKey"]

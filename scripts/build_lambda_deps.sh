@@ -2,9 +2,12 @@
 # Build the third-party packages of a Python Lambda function as a layer directory, without Docker.
 #
 #   scripts/build_lambda_deps.sh REQUIREMENTS_FILE OUT_DIR
+#   scripts/build_lambda_deps.sh --inputs-hash REQUIREMENTS_FILE    # print the inputs hash, build nothing
 #
-# Result: OUT_DIR/python/ (the layer content: Lambda puts /opt/python on sys.path) and OUT_DIR/manifest.json
-# (inputs hash, sizes). Wheels only, for the Lambda platform (manylinux x86_64, CPython $PYTHON_VERSION), with
+# Result: OUT_DIR.zip, the layer as deployed (python/... entries; the CDK asset uploads this file as is), and
+# OUT_DIR.inputs.sha256, the hash of everything the build depends on (see "inputs hash" below), written last: the
+# pair is up to date when that file matches. Also OUT_DIR/python/ (the same content unzipped, for the latency
+# benchmark and for reading) and OUT_DIR/manifest.json (inputs hash, sizes). Wheels only, for the Lambda platform (manylinux x86_64, CPython $PYTHON_VERSION), with
 # --no-deps: the requirements file must be the complete closure, which this script checks against every
 # installed package's Requires-Dist (packages the Lambda runtime ships, boto3/botocore & co, count as present).
 #
@@ -14,11 +17,16 @@
 # interpreter of the target version is available (read-only /opt cannot cache it at run time), smoke-tests the
 # imports in isolation when the host Python is the target version, and prints the sizes.
 #
-# Idempotent: the build happens in a staging dir that replaces OUT_DIR/python at the end; an up-to-date OUT_DIR
-# (same requirements, script and target) is kept as is unless FORCE=1.
+# Idempotent: the build happens in a staging dir that replaces OUT_DIR/python at the end; an up-to-date build
+# (same inputs hash) is kept as is unless FORCE=1.
+#
+# Inputs hash: sha256 of the requirements file's text, this script's text, PYTHON_VERSION, the platform tags and the
+# bytecode compiler ("CPython 3.12.1", or "none" when no interpreter of PYTHON_VERSION is found): what decides the
+# layer's bytes, given pinned wheels. Synth never hashes or walks the 90 MB tree: the CDK asset is the one zip file.
 #
 # Reproducible: the same requirements, script and bytecode compiler (the exact python3.12 release; recorded as
-# "bytecode" in manifest.json) give byte-identical OUT_DIR/python, hence the same CDK asset hash: a deploy with
+# "bytecode" in manifest.json) give byte-identical OUT_DIR/python and OUT_DIR.zip (sorted entries, fixed timestamps and modes), hence the same CDK
+# asset hash: a deploy with
 # nothing changed publishes no new layer or function version and starts no CodeDeploy deployment, and two builds
 # (staging's and prod's) ship the same layer. What used to differ: .pyc embedding the random staging path. pip's
 # RECORD/INSTALLER/REQUESTED/direct_url.json (install paths, tool names) and console scripts (shebangs) are removed.
@@ -30,10 +38,15 @@
 # MAX_ZIP_MB (default 50) and MAX_UNZIPPED_MB (default 250): fail above these, FORCE=1: rebuild anyway.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 REQUIREMENTS_FILE OUT_DIR" >&2
+HASH_ONLY=0
+if [[ "${1:-}" == --inputs-hash && $# -eq 2 ]]; then
+  HASH_ONLY=1
+elif [[ $# -ne 2 ]]; then
+  echo "usage: $0 REQUIREMENTS_FILE OUT_DIR | $0 --inputs-hash REQUIREMENTS_FILE" >&2
   exit 2
 fi
+if [[ $HASH_ONLY == 1 ]]; then set -- "$2" ""; fi
+[[ -f "$1" ]] || { echo "no such requirements file: $1" >&2; exit 2; }
 REQUIREMENTS=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 OUT_DIR=$2
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,17 +63,45 @@ fi
 # manylinux2014 variant warns at every import that it is deprecated).
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64)
 
-[[ -f "$REQUIREMENTS" ]] || { echo "no such requirements file: $1" >&2; exit 2; }
+# An interpreter of the target version: $LAMBDA_PYTHON, the host's, python3.12 on PATH, or a pyenv install.
+version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
+COMPILER=""
+CANDIDATES=("${LAMBDA_PYTHON:-}" "$PYTHON" "$(command -v "python$PYTHON_VERSION" 2>/dev/null || true)")
+if command -v pyenv >/dev/null 2>&1; then
+  for candidate in "$(pyenv root)"/versions/"$PYTHON_VERSION"*/bin/python"$PYTHON_VERSION"; do
+    CANDIDATES+=("$candidate")
+  done
+fi
+for candidate in "${CANDIDATES[@]}"; do
+  if [[ -n "$candidate" && -x "$candidate" && "$(version_of "$candidate")" == "$PYTHON_VERSION" ]]; then
+    COMPILER=$candidate
+    break
+  fi
+done
+BYTECODE=none
+if [[ -n "$COMPILER" ]]; then
+  BYTECODE=$("$COMPILER" -c 'import platform; print(platform.python_implementation(), platform.python_version())')
+fi
+STAMP=$(cat "$REQUIREMENTS" "${BASH_SOURCE[0]}" \
+          <(printf '%s\n' "python $PYTHON_VERSION" "platforms ${PLATFORMS[*]}" "bytecode $BYTECODE") \
+        | sha256sum | cut -d' ' -f1)
+if [[ $HASH_ONLY == 1 ]]; then
+  echo "$STAMP"
+  exit 0
+fi
+
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
-STAMP=$(cat "$REQUIREMENTS" "${BASH_SOURCE[0]}" <(echo "$PYTHON_VERSION") | sha256sum | cut -d' ' -f1)
-if [[ "${FORCE:-0}" != 1 && -d "$OUT_DIR/python" && -f "$OUT_DIR/manifest.json" ]] \
-    && grep -q "\"inputs_sha256\": \"$STAMP\"" "$OUT_DIR/manifest.json"; then
-  echo "build_lambda_deps: $OUT_DIR/python is up to date (FORCE=1 to rebuild)"
+ZIP=$OUT_DIR.zip
+HASH_FILE=$OUT_DIR.inputs.sha256
+if [[ "${FORCE:-0}" != 1 && -d "$OUT_DIR/python" && -f "$OUT_DIR/manifest.json" && -f "$ZIP" && -f "$HASH_FILE" ]] \
+    && [[ "$(cat "$HASH_FILE")" == "$STAMP" ]] && grep -q "\"inputs_sha256\": \"$STAMP\"" "$OUT_DIR/manifest.json"; then
+  echo "build_lambda_deps: $ZIP is up to date (FORCE=1 to rebuild)"
   "$PYTHON" -c 'import json,sys; m=json.load(open(sys.argv[1])); print(json.dumps(m["sizes"], indent=2))' \
     "$OUT_DIR/manifest.json"
   exit 0
 fi
+rm -f "$HASH_FILE"  # not up to date until the end
 
 STAGE=$(mktemp -d "$OUT_DIR/.staging.XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
@@ -163,21 +204,6 @@ if scipy.is_dir():
 PY
 
 # ---- bytecode: Lambda's /opt is read-only, so without .pyc every cold start compiles the imported modules ------
-# An interpreter of the target version: $LAMBDA_PYTHON, the host's, python3.12 on PATH, or a pyenv install.
-version_of() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true; }
-COMPILER=""
-CANDIDATES=("${LAMBDA_PYTHON:-}" "$PYTHON" "$(command -v "python$PYTHON_VERSION" 2>/dev/null || true)")
-if command -v pyenv >/dev/null 2>&1; then
-  for candidate in "$(pyenv root)"/versions/"$PYTHON_VERSION"*/bin/python"$PYTHON_VERSION"; do
-    CANDIDATES+=("$candidate")
-  done
-fi
-for candidate in "${CANDIDATES[@]}"; do
-  if [[ -n "$candidate" && -x "$candidate" && "$(version_of "$candidate")" == "$PYTHON_VERSION" ]]; then
-    COMPILER=$candidate
-    break
-  fi
-done
 if [[ -n "$COMPILER" ]]; then
   # Reproducible bytes (same inputs -> same CDK asset hash -> no new layer version, no CodeDeploy run):
   # - unchecked-hash: no source mtime in the .pyc (valid whatever mtimes the zip/extraction gives the sources);
@@ -236,11 +262,9 @@ fi
 # ---- swap in, measure, record ------------------------------------------------------------------------------------
 rm -rf "$OUT_DIR/python"
 mv "$TARGET" "$OUT_DIR/python"
-BYTECODE=none
-if [[ -n "$COMPILER" ]]; then
-  BYTECODE=$("$COMPILER" -c 'import platform; print(platform.python_implementation(), platform.python_version())')
-fi
-"$PYTHON" - "$OUT_DIR" "$HANDLER_DIR" "$STAMP" "$PYTHON_VERSION" "$MAX_ZIP_MB" "$MAX_UNZIPPED_MB" "$BYTECODE" <<'PY'
+"$PYTHON" - "$OUT_DIR" "$HANDLER_DIR" "$STAMP" "$PYTHON_VERSION" "$MAX_ZIP_MB" "$MAX_UNZIPPED_MB" "$BYTECODE" \
+  "$ZIP" <<'PY'
+import hashlib
 import io
 import json
 import os
@@ -249,7 +273,28 @@ import zipfile
 from pathlib import Path
 
 out_dir, handler_dir, stamp, py_version = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-max_zip_mb, max_unzipped_mb, bytecode = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
+max_zip_mb, max_unzipped_mb, bytecode, layer_zip_path = float(sys.argv[5]), float(sys.argv[6]), sys.argv[7], Path(sys.argv[8])
+EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold: no build time in the archive
+
+
+def write_layer_zip(root: Path, target: Path) -> tuple[int, int]:
+    """root/** as python/** in a byte-reproducible zip: sorted entries, fixed time, mode 644 or 755, no directory
+    entries, no extra fields. Lambda extracts it into /opt. Returns (zip bytes, unzipped bytes)."""
+    partial = target.with_name(target.name + ".partial")
+    unzipped = 0
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
+            if path.is_symlink() or not path.is_file():
+                continue
+            info = zipfile.ZipInfo(f"python/{path.relative_to(root).as_posix()}", date_time=EPOCH)
+            info.create_system = 3  # unix, so that external_attr carries the mode
+            info.external_attr = ((0o100755 if os.access(path, os.X_OK) else 0o100644) & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            data = path.read_bytes()
+            archive.writestr(info, data, compresslevel=6)
+            unzipped += len(data)
+    partial.replace(target)
+    return target.stat().st_size, unzipped
 
 
 def files(root: Path, prefix: str, skip_pycache: bool = False):
@@ -268,7 +313,7 @@ def measure(entries) -> tuple[int, int]:
     return buffer.tell(), unzipped
 
 
-layer_zip, layer_raw = measure(files(out_dir / "python", "python/"))
+layer_zip, layer_raw = write_layer_zip(out_dir / "python", layer_zip_path)
 code_zip, code_raw = measure(files(handler_dir, "", skip_pycache=True))
 mb = 1024 * 1024
 sizes = {
@@ -291,10 +336,14 @@ for name, size in sorted(packages.items(), key=lambda kv: -kv[1])[:8]:
 manifest_path = out_dir / "manifest.json"
 if sizes["total_zipped_mb"] > max_zip_mb or sizes["total_unzipped_mb"] > max_unzipped_mb:
     manifest_path.unlink(missing_ok=True)  # not up to date: the next run rebuilds
+    layer_zip_path.unlink(missing_ok=True)
     sys.exit(f"over budget: {max_zip_mb} MB zipped / {max_unzipped_mb} MB unzipped")
 # bytecode: the interpreter that compiled the .pyc ("none": no .pyc), the one input outside inputs_sha256 that
 # changes the layer's bytes (another 3.12.x patch release may emit other bytecode).
 manifest = {"inputs_sha256": stamp, "python_version": py_version, "bytecode": bytecode, "sizes": sizes,
             "unzipped_mb_by_entry": packages}
+manifest["layer_zip"] = {"path": layer_zip_path.name, "sha256": hashlib.sha256(layer_zip_path.read_bytes()).hexdigest()}
 manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+print(f"build_lambda_deps: {layer_zip_path} ({layer_zip / mb:.2f} MB, sha256 {manifest['layer_zip']['sha256'][:16]}...)")
 PY
+echo "$STAMP" > "$HASH_FILE"  # last: the zip and the directory are complete and match these inputs

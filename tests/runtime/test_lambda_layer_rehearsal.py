@@ -1,9 +1,9 @@
 """Rehearsal of the inference function as Lambda runs what `cdk deploy` uploads.
 
 The dev app is synthesized (serving stacks included); the serving stack's inference function and its layer are
-found in the template, their ``Code``/``Content`` ``S3Key`` mapped to the asset directories of ``cdk.out`` through the
-stack's ``*.assets.json``, and the template's ``Handler`` is invoked with the template's ``Environment`` (parameters
-resolved as CloudFormation would) on a clean Python 3.12 (rehearsal.lambda_runtime: ``python -I -S``, Lambda's
+found in the template, their ``Code``/``Content`` ``S3Key`` mapped to the assets of ``cdk.out`` (the code's directory,
+the layer's zip, extracted as Lambda extracts it) through the stack's ``*.assets.json``, and the template's
+``Handler`` is invoked with the template's ``Environment`` (parameters resolved as CloudFormation would) on a clean Python 3.12 (rehearsal.lambda_runtime: ``python -I -S``, Lambda's
 ``sys.path`` order, the SDK Lambda ships as the only addition). The model is a real one, trained by the project's
 pipeline, served from S3 (a local moto server): a one-row prediction, a malformed body and a wrong method.
 """
@@ -11,6 +11,7 @@ pipeline, served from S3 (a local moto server): a one-row prediction, a malforme
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ import pytest
 import inference_fixtures as fx
 from rehearsal.lambda_runtime import (
     find_python,
+    layer_directory,
     resolve_environment,
     run,
     runtime_sdk_dir,
     synthesized_functions,
 )
+from stacks.code_locations import INFERENCE_DEPENDENCIES
 
 PYTHON = find_python("3.12")
 pytestmark = pytest.mark.skipif(PYTHON is None, reason="no Python 3.12 interpreter (pyenv install 3.12)")
@@ -105,15 +108,19 @@ def lambda_call(inference_function, s3_model, tmp_path_factory):
     return call, environment
 
 
-def test_the_assets_are_the_staged_directories(inference_function, assembly):
+def test_the_assets_are_the_staged_code_and_layer_zip(inference_function, assembly):
     outdir, _ = assembly
     function, _ = inference_function
     assert function.runtime == "python3.12" and function.handler == "app.handler"
     assert function.function_dir.parent == outdir and function.function_dir.name.startswith("asset.")
     assert (function.function_dir / "app.py").is_file() and not (function.function_dir / "requirements.txt").exists()
+    # The layer is the build's zip, staged byte for byte (uploaded as is, not re-zipped), under its content hash.
     (layer,) = function.layer_dirs
-    assert layer.parent == outdir and (layer / "python" / "xgboost").is_dir()
-    assert not (layer / "manifest.json").exists()
+    assert layer.parent == outdir and layer.name.startswith("asset.") and layer.suffix == ".zip", layer
+    assert layer.read_bytes() == INFERENCE_DEPENDENCIES.read_bytes()
+    assert re.fullmatch(r"asset\.[0-9a-f]{64}\.zip", layer.name), layer.name
+    extracted = layer_directory(layer)  # as Lambda extracts it into /opt
+    assert (extracted / "python" / "xgboost").is_dir() and sorted(p.name for p in extracted.iterdir()) == ["python"]
 
 
 def test_one_row_prediction_from_the_deployed_assets(lambda_call, s3_model, inference_function):
@@ -130,7 +137,7 @@ def test_one_row_prediction_from_the_deployed_assets(lambda_call, s3_model, infe
     assert body["predictions"][0] == pytest.approx(expected, rel=1e-5)
     # Lambda's path order, nothing of the project or of this virtualenv
     function, _ = inference_function
-    layer = function.layer_dirs[0].resolve()
+    layer = layer_directory(function.layer_dirs[0]).resolve()
     assert invocation.sys_path[:3] == [str(function.function_dir.resolve()),
                                        str(layer / "python" / "lib" / "python3.12" / "site-packages"),
                                        str(layer / "python")]
