@@ -14,16 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from platform_config.datasets import DATASET_NAME_PATTERN, DatasetConfig, check_model_dataset
 from platform_config.names import NAME_PATTERN, PARTS
+from sagemaker_steps.model_spec import METRICS, ModelSpec  # the one metric table (standard library only)
 
 # Names that end up in physical resource names (pipeline, model package group, endpoint, Glue job) must fit the
 # strictest of those services: SageMaker names allow [a-zA-Z0-9-] and 63 characters (rules in platform_config.names).
 _NAME_RE = re.compile(NAME_PATTERN)
-
-# Metrics evaluate.py writes, per problem type, and whether a larger value is better.
-METRICS: dict[str, dict[str, bool]] = {
-    "regression": {"rmse": False, "mae": False, "r2": True},
-    "binary_classification": {"auc": True, "accuracy": True, "f1": True},
-}
 
 
 # Longest "<project>-<environment>-<model>-<stage>": it names the SageMaker endpoint (63 characters at most), the
@@ -222,6 +217,22 @@ class ModelConfig(_Strict):
     @property
     def higher_is_better(self) -> bool:
         return METRICS[self.problem_type][self.metric]
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What the model build needs about this model, as one frozen value (``sagemaker_steps.model_spec``)."""
+        return ModelSpec(
+            name=self.name,
+            target=self.target_column,
+            metric=self.metric,
+            threshold=self.threshold,
+            problem_type=self.problem_type,
+            framework=self.framework,
+            positive_threshold=self.positive_threshold,
+            hyperparameters=self.hyperparameters,
+            processing_instance_type=self.processing_instance_type,
+            training_instance_type=self.training_instance_type,
+        )
 
 
 class WorkstationConfig(_Strict):

@@ -66,19 +66,10 @@ class ModelStack(Stack):
             self,
             "BuildPipeline",
             pipeline_name=name,
-            model_name=model.name,
             model_package_group_name=name,
             project=config.project,
             environment=config.environment,
-            target_column=model.target_column,
-            problem_type=model.problem_type,
-            framework=model.framework,
-            metric=model.metric,
-            threshold=model.threshold,
-            positive_threshold=model.positive_threshold,
-            hyperparameters=model.hyperparameters,
-            processing_instance_type=model.processing_instance_type,
-            training_instance_type=model.training_instance_type,
+            spec=model.spec,
             input_bucket=buckets["curated"],
             input_prefix=Names.curated_prefix(config.data_lake.dataset),
             artifacts_prefix=Names.model_artifacts_prefix(model.name),
@@ -86,6 +77,7 @@ class ModelStack(Stack):
             encryption_key=key,
             start_on_events=[glue_succeeded],
             schedule=model.pipeline_schedule,
+            definition_cache_dir=code.ROOT / "build" / "definition-cache",  # a warm synth skips the SageMaker SDK
         )
         self.build.pipeline.add_resource_dependency(self.registry.group)
 
