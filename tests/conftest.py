@@ -16,3 +16,32 @@ os.environ.setdefault("SAGEMAKER_TELEMETRY_OPT_OUT", "true")
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+# ---- pytest-xdist (pytest.ini: -n auto --dist loadgroup) ------------------------------------------------------------
+# Tests of one xdist group run on one worker, one after another. Two reasons to group:
+# - shared global state: the rehearsal stages the SageMaker containers' fixed /opt/ml, so its tests never run
+#   concurrently with each other;
+# - an expensive session fixture: the synthesized dev and prod apps (tests/infra/conftest.py) take most of a worker's
+#   time to build; every test that reads them runs where they are built, so each app is synthesized once per run
+#   instead of once per worker.
+SERIAL_DIRS = {"rehearsal": "opt-ml"}
+SESSION_APPS = {"dev", "prod", "synthesized"}
+
+
+def xdist_group(item) -> str | None:
+    parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+    if parts[0] in SERIAL_DIRS:
+        return SERIAL_DIRS[parts[0]]
+    if SESSION_APPS & set(getattr(item, "fixturenames", ())):
+        return "synthesized-apps"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        group = xdist_group(item)
+        if group and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group))
