@@ -1,11 +1,13 @@
-"""Glue catalog database, PySpark ETL job (Glue 5.0), crawler over the curated zone, and the workflow that runs them."""
+"""Glue catalog database and table, PySpark ETL job (Glue 5.0) and the workflow that runs it, for one dataset."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jsii
 from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack, Token
@@ -18,6 +20,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.glue_catalog import curated_table
 from mlops_constructs.storage import allow_cloudwatch_logs
 
 #: Name of the zip that carries the job's extra modules (constant, so that the asset hash depends on content only).
@@ -53,6 +56,47 @@ def package_python_modules(modules: Sequence[Path], out_dir: Path) -> Path:
     return target
 
 
+def schema_argument(dataset_schema: Mapping[str, Any]) -> str:
+    """The ``--dataset_schema`` job argument: the document as compact JSON with sorted keys (stable templates)."""
+    return json.dumps(dataset_schema, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class EtlTriggers:
+    """What starts the dataset's ETL workflow (with neither, it runs on demand only).
+
+    :param on_raw_upload: an ``Object Created`` event under the dataset's raw prefix (the raw bucket must send events
+        to EventBridge). Default: True.
+    :param schedule: an EventBridge schedule expression (``cron(...)``/``rate(...)``). Default: none.
+    """
+
+    on_raw_upload: bool = True
+    schedule: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DatasetPrefixes:
+    """Key prefixes of one dataset (each like ``name/``, no leading ``/``). Default for each: derived from the
+    dataset name, ``<dataset>/`` in the raw and curated buckets and ``quarantine/<dataset>/`` in the curated bucket."""
+
+    raw: Optional[str] = None
+    curated: Optional[str] = None
+    quarantine: Optional[str] = None
+
+    def resolve(self, dataset: str) -> "DatasetPrefixes":
+        resolved = DatasetPrefixes(
+            raw=self.raw or f"{dataset}/",
+            curated=self.curated or f"{dataset}/",
+            quarantine=self.quarantine or f"quarantine/{dataset}/",
+        )
+        for label in ("raw", "curated", "quarantine"):
+            value = getattr(resolved, label)
+            if not value.endswith("/") or value.startswith("/"):
+                raise ValueError(f"GlueEtl {label} prefix must be a key prefix like 'name/' (no leading '/'), "
+                                 f"got {value!r}")
+        return resolved
+
+
 @jsii.implements(events.IRuleTarget)
 class _GlueWorkflowTarget:
     """EventBridge target that notifies a Glue workflow's EVENT trigger (there is no L2 target for it)."""
@@ -66,40 +110,41 @@ class _GlueWorkflowTarget:
 
 
 class GlueEtl(Construct):
-    """Raw CSV -> validated, partitioned Parquet in the curated zone, then a crawler updates the catalog.
+    """One dataset: raw CSV -> validated, partitioned Parquet in the curated zone, declared in the Glue Data Catalog.
 
-    The job reads ``s3://<raw>/<dataset>/``, writes ``s3://<curated>/<dataset>/`` and rejected rows to
-    ``s3://<curated>/quarantine/<dataset>/``. A Glue workflow starts it from EventBridge (raw-zone object events and/or a
-    schedule) or on demand, then runs the crawler when the job succeeds.
+    The dataset is its **schema document** (``glue_jobs/dataset_spec.py``: name, CSV format, columns,
+    ``max_reject_ratio``): the job receives it whole as ``--dataset_schema`` and the curated table is declared from
+    it (Parquet, partitioned by ``ingest_date`` (date), Athena partition projection on that column), so the catalog
+    never waits for a crawler. The job reads ``s3://<raw>/<raw prefix>``, writes ``s3://<curated>/<curated prefix>``
+    and rejected rows to ``s3://<curated>/<quarantine prefix>``. A Glue workflow starts it from EventBridge (raw-zone
+    object events and/or a schedule) or on demand; with ``crawler=True`` a crawler of the declared table then registers
+    the new partitions (for engines without partition projection) and never changes the table's schema.
 
-    Physical names: only the job (``job_name``, matched by the model stacks' EventBridge rules) and
-    the workflow (same name, for ``aws glue start-workflow-run``) have fixed names; both are deleted with the stack and
-    carry the prefix and dataset, so no other environment or dataset can hold them. The database gets a readable name
-    for Athena users and is deleted with the stack (catalog metadata only: the crawler rebuilds it from the retained
-    curated zone), so a redeploy after a delete does not meet a leftover. Everything else (security configuration,
-    crawler, triggers, roles) is named by CDK/CloudFormation, and the retained log groups are named after the
-    generated role names, so a redeploy never finds a retained group of the same name.
+    Physical names: only the job (``job_name``, matched by the model stacks' EventBridge rules) and the workflow (same
+    name, for ``aws glue start-workflow-run``) have fixed names; both are deleted with the stack and carry the prefix
+    and dataset. The database gets a readable name for Athena users and is deleted with the stack (catalog metadata
+    only; the table is declared here again), so a redeploy after a delete does not meet a leftover. Everything else is
+    named by CDK/CloudFormation, and the retained log groups are named after the generated role names, so a redeploy
+    never finds a retained group of the same name.
 
     :param name_prefix: prefix of the default job, workflow and database names.
-    :param dataset: dataset (table) name; also the S3 prefix in raw and curated zones.
-    :param raw_bucket: raw zone. Must send events to EventBridge if ``trigger_on_raw_upload``.
+    :param dataset_schema: the dataset schema document (a JSON-compatible mapping, version 1); its ``name`` is the
+        dataset and table name. Job arguments may total 260 KB ("Using job parameters in AWS Glue jobs").
+    :param raw_bucket: raw zone. Must send events to EventBridge if ``triggers.on_raw_upload``.
     :param curated_bucket: curated zone.
     :param encryption_key: key for job output, logs and bookmarks (Glue security configuration). Its key policy must let
         CloudWatch Logs of this account use it (done here for a key of the same stack).
-    :param job_name: name of the job and of the workflow. Default: ``<name_prefix>-etl-<dataset>``.
-    :param raw_prefix / curated_prefix / quarantine_prefix: key prefixes of the dataset in the raw and curated
-        buckets. Default: ``<dataset>/``, ``<dataset>/``, ``quarantine/<dataset>/``.
-    :param database: Glue catalog database to crawl into (share one between several datasets). Default: a new one.
-    :param database_name: name of the new database. Default: ``<name_prefix>`` with ``-`` replaced by ``_``.
     :param script: job entry point (required; the platform's is ``glue_jobs/etl_job.py``).
-    :param extra_python_files: ``.py`` modules the script imports (required; the platform's:
-        ``glue_jobs/etl_transform.py``). They are
-        shipped in one deterministic zip through ``--extra-py-files`` (see ``package_python_modules``).
-    :param worker_type: Default: G.1X. :param number_of_workers: Default: 2.
-    :param timeout: Default: 60 minutes. :param max_reject_ratio: fail the run above this share of rejected rows.
-    :param schedule: EventBridge schedule expression. Default: none.
-    :param trigger_on_raw_upload: start on ``Object Created`` in the raw dataset prefix. Default: True.
-    :param log_retention: retention of the job's and the crawler's log groups. Default: 90 days.
+    :param extra_python_files: ``.py`` modules the script imports (required; the platform's: ``glue_jobs/
+        dataset_spec.py`` and ``etl_transform.py``), shipped in one deterministic zip through ``--extra-py-files``.
+    :param job_name: name of the job and of the workflow. Default: ``<name_prefix>-etl-<dataset>``.
+    :param prefixes: the dataset's key prefixes. Default: ``DatasetPrefixes()`` (derived from the dataset name).
+    :param triggers: what starts the workflow. Default: ``EtlTriggers()`` (raw upload, no schedule).
+    :param database: Glue catalog database of the table (share one between several datasets). Default: a new one.
+    :param database_name: name of the new database. Default: ``<name_prefix>`` with ``-`` replaced by ``_``.
+    :param worker_type: Default: G.1X. :param number_of_workers: Default: 2. :param timeout: Default: 60 minutes.
+    :param crawler: add a crawler after the job that adds partitions to the declared table. Default: False.
+    :param log_retention: retention of the job's (and the crawler's) log groups. Default: 90 days.
     :param removal_policy: of the log groups. Default: RETAIN.
     :param extra_arguments: more job arguments. Default: none.
     """
@@ -110,24 +155,21 @@ class GlueEtl(Construct):
         id_: str,
         *,
         name_prefix: str,
-        dataset: str,
+        dataset_schema: Mapping[str, Any],
         raw_bucket: s3.IBucket,
         curated_bucket: s3.IBucket,
         encryption_key: kms.IKey,
-        job_name: Optional[str] = None,
-        raw_prefix: Optional[str] = None,
-        curated_prefix: Optional[str] = None,
-        quarantine_prefix: Optional[str] = None,
-        database: Optional[glue.IDatabase] = None,
-        database_name: Optional[str] = None,
         script: Path,
         extra_python_files: Sequence[Path],
+        job_name: Optional[str] = None,
+        prefixes: DatasetPrefixes = DatasetPrefixes(),
+        triggers: EtlTriggers = EtlTriggers(),
+        database: Optional[glue.IDatabase] = None,
+        database_name: Optional[str] = None,
         worker_type: glue.WorkerType = glue.WorkerType.G_1X,
         number_of_workers: int = 2,
         timeout: Duration = Duration.minutes(60),
-        max_reject_ratio: float = 0.1,
-        schedule: Optional[str] = None,
-        trigger_on_raw_upload: bool = True,
+        crawler: bool = False,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         extra_arguments: Optional[Mapping[str, str]] = None,
@@ -135,34 +177,21 @@ class GlueEtl(Construct):
         super().__init__(scope, id_)
         if not Token.is_unresolved(number_of_workers) and number_of_workers < 2:
             raise ValueError(f"GlueEtl number_of_workers must be at least 2 for Spark jobs, got {number_of_workers}")
-        if not 0 <= max_reject_ratio <= 1:
-            raise ValueError(f"GlueEtl max_reject_ratio must be within [0, 1], got {max_reject_ratio}")
         if database is not None and database_name is not None:
             raise ValueError("GlueEtl takes either database or database_name, not both")
+        dataset = dataset_schema.get("name") if isinstance(dataset_schema, Mapping) else None
+        if not isinstance(dataset, str) or not dataset:
+            raise ValueError("GlueEtl dataset_schema must be a dataset schema document with a 'name'")
         self.dataset = dataset
-        job_name = job_name or f"{name_prefix}-etl-{dataset}"
-        self.raw_prefix = raw_prefix or f"{dataset}/"
-        self.curated_prefix = curated_prefix or f"{dataset}/"
-        self.quarantine_prefix = quarantine_prefix or f"quarantine/{dataset}/"
-        for label, value in (("raw_prefix", self.raw_prefix), ("curated_prefix", self.curated_prefix),
-                             ("quarantine_prefix", self.quarantine_prefix)):
-            if not value.endswith("/") or value.startswith("/"):
-                raise ValueError(f"GlueEtl {label} must be a key prefix like 'name/' (no leading '/'), got {value!r}")
-        stack = Stack.of(self)
+        self.dataset_schema = dataset_schema
+        self.job_name_value = job_name or f"{name_prefix}-etl-{dataset}"
+        resolved = prefixes.resolve(dataset)
+        self.raw_prefix, self.curated_prefix, self.quarantine_prefix = resolved.raw, resolved.curated, resolved.quarantine
+        self._raw_bucket, self._curated_bucket, self._key = raw_bucket, curated_bucket, encryption_key
+        self._log_retention, self._removal_policy = log_retention, removal_policy
 
-        if database is None:
-            database = glue.Database(
-                self,
-                "Database",
-                database_name=database_name or name_prefix.replace("-", "_"),
-                description=f"Curated datasets of {name_prefix}",
-            )
-            # Catalog metadata only (the crawler rebuilds it from the retained curated zone). A retained database
-            # would make the next deploy after a stack delete fail on its fixed name.
-            database.apply_removal_policy(RemovalPolicy.DESTROY)
-        self.database: glue.IDatabase = database
-        db_name = database.database_name
-
+        self.database: glue.IDatabase = database or self._new_database(name_prefix, database_name)
+        self.table = self._declare_table()
         # No fixed name: nothing outside this construct refers to it, and a generated one never collides (CDK derives it
         # from the construct path, which includes the stack name).
         self.security_configuration = glue.SecurityConfiguration(
@@ -172,46 +201,68 @@ class GlueEtl(Construct):
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(encryption_key),
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(encryption_key),
         )
-        security_configuration_name = self.security_configuration.security_configuration_name
         # CloudWatch Logs encrypts the job's and crawler's logs with the key: allow the regional logs service to use it.
         allow_cloudwatch_logs(encryption_key)
+        self.job_role = self._job_role()
+        self.job = self._job(script, extra_python_files, worker_type, number_of_workers, timeout, extra_arguments)
+        self.crawler: Optional[glue.CfnCrawler] = self._crawler() if crawler else None
+        self._workflow(triggers)
 
-        # --- job role: only the dataset prefixes, the key, its own logs --------------------------------------
-        self.job_role = iam.Role(
+    # --- catalog ---------------------------------------------------------------------------------------------------
+    def _new_database(self, name_prefix: str, database_name: Optional[str]) -> glue.Database:
+        database = glue.Database(
+            self,
+            "Database",
+            database_name=database_name or name_prefix.replace("-", "_"),
+            description=f"Curated datasets of {name_prefix}",
+        )
+        # Catalog metadata only (the tables are declared from the schema documents). A retained database would make
+        # the next deploy after a stack delete fail on its fixed name.
+        database.apply_removal_policy(RemovalPolicy.DESTROY)
+        return database
+
+    def _declare_table(self) -> glue.CfnTable:
+        """The curated table, from the schema document: Parquet under the curated prefix, partitioned by date."""
+        return curated_table(
+            self,
+            "Table",
+            database_name=self.database.database_name,
+            dataset_schema=self.dataset_schema,
+            location=self._curated_bucket.s3_url_for_object(self.curated_prefix),
+            description=f"Curated {self.dataset}, written by the Glue job {self.job_name_value}",
+        )
+
+    # --- job -------------------------------------------------------------------------------------------------------
+    def _job_role(self) -> iam.Role:
+        """The job's role: only the dataset prefixes, the key, its own log groups and Glue metrics."""
+        raw_bucket, curated_bucket, stack = self._raw_bucket, self._curated_bucket, Stack.of(self)
+        role = iam.Role(
             self,
             "JobRole",
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"Glue ETL job {job_name}",
+            description=f"Glue ETL job {self.job_name_value}",
         )
-        raw_bucket.grant_read(self.job_role, f"{self.raw_prefix}*")
-        curated_bucket.grant_read_write(self.job_role, f"{self.curated_prefix}*")
-        curated_bucket.grant_read_write(self.job_role, f"{self.quarantine_prefix}*")
+        raw_bucket.grant_read(role, f"{self.raw_prefix}*")
+        curated_bucket.grant_read_write(role, f"{self.curated_prefix}*")
+        curated_bucket.grant_read_write(role, f"{self.quarantine_prefix}*")
         # Glue's temporary directory for bookmarks and shuffle spill lives in the curated bucket, under _glue_tmp/.
-        curated_bucket.grant_read_write(self.job_role, "_glue_tmp/*")
-        curated_bucket.grant_delete(self.job_role, "_glue_tmp/*")
+        curated_bucket.grant_read_write(role, "_glue_tmp/*")
+        curated_bucket.grant_delete(role, "_glue_tmp/*")
         # SSE-KMS output (GenerateDataKey/Decrypt) and client-side KMS job bookmarks (Encrypt/Decrypt/GenerateDataKey).
-        encryption_key.grant_encrypt_decrypt(self.job_role)
+        self._key.grant_encrypt_decrypt(role)
 
         # Glue 5.0 writes driver/executor logs itself (the continuous-logging arguments are for Glue 4.0 and earlier).
         # With CloudWatch encryption in the security configuration it writes to
         # /aws-glue/jobs/<security configuration>-role/<role name>/{output,error}: create them, with retention and the
         # key. Their names contain the generated role name, so a retained group never blocks a later deployment.
-        job_log_prefix = Fn.join("", ["/aws-glue/jobs/", security_configuration_name, "-role/", self.job_role.role_name])
+        security_configuration_name = self.security_configuration.security_configuration_name
+        job_log_prefix = Fn.join("", ["/aws-glue/jobs/", security_configuration_name, "-role/", role.role_name])
         self.implied_log_groups = [
-            logs.LogGroup(
-                self,
-                f"JobLogs{stream.capitalize()}",
-                log_group_name=Fn.join("", [job_log_prefix, f"/{stream}"]),
-                retention=log_retention,
-                encryption_key=encryption_key,
-                removal_policy=removal_policy,
-            )
+            self._log_group(f"JobLogs{stream.capitalize()}", Fn.join("", [job_log_prefix, f"/{stream}"]))
             for stream in ("output", "error")
         ]
-        job_log_arns = [
-            arn for g in self.implied_log_groups for arn in _log_group_arns(stack, g.log_group_name)
-        ]
-        self.job_role.add_to_policy(
+        job_log_arns = [arn for g in self.implied_log_groups for arn in _log_group_arns(stack, g.log_group_name)]
+        role.add_to_policy(
             iam.PolicyStatement(
                 sid="JobLogs",
                 # AssociateKmsKey: Glue associates the security configuration's key with the group it writes to.
@@ -219,7 +270,7 @@ class GlueEtl(Construct):
                 resources=job_log_arns,
             )
         )
-        self.job_role.add_to_policy(
+        role.add_to_policy(
             iam.PolicyStatement(
                 sid="JobMetrics",
                 actions=["cloudwatch:PutMetricData"],
@@ -228,12 +279,12 @@ class GlueEtl(Construct):
             )
         )
         compliance.acknowledge(
-            self.job_role,
+            role,
             "AwsSolutions-IAM5[Resource::*]",
             "cloudwatch:PutMetricData has no resource type; it is limited to the Glue namespace by condition.",
         )
         compliance.acknowledge_wildcard_resources(
-            self.job_role,
+            role,
             [
                 raw_bucket.arn_for_objects(f"{self.raw_prefix}*"),
                 curated_bucket.arn_for_objects(f"{self.curated_prefix}*"),
@@ -245,29 +296,48 @@ class GlueEtl(Construct):
             "Objects under the dataset's own prefixes, the job's script assets and the streams of its own log groups.",
         )
         compliance.acknowledge_wildcard_actions(
-            self.job_role,
+            role,
             compliance.S3_READ_ACTIONS + compliance.S3_WRITE_ACTIONS + compliance.KMS_ACTIONS,
             "CDK grant actions, limited to the prefixes and the key listed in the same statements.",
         )
+        return role
 
+    def _log_group(self, id_: str, name: str) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            id_,
+            log_group_name=name,
+            retention=self._log_retention,
+            encryption_key=self._key,
+            removal_policy=self._removal_policy,
+        )
+
+    def _job(
+        self,
+        script: Path,
+        extra_python_files: Sequence[Path],
+        worker_type: glue.WorkerType,
+        number_of_workers: int,
+        timeout: Duration,
+        extra_arguments: Optional[Mapping[str, str]],
+    ) -> glue.PySparkEtlJob:
         args = {
-            "--dataset": dataset,
-            "--raw_path": raw_bucket.s3_url_for_object(self.raw_prefix),
-            "--curated_path": curated_bucket.s3_url_for_object(self.curated_prefix),
-            "--quarantine_path": curated_bucket.s3_url_for_object(self.quarantine_prefix),
-            "--max_reject_ratio": str(max_reject_ratio),
-            "--TempDir": curated_bucket.s3_url_for_object("_glue_tmp/"),
+            "--dataset_schema": schema_argument(self.dataset_schema),
+            "--raw_path": self._raw_bucket.s3_url_for_object(self.raw_prefix),
+            "--curated_path": self._curated_bucket.s3_url_for_object(self.curated_prefix),
+            "--quarantine_path": self._curated_bucket.s3_url_for_object(self.quarantine_prefix),
+            "--TempDir": self._curated_bucket.s3_url_for_object("_glue_tmp/"),
             "--job-bookmark-option": "job-bookmark-enable",
             **(extra_arguments or {}),
         }
         # The modules go in one zip: Glue would put a plain ``<hash>.py`` asset on the path under that name.
         modules_zip = package_python_modules(extra_python_files, Path(tempfile.mkdtemp(prefix="glue-py-modules-")))
-        self.job = glue.PySparkEtlJob(
+        return glue.PySparkEtlJob(
             self,
             "Job",
             # Fixed: the model stacks' EventBridge rules match this name (stacks/model_stack.py etl_job_name).
-            job_name=job_name,
-            description=f"Validate raw {dataset} CSV into partitioned Parquet; quarantine rejected rows",
+            job_name=self.job_name_value,
+            description=f"Validate raw {self.dataset} CSV into partitioned Parquet; quarantine rejected rows",
             glue_version=glue.GlueVersion.V5_0,
             role=self.job_role,
             script=glue.Code.from_asset(str(script)),
@@ -287,34 +357,29 @@ class GlueEtl(Construct):
             default_arguments=args,
         )
 
-        # --- crawler over the curated dataset -------------------------------------------------------------------
+    # --- optional crawler ------------------------------------------------------------------------------------------
+    def _crawler(self) -> glue.CfnCrawler:
+        """A crawler of the declared table (catalog target) that adds partitions and never changes the schema."""
+        curated_bucket, stack = self._curated_bucket, Stack.of(self)
+        db_name = self.database.database_name
         self.crawler_role = iam.Role(
             self,
             "CrawlerRole",
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-            description=f"Glue crawler of curated {dataset}",
+            description=f"Glue crawler of curated {self.dataset}",
         )
         curated_bucket.grant_read(self.crawler_role, f"{self.curated_prefix}*")
-        encryption_key.grant_encrypt_decrypt(self.crawler_role)
+        self._key.grant_encrypt_decrypt(self.crawler_role)
         catalog_arn = stack.format_arn(service="glue", resource="catalog")
         database_arn = stack.format_arn(service="glue", resource="database", resource_name=db_name)
-        table_arn = stack.format_arn(service="glue", resource="table", resource_name=f"{db_name}/*")
+        table_arn = stack.format_arn(service="glue", resource="table", resource_name=f"{db_name}/{self.dataset}")
         self.crawler_role.add_to_policy(
             iam.PolicyStatement(
                 sid="Catalog",
                 actions=[
-                    "glue:GetDatabase",
-                    "glue:GetTable",
-                    "glue:GetTables",
-                    "glue:CreateTable",
-                    "glue:UpdateTable",
-                    "glue:GetPartition",
-                    "glue:GetPartitions",
-                    "glue:BatchGetPartition",
-                    "glue:CreatePartition",
-                    "glue:BatchCreatePartition",
-                    "glue:UpdatePartition",
-                    "glue:BatchUpdatePartition",
+                    "glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:UpdateTable",
+                    "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition", "glue:CreatePartition",
+                    "glue:BatchCreatePartition", "glue:UpdatePartition", "glue:BatchUpdatePartition",
                     "glue:GetSecurityConfiguration",
                 ],
                 resources=[catalog_arn, database_arn, table_arn],
@@ -324,16 +389,10 @@ class GlueEtl(Construct):
         # /aws-glue/crawlers-role/<role name>-<security configuration name> (stream: the crawler name) and associates
         # the key with it; without encryption it writes to /aws-glue/crawlers. Create the encrypted one (retention,
         # key; named after the generated role, so it cannot collide) and allow both.
-        self.crawler_log_group = logs.LogGroup(
-            self,
-            "CrawlerLogs",
-            log_group_name=Fn.join(
-                "", ["/aws-glue/crawlers-role/", self.crawler_role.role_name, "-", security_configuration_name]
-            ),
-            retention=log_retention,
-            encryption_key=encryption_key,
-            removal_policy=removal_policy,
-        )
+        security_configuration_name = self.security_configuration.security_configuration_name
+        self.crawler_log_group = self._log_group("CrawlerLogs", Fn.join(
+            "", ["/aws-glue/crawlers-role/", self.crawler_role.role_name, "-", security_configuration_name]
+        ))
         crawler_log_arns = [
             *_log_group_arns(stack, self.crawler_log_group.log_group_name),
             *_log_group_arns(stack, "/aws-glue/crawlers"),
@@ -347,111 +406,111 @@ class GlueEtl(Construct):
         )
         compliance.acknowledge_wildcard_resources(
             self.crawler_role,
-            [
-                table_arn,
-                *[arn for arn in crawler_log_arns if arn.endswith(":*")],
-                curated_bucket.arn_for_objects(f"{self.curated_prefix}*"),
-            ],
-            "The crawler reads the curated dataset prefix, creates/updates the tables it discovers in its own "
-            "database, and writes the streams of its own log group (or of /aws-glue/crawlers, named by the service).",
+            [*[arn for arn in crawler_log_arns if arn.endswith(":*")],
+             curated_bucket.arn_for_objects(f"{self.curated_prefix}*")],
+            "The crawler reads the curated dataset prefix and writes the streams of its own log group (or of "
+            "/aws-glue/crawlers, named by the service).",
         )
         compliance.acknowledge_wildcard_actions(
             self.crawler_role,
             compliance.S3_READ_ACTIONS + compliance.KMS_ACTIONS,
             "CDK grant actions, limited to the curated dataset prefix and the lake key in the same statements.",
         )
-        self.crawler = glue.CfnCrawler(
+        crawler = glue.CfnCrawler(
             self,
             "Crawler",
             # No fixed name: only the workflow's trigger refers to it (by Ref).
             role=self.crawler_role.role_arn,
-            database_name=db_name,
+            # A catalog target crawls the declared table's location and keeps the table.
             targets=glue.CfnCrawler.TargetsProperty(
-                s3_targets=[
-                    glue.CfnCrawler.S3TargetProperty(path=curated_bucket.s3_url_for_object(self.curated_prefix))
-                ]
+                catalog_targets=[glue.CfnCrawler.CatalogTargetProperty(
+                    database_name=db_name, tables=[self.dataset]
+                )]
             ),
             crawler_security_configuration=security_configuration_name,
-            # Crawl everything and update the table in place: the table follows a schema change of the dataset. Glue
-            # accepts CRAWL_NEW_FOLDERS_ONLY only with LOG for both behaviours ("Scheduling incremental crawls"), which
-            # would leave the table on the old schema. Deleted objects are only logged: partitions are never dropped.
+            # The schema comes from the document: a changed schema is only logged (LOG), never written, and new
+            # partitions inherit the table's columns; deleted objects are only logged: partitions are never dropped.
             schema_change_policy=glue.CfnCrawler.SchemaChangePolicyProperty(
-                update_behavior="UPDATE_IN_DATABASE", delete_behavior="LOG"
+                update_behavior="LOG", delete_behavior="LOG"
             ),
-            recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
+            configuration=json.dumps(
+                {"Version": 1.0, "CrawlerOutput": {"Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}}},
+                sort_keys=True,
+            ),
         )
+        crawler.add_dependency(self.table)
+        return crawler
 
-        # --- workflow: (event | schedule | on demand) -> job -> crawler --------------------------------------------
+    # --- workflow: (event | schedule | on demand) -> job [-> crawler] ----------------------------------------------
+    def _workflow(self, triggers: EtlTriggers) -> None:
         self.workflow = glue.Workflow(
             self,
             "Workflow",
             # Fixed, for operators (aws glue start-workflow-run --name ...); deleted with the stack.
-            workflow_name=job_name,
-            description=f"Ingest {dataset}: ETL job, then crawler",
+            workflow_name=self.job_name_value,
+            description=f"Ingest {self.dataset}: ETL job" + (", then crawler" if self.crawler else ""),
             max_concurrent_runs=1,
         )
         self.rules: list[events.Rule] = []
         # Trigger names are left to CloudFormation: nothing refers to them by name.
-        if trigger_on_raw_upload or schedule:
-            # EVENT triggers listen as soon as they exist (StartOnCreation applies to SCHEDULED/CONDITIONAL only).
-            self.workflow.add_event_trigger(
-                "Start",
-                actions=[glue.Action.job(self.job)],
-                event_batching_condition=glue.EventBatchingCondition(
-                    batch_size=100, batch_window=Duration.minutes(5)
-                ),
-            )
-            notify_role = iam.Role(
-                self,
-                "EventsToWorkflowRole",
-                assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
-                description="EventBridge notifies the ETL workflow",
-            )
-            notify_role.add_to_policy(
-                iam.PolicyStatement(actions=["glue:notifyEvent"], resources=[self.workflow.workflow_arn])
-            )
-            target = _GlueWorkflowTarget(self.workflow, notify_role)
-            if trigger_on_raw_upload:
-                self.rules.append(
-                    events.Rule(
-                        self,
-                        "OnRawUpload",
-                        description=f"Raw {dataset} object created: start the ETL workflow",
-                        event_pattern=events.EventPattern(
-                            source=["aws.s3"],
-                            detail_type=["Object Created"],
-                            detail={
-                                "bucket": {"name": [raw_bucket.bucket_name]},
-                                "object": {"key": [{"prefix": self.raw_prefix}]},
-                            },
-                        ),
-                        targets=[target],
-                    )
-                )
-            if schedule:
-                self.rules.append(
-                    events.Rule(
-                        self,
-                        "OnSchedule",
-                        description=f"Scheduled {dataset} ingestion",
-                        schedule=events.Schedule.expression(schedule),
-                        targets=[target],
-                    )
-                )
+        if triggers.on_raw_upload or triggers.schedule:
+            self._event_triggers(triggers)
         else:
             # ON_DEMAND: StartOnCreation must stay unset (true is not supported for ON_DEMAND triggers).
             self.workflow.add_on_demand_trigger("Start", actions=[glue.Action.job(self.job)])
-        crawl_after_job = self.workflow.add_conditional_trigger(
-            "CrawlAfterJob",
-            actions=[glue.Action.crawler(self.crawler)],
-            predicate=glue.Predicate(
-                conditions=[glue.Condition.job(self.job, glue.JobState.SUCCEEDED)],
-            ),
-            # Without it CloudFormation creates the trigger deactivated and the crawler never runs.
-            start_on_creation=True,
+        if self.crawler is not None:
+            crawl_after_job = self.workflow.add_conditional_trigger(
+                "CrawlAfterJob",
+                actions=[glue.Action.crawler(self.crawler)],
+                predicate=glue.Predicate(conditions=[glue.Condition.job(self.job, glue.JobState.SUCCEEDED)]),
+                # Without it CloudFormation creates the trigger deactivated and the crawler never runs.
+                start_on_creation=True,
+            )
+            # CDK adds an event batching condition to every workflow trigger; it only applies to EVENT triggers.
+            crawl_after_job.add_property_deletion_override("EventBatchingCondition")
+
+    def _event_triggers(self, triggers: EtlTriggers) -> None:
+        # EVENT triggers listen as soon as they exist (StartOnCreation applies to SCHEDULED/CONDITIONAL only).
+        self.workflow.add_event_trigger(
+            "Start",
+            actions=[glue.Action.job(self.job)],
+            event_batching_condition=glue.EventBatchingCondition(batch_size=100, batch_window=Duration.minutes(5)),
         )
-        # CDK adds an event batching condition to every workflow trigger; it only applies to EVENT triggers.
-        crawl_after_job.add_property_deletion_override("EventBatchingCondition")
+        notify_role = iam.Role(
+            self,
+            "EventsToWorkflowRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description="EventBridge notifies the ETL workflow",
+        )
+        notify_role.add_to_policy(iam.PolicyStatement(actions=["glue:notifyEvent"], resources=[self.workflow.workflow_arn]))
+        target = _GlueWorkflowTarget(self.workflow, notify_role)
+        if triggers.on_raw_upload:
+            self.rules.append(
+                events.Rule(
+                    self,
+                    "OnRawUpload",
+                    description=f"Raw {self.dataset} object created: start the ETL workflow",
+                    event_pattern=events.EventPattern(
+                        source=["aws.s3"],
+                        detail_type=["Object Created"],
+                        detail={
+                            "bucket": {"name": [self._raw_bucket.bucket_name]},
+                            "object": {"key": [{"prefix": self.raw_prefix}]},
+                        },
+                    ),
+                    targets=[target],
+                )
+            )
+        if triggers.schedule:
+            self.rules.append(
+                events.Rule(
+                    self,
+                    "OnSchedule",
+                    description=f"Scheduled {self.dataset} ingestion",
+                    schedule=events.Schedule.expression(triggers.schedule),
+                    targets=[target],
+                )
+            )
 
     # --- helpers ---------------------------------------------------------------------------------------------------
     @property
@@ -465,6 +524,62 @@ class GlueEtl(Construct):
     def metric_job_failures(self, **kwargs):
         """Count of failed runs (from EventBridge job state changes)."""
         return self.job.metric_failure(**kwargs)
+
+    def metric_failed_tasks(self, **kwargs):
+        """Failed Spark tasks over all runs (job metric ``glue.driver.aggregate.numFailedTasks``), summed per period.
+        Default period: 5 minutes."""
+        from aws_cdk import aws_cloudwatch as cloudwatch
+
+        options = {"statistic": "Sum", "period": Duration.minutes(5), **kwargs}
+        return cloudwatch.Metric(
+            namespace="Glue",
+            metric_name="glue.driver.aggregate.numFailedTasks",
+            dimensions_map={"JobName": self.job.job_name, "JobRunId": "ALL", "Type": "count"},
+            **options,
+        )
+
+    @staticmethod
+    def failed_tasks_alarm_name(job_name: str) -> str:
+        """``<job name>-failed-tasks``: the name the platform gives the job's failed-tasks alarm."""
+        return f"{job_name}-failed-tasks"
+
+    def add_failed_tasks_alarm(
+        self,
+        id_: str = "FailedTasksAlarm",
+        *,
+        threshold: int = 1,
+        alarm_name: Optional[str] = None,
+        topic=None,
+        period: Duration = Duration.minutes(5),
+    ):
+        """Alarm when the job's failed Spark tasks in one ``period`` reach ``threshold``: the earliest metric signal
+        of a failing run (Glue publishes no "run failed" metric; runs that fail before Spark starts, time out or error
+        are notified by EventBridge job state rules, e.g. ``FailureEvents``).
+
+        :param threshold: failed tasks per period. Default: 1. :param alarm_name: Default: generated.
+        :param topic: an SNS ``ITopic`` the alarm notifies. Default: no action.
+        :param period: Default: 5 minutes.
+        """
+        from aws_cdk import aws_cloudwatch as cloudwatch
+        from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+
+        if threshold < 1:
+            raise ValueError(f"GlueEtl failed-tasks alarm threshold must be at least 1, got {threshold}")
+        alarm = cloudwatch.Alarm(
+            self,
+            id_,
+            alarm_name=alarm_name,
+            alarm_description=f"Glue job: {threshold}+ failed Spark tasks in {period.to_minutes()} minutes",
+            metric=self.metric_failed_tasks(period=period),
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if topic is not None:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        return alarm
 
 
 def _log_group_arns(stack: Stack, name: str) -> list[str]:

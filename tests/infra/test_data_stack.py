@@ -15,6 +15,7 @@ from mlops_constructs.glue_etl import PY_MODULES_ZIP, package_python_modules
 from stacks.model_stack import etl_job_name
 
 REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "datasets"
 
 
 def test_four_buckets_all_versioned_retained_and_private(synthesized):
@@ -88,8 +89,10 @@ def test_glue_job_runs_glue_5_with_security_configuration_and_bookmarks(dev):
             "DefaultArguments": Match.object_like(
                 {
                     "--job-bookmark-option": "job-bookmark-enable",
-                    "--dataset": "abalone",
-                    "--max_reject_ratio": "0.1",
+                    # The whole schema document, compact JSON with sorted keys: the job's only dataset argument.
+                    "--dataset_schema": json.dumps(
+                        dev.config.datasets[0].schema_document(), sort_keys=True, separators=(",", ":")
+                    ),
                     "--extra-py-files": Match.any_value(),
                 }
             ),
@@ -114,35 +117,40 @@ def test_prod_job_scales_from_config(prod):
     prod.assertions("data").has_resource_properties("AWS::Glue::Job", {"NumberOfWorkers": 4})
 
 
-def test_catalog_crawler_and_workflow(dev):
+def test_catalog_table_declared_from_the_schema_and_workflow_without_crawler(dev):
     template = dev.assertions("data")
     template.has_resource_properties("AWS::Glue::Database", {"DatabaseInput": {"Name": "mlops_dev"}})
-    template.has_resource_properties(
-        "AWS::Glue::Crawler",
-        {
-            "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_EVERYTHING"},
-            "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
-            "CrawlerSecurityConfiguration": {"Ref": Match.string_like_regexp("EtlSecurityConfiguration")},
-        },
-    )
+    assert not dev.resources("data", "AWS::Glue::Crawler")  # the table is declared: the crawler is opt-in
     triggers = {t["Properties"]["Type"]: t["Properties"] for t in dev.resources("data", "AWS::Glue::Trigger").values()}
-    assert set(triggers) == {"EVENT", "CONDITIONAL"}
-    assert triggers["CONDITIONAL"]["Predicate"]["Conditions"][0]["State"] == "SUCCEEDED"
+    assert set(triggers) == {"EVENT"}
     rules = dev.resources("data", "AWS::Events::Rule")
     patterns = [r["Properties"].get("EventPattern") for r in rules.values()]
     schedules = [r["Properties"].get("ScheduleExpression") for r in rules.values()]
     assert any(p and p["detail-type"] == ["Object Created"] for p in patterns)
-    assert "cron(0 3 * * ? *)" in schedules
+    assert dev.config.datasets[0].triggers.schedule in schedules
 
 
-def test_every_crawler_uses_a_recrawl_policy_glue_accepts(synthesized):
-    # "Crawl new folders only" forces LOG for both update and delete behaviour (Glue: incremental crawls).
-    crawlers = synthesized.all_resources("AWS::Glue::Crawler")
-    assert crawlers
-    for logical_id, crawler in crawlers.items():
-        props = crawler["Properties"]
-        if props.get("RecrawlPolicy", {}).get("RecrawlBehavior") == "CRAWL_NEW_FOLDERS_ONLY":
-            assert props["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}, logical_id
+def _table_columns(document: dict) -> list[dict]:
+    glue_types = {"string": "string", "double": "double", "integer": "int"}
+    return [{"Name": c["name"], "Type": glue_types[c["type"]]} for c in document["columns"]]
+
+
+def test_curated_table_columns_match_the_document(dev):
+    document = dev.config.datasets[0].schema_document()
+    (table,) = dev.resources("data", "AWS::Glue::Table").values()
+    table_input = table["Properties"]["TableInput"]
+    assert table_input["Name"] == document["name"] and table_input["TableType"] == "EXTERNAL_TABLE"
+    descriptor = table_input["StorageDescriptor"]
+    assert descriptor["Columns"] == _table_columns(document)
+    assert table_input["PartitionKeys"] == [{"Name": "ingest_date", "Type": "date"}]
+    assert descriptor["InputFormat"] == "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    assert descriptor["OutputFormat"] == "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+    serde = descriptor["SerdeInfo"]["SerializationLibrary"]
+    assert serde == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    assert json.dumps(descriptor["Location"]).endswith('/abalone/"]]}')
+    params = table_input["Parameters"]
+    assert params["classification"] == "parquet" and params["projection.enabled"] == "true"
+    assert params["projection.ingest_date.format"] == "yyyy-MM-dd"
 
 
 def test_workflow_triggers_are_active_and_valid(synthesized):
@@ -159,7 +167,7 @@ def test_workflow_triggers_are_active_and_valid(synthesized):
 
 def test_glue_log_groups_have_retention_and_encryption(dev):
     groups = dev.resources("data", "AWS::Logs::LogGroup")
-    assert len(groups) == 3
+    assert len(groups) == 2  # the job's output and error (no crawler by default)
     for logical_id, group in groups.items():
         assert group["Properties"]["RetentionInDays"] == 30, logical_id
         assert "KmsKeyId" in group["Properties"], logical_id
@@ -210,16 +218,15 @@ def test_retained_log_groups_are_named_after_generated_role_names(dev):
         assert all("RoleName" not in template[r]["Properties"] for r in roles)
     rendered = sorted(json.dumps(g["Properties"]["LogGroupName"]) for g in groups.values())
     assert sum("/aws-glue/jobs/" in r for r in rendered) == 2  # output and error of the encrypted job logs
-    assert sum("/aws-glue/crawlers-role/" in r for r in rendered) == 1
+    assert sum("/aws-glue/crawlers-role/" in r for r in rendered) == 0
 
 
-def test_no_fixed_name_for_security_configuration_crawler_or_triggers(dev):
+def test_no_fixed_name_for_security_configuration_or_triggers(dev):
     (sec,) = dev.resources("data", "AWS::Glue::SecurityConfiguration").values()
     assert sec["Properties"]["Name"] != f"{dev.config.prefix()}-etl"  # generated from the construct path
-    (crawler,) = dev.resources("data", "AWS::Glue::Crawler").values()
-    assert "Name" not in crawler["Properties"]
     assert all("Name" not in t["Properties"] for t in dev.resources("data", "AWS::Glue::Trigger").values())
-    # Catalog metadata is deleted with the stack (the crawler rebuilds it), so its fixed name never blocks a redeploy.
+    # Catalog metadata is deleted with the stack (the table is declared again), so its fixed name never blocks a
+    # redeploy.
     (database,) = dev.resources("data", "AWS::Glue::Database").values()
     assert database.get("DeletionPolicy", "Delete") == "Delete"
 
@@ -233,18 +240,6 @@ def _statements(dev, role_fragment: str) -> list[dict]:
 def _resources(statement: dict) -> list:
     res = statement["Resource"]
     return res if isinstance(res, list) else [res]
-
-
-def test_crawler_may_write_its_encrypted_log_group(dev):
-    (logs_statement,) = [s for s in _statements(dev, "CrawlerRole") if s.get("Sid") == "CrawlerLogs"]
-    assert "logs:AssociateKmsKey" in logs_statement["Action"]
-    rendered = [json.dumps(r) for r in _resources(logs_statement)]
-    for r in rendered:  # every ARN names a log group (the old one ended at "log-group")
-        assert ":log-group:" in r and not r.rstrip('"]}').endswith(":log-group"), r
-    (crawler_group,) = [k for k in dev.resources("data", "AWS::Logs::LogGroup") if "CrawlerLogs" in k]
-    # The group itself (AssociateKmsKey, CreateLogGroup) and its streams.
-    assert sum(crawler_group in r for r in rendered) == 2
-    assert any(r.endswith(':log-group:/aws-glue/crawlers:*"]]}') for r in rendered)
 
 
 def test_job_may_write_and_encrypt_its_log_groups(dev):
@@ -271,13 +266,14 @@ def _job_asset_paths(synth) -> tuple[Path, Path]:
     return by_key[script_key], by_key[extra_key]
 
 
-def test_extra_py_files_is_a_zip_of_etl_transform(dev):
+def test_extra_py_files_is_a_zip_of_the_job_modules(dev):
     script, modules = _job_asset_paths(dev)
     assert script.read_bytes() == (REPO / "glue_jobs" / "etl_job.py").read_bytes()
     assert modules.suffix == ".zip"
     with zipfile.ZipFile(modules) as archive:
-        assert archive.namelist() == ["etl_transform.py"]
-        assert archive.read("etl_transform.py") == (REPO / "glue_jobs" / "etl_transform.py").read_bytes()
+        assert archive.namelist() == ["dataset_spec.py", "etl_transform.py"]
+        for name in archive.namelist():
+            assert archive.read(name) == (REPO / "glue_jobs" / name).read_bytes()
 
 
 def test_extra_py_files_asset_hash_depends_on_content_only(dev, prod):
@@ -341,3 +337,129 @@ def test_package_python_modules_rejects_bad_input(tmp_path, names, message):
         paths.append(path)
     with pytest.raises(ValueError, match=message):
         package_python_modules(paths, tmp_path / "out")
+
+
+# --- several datasets, and the optional crawler ------------------------------------------------------------------
+def _dataset_config(document: dict, **triggers):
+    """The config that produces ``document`` (a fixture), the way config/<env>.yaml declares a dataset."""
+    from platform_config.datasets import DatasetConfig
+
+    columns = [
+        {"name": c["name"], "raw": c["raw_name"], "type": c["type"], "nullable": c["nullable"],
+         "allowed": c["allowed_values"], "upper_case": c["upper_case"], "min": c["min"], "max": c["max"]}
+        for c in document["columns"]
+    ]
+    return DatasetConfig(name=document["name"], format={k: v for k, v in document["format"].items()},
+                         columns=columns, max_reject_ratio=document["max_reject_ratio"], triggers=triggers)
+
+
+def test_fixture_documents_are_what_the_config_builds():
+    for name in ("abalone", "breast_cancer"):
+        document = json.loads((FIXTURES / f"{name}.json").read_text())
+        assert _dataset_config(document).schema_document() == document, name
+
+
+@pytest.fixture(scope="module")
+def two_datasets(dev):
+    """The dev data stack with a second dataset (breast_cancer: schedule only, no raw-upload trigger)."""
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from stacks.data_stack import DataStack
+
+    second = _dataset_config(json.loads((FIXTURES / "breast_cancer.json").read_text()),
+                             raw_upload=False, schedule="rate(1 day)")
+    config = dev.config.model_copy(update={"datasets": [*dev.config.datasets, second]})
+    app = App(context=json.loads((REPO / "cdk.json").read_text())["context"])  # the app's feature flags
+    stack = DataStack(app, "data", config=config)
+    return stack, Template.from_stack(stack).to_json()["Resources"]
+
+
+def _by_type(resources: dict, cfn_type: str) -> dict:
+    return {k: v for k, v in resources.items() if v["Type"] == cfn_type}
+
+
+def test_a_second_dataset_gets_its_own_job_table_prefixes_and_triggers(dev, two_datasets):
+    stack, resources = two_datasets
+    assert set(stack.etls) == {"abalone", "breast_cancer"} and stack.etl is stack.etls["abalone"]
+    jobs = {j["Properties"]["Name"]: (k, j) for k, j in _by_type(resources, "AWS::Glue::Job").items()}
+    assert set(jobs) == {"mlops-dev-etl-abalone", "mlops-dev-etl-breast_cancer"}
+    # The first dataset keeps the single-dataset logical IDs; the second is EtlBreastCancer.
+    assert jobs["mlops-dev-etl-abalone"][0] in dev.template("data")["Resources"]
+    assert jobs["mlops-dev-etl-breast_cancer"][0].startswith("EtlBreastCancerJob")
+    args = jobs["mlops-dev-etl-breast_cancer"][1]["Properties"]["DefaultArguments"]
+    document = json.loads(args["--dataset_schema"])
+    assert document == json.loads((FIXTURES / "breast_cancer.json").read_text())
+    assert json.dumps(args["--raw_path"]).endswith('/breast_cancer/"]]}')
+    assert json.dumps(args["--quarantine_path"]).endswith('/quarantine/breast_cancer/"]]}')
+    tables = {t["Properties"]["TableInput"]["Name"]: t for t in _by_type(resources, "AWS::Glue::Table").values()}
+    assert set(tables) == {"abalone", "breast_cancer"}
+    assert tables["breast_cancer"]["Properties"]["TableInput"]["StorageDescriptor"]["Columns"] == _table_columns(
+        document
+    )
+    assert len(_by_type(resources, "AWS::Glue::Database")) == 1  # one database for the lake's tables
+    rules = {k: r["Properties"] for k, r in _by_type(resources, "AWS::Events::Rule").items() if k.startswith("Etl")}
+    second = {k: r for k, r in rules.items() if k.startswith("EtlBreastCancer")}
+    assert [r.get("ScheduleExpression") for r in second.values()] == ["rate(1 day)"]  # no raw-upload rule
+    raw_rules = [r for r in rules.values() if "EventPattern" in r]
+    assert [r["EventPattern"]["detail"]["object"]["key"] for r in raw_rules] == [[{"prefix": "abalone/"}]]
+
+
+def test_optional_crawler_keeps_the_declared_table(tmp_path):
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Template
+
+    from mlops_constructs.glue_etl import GlueEtl
+    from stacks import code_locations as code
+
+    stack = Stack(App(), "lake")
+    key = kms.Key(stack, "Key")
+    GlueEtl(stack, "Etl", name_prefix="team-dev", dataset_schema=json.loads((FIXTURES / "abalone.json").read_text()),
+            raw_bucket=s3.Bucket(stack, "Raw"), curated_bucket=s3.Bucket(stack, "Curated"), encryption_key=key,
+            script=code.GLUE_SCRIPT, extra_python_files=code.GLUE_MODULES, crawler=True)
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    ((table_id, _),) = _by_type(resources, "AWS::Glue::Table").items()
+    (crawler,) = _by_type(resources, "AWS::Glue::Crawler").values()
+    props = crawler["Properties"]
+    ((target,),) = props["Targets"].values()
+    assert list(props["Targets"]) == ["CatalogTargets"] and target["Tables"] == ["abalone"]
+    assert target["DatabaseName"] == {"Ref": next(k for k in resources if k.startswith("EtlDatabase"))}
+    # A changed schema is only logged: the document owns the table; partitions inherit the table's columns.
+    assert props["SchemaChangePolicy"] == {"UpdateBehavior": "LOG", "DeleteBehavior": "LOG"}
+    partitions = json.loads(props["Configuration"])["CrawlerOutput"]["Partitions"]
+    assert partitions == {"AddOrUpdateBehavior": "InheritFromTable"}
+    assert table_id in crawler["DependsOn"]
+    triggers = {t["Properties"]["Type"]: t["Properties"] for t in _by_type(resources, "AWS::Glue::Trigger").values()}
+    assert set(triggers) == {"EVENT", "CONDITIONAL"}
+    assert triggers["CONDITIONAL"]["StartOnCreation"] is True
+    assert "EventBatchingCondition" not in triggers["CONDITIONAL"]
+    crawler_logs = [s for k, p in _by_type(resources, "AWS::IAM::Policy").items() if "CrawlerRole" in k
+                    for s in p["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "CrawlerLogs"]
+    assert crawler_logs and "logs:AssociateKmsKey" in crawler_logs[0]["Action"]
+    assert len(_by_type(resources, "AWS::Logs::LogGroup")) == 3  # job output and error, crawler
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": None}, "GlueEtl dataset_schema must be a dataset schema document with a 'name'"),
+        ({"columns": []}, "GlueEtl dataset_schema: 'columns' must be a non-empty list"),
+    ],
+)
+def test_construct_rejects_a_document_it_cannot_declare(change, message):
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_s3 as s3
+
+    from mlops_constructs.glue_etl import GlueEtl
+    from stacks import code_locations as code
+
+    stack = Stack(App(), "lake")
+    document = {**json.loads((FIXTURES / "abalone.json").read_text()), **change}
+    with pytest.raises(ValueError) as err:
+        GlueEtl(stack, "Etl", name_prefix="team-dev", dataset_schema=document, raw_bucket=s3.Bucket(stack, "Raw"),
+                curated_bucket=s3.Bucket(stack, "Curated"), encryption_key=kms.Key(stack, "Key"),
+                script=code.GLUE_SCRIPT, extra_python_files=code.GLUE_MODULES)
+    assert str(err.value) == message
