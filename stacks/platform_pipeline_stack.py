@@ -33,7 +33,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import pipelines
 from constructs import Construct
 
-from mlops_constructs.cicd import PipelineSource, PipelineStorage, PlatformPipeline
+from mlops_constructs.cicd import PipelineSource, PipelineStorage, PlatformPipeline, StorageOptions
 from mlops_constructs.storage import access_logs_bucket
 from platform_config import PlatformConfig, load_config
 from platform_config.names import Names
@@ -128,10 +128,10 @@ class PlatformPipelineStack(Stack):
         )
         storage = PipelineStorage(
             self,
+            options=StorageOptions(
+                access_logs_bucket=self.access_logs_bucket, removal_policy=policy, log_retention=log_retention(config)
+            ),
             key_description=f"{config.prefix()} platform pipeline: artifacts, source, build logs",
-            access_logs_bucket=self.access_logs_bucket,
-            removal_policy=policy,
-            log_retention=log_retention(config),
             key_policy_sid="CloudWatchLogsOfThisAccount",
         )
         self.key, self.artifact_bucket, self.log_group = storage.key, storage.artifact_bucket, storage.log_group

@@ -19,7 +19,7 @@ from mlops_constructs.cicd.deploy_cd import DeployCdNames, ModelDeployCd, deploy
 from mlops_constructs.cicd.deploy_stage import DeployStage
 from mlops_constructs.cicd.platform_pipeline import PlatformPipeline
 from mlops_constructs.cicd.source import PipelineSource
-from mlops_constructs.cicd.storage import PipelineStorage
+from mlops_constructs.cicd.storage import PipelineStorage, StorageOptions
 
 __all__ = [
     "BuildCiNames",
@@ -30,6 +30,7 @@ __all__ = [
     "PipelineSource",
     "PipelineStorage",
     "PlatformPipeline",
+    "StorageOptions",
     "deploy_build_timeout",
     "failure_event_detail",
     "load_buildspec",

@@ -6,31 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.cicd.common import (
-    acknowledge_build_role,
-    acknowledge_pipeline_role,
-    arn_name,
-    check_duration,
-    codebuild_project,
-    codebuild_stage,
-    notify_failures,
-    v2_pipeline,
-)
+from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, arn_name, check_duration,
+                                          codebuild_project, codebuild_stage, notify_failures, v2_pipeline)
 from mlops_constructs.cicd.source import PipelineSource, check_source
-from mlops_constructs.cicd.storage import PipelineStorage
+from mlops_constructs.cicd.storage import PipelineStorage, StorageOptions
 
 
 @dataclass(frozen=True)
@@ -87,10 +77,8 @@ class ModelBuildCi(Construct):
         ``sagemaker_steps/**``). Default: any push to ``branch``.
     :param source_bucket: S3 fallback: an existing versioned bucket with EventBridge notifications. Default: a new
         one (versioned, KMS, TLS only, EventBridge notifications on).
-    :param encryption_key: key of the buckets, builds and logs. Default: a new key with rotation (retained).
-    :param access_logs_bucket: server access logs of the new buckets. Default: none (acknowledged).
-    :param access_logs_prefix: the new buckets log under ``<prefix>artifacts/`` and ``<prefix>source/``. Default:
-        ``<names.pipeline>-``.
+    :param storage: key, access logs, removal policy, log retention, artifact expiration (:class:`StorageOptions`).
+        Default: a new key with rotation, no access logs, everything retained, logs kept 90 days, artifacts 30.
     :param alarm_topic: failed executions are published here. Default: no notification.
     :param pipeline_stack_name: named in the error when the SageMaker pipeline does not exist yet.
     :param definition_file: pipeline definition JSON (path in the source) to upsert before starting; needs
@@ -100,9 +88,6 @@ class ModelBuildCi(Construct):
     :param wait_timeout: with ``wait_for_execution``. Default: 60 minutes (the build timeout must exceed it).
     :param build_timeout: Default: 30 minutes (90 with ``wait_for_execution`` unless given).
     :param compute_type: Default: SMALL.
-    :param log_retention: of the build log group. Default: 90 days.
-    :param artifact_expiration: pipeline artifacts are deleted after this. Default: 30 days.
-    :param removal_policy: of key, buckets and log group. Default: RETAIN.
     :param buildspec: the build's buildspec file, inlined into the project (required; the platform's is
         ``buildspecs/model_build.yml``).
     """
@@ -119,9 +104,7 @@ class ModelBuildCi(Construct):
         branch: str = "main",
         trigger_file_paths: Sequence[str] = (),
         source_bucket: Optional[s3.IBucket] = None,
-        encryption_key: Optional[kms.IKey] = None,
-        access_logs_bucket: Optional[s3.IBucket] = None,
-        access_logs_prefix: Optional[str] = None,
+        storage: StorageOptions = StorageOptions(),
         alarm_topic: Optional[sns.ITopic] = None,
         pipeline_stack_name: Optional[str] = None,
         definition_file: Optional[str] = None,
@@ -130,9 +113,6 @@ class ModelBuildCi(Construct):
         wait_timeout: Duration = Duration.minutes(60),
         build_timeout: Optional[Duration] = None,
         compute_type: codebuild.ComputeType = codebuild.ComputeType.SMALL,
-        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
-        artifact_expiration: Duration = Duration.days(30),
-        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         buildspec: Path,
     ) -> None:
         super().__init__(scope, id_)
@@ -149,20 +129,12 @@ class ModelBuildCi(Construct):
 
         self.names = names
         self.source_object_key = names.source_object_key
-        storage = PipelineStorage(
-            self,
-            key=encryption_key,
-            key_description=f"Model build CI of {names.label}: artifacts, source, build logs",
-            access_logs_bucket=access_logs_bucket,
-            access_logs_prefix=f"{names.pipeline}-" if access_logs_prefix is None else access_logs_prefix,
-            removal_policy=removal_policy,
-            log_retention=log_retention,
-            artifact_expiration=artifact_expiration,
-        )
-        self.key, self.artifact_bucket, self.log_group = storage.key, storage.artifact_bucket, storage.log_group
+        store = PipelineStorage(self, options=storage, default_access_logs_prefix=f"{names.pipeline}-",
+                                key_description=f"Model build CI of {names.label}: artifacts, source, build logs")
+        self.key, self.artifact_bucket, self.log_group = store.key, store.artifact_bucket, store.log_group
         self.source_bucket: Optional[s3.IBucket] = None
         if connection_arn is None:
-            self.source_bucket = source_bucket or storage.add_source_bucket()
+            self.source_bucket = source_bucket or store.add_source_bucket()
         self.source = PipelineSource(
             owner=owner, connection_arn=connection_arn, repository=repository, branch=branch,
             bucket=self.source_bucket, object_key=self.source_object_key,
@@ -226,14 +198,11 @@ class ModelBuildCi(Construct):
                 "wildcard under the pipeline's own ARN.",
             )
         if pipeline_role is not None:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="PassThePipelineRole",
-                    actions=["iam:PassRole"],
-                    resources=[pipeline_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-                )
-            )
+            passed_to = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="PassThePipelineRole", actions=["iam:PassRole"], resources=[pipeline_role.role_arn],
+                conditions=passed_to,
+            ))
 
     def _add_pipeline(self, branch: str, trigger_file_paths: Sequence[str]) -> None:
         source_output = codepipeline.Artifact("Source")

@@ -9,29 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.cicd.common import (
-    acknowledge_build_role,
-    acknowledge_pipeline_role,
-    arn_name,
-    check_duration,
-    codebuild_project,
-    codebuild_stage,
-    notify_failures,
-    v2_pipeline,
-)
+from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, arn_name, check_duration,
+                                          codebuild_project, codebuild_stage, notify_failures, v2_pipeline)
 from mlops_constructs.cicd.deploy_stage import (
     DEFAULT_BOOTSTRAP_ROLES,
     DeployStage,
@@ -41,7 +32,7 @@ from mlops_constructs.cicd.deploy_stage import (
     validate_stages,
 )
 from mlops_constructs.cicd.source import PipelineSource, check_source
-from mlops_constructs.cicd.storage import PipelineStorage
+from mlops_constructs.cicd.storage import PipelineStorage, StorageOptions
 from mlops_constructs.model_registry import approved_event_pattern, grant_read_model_packages
 
 RESOLVED_VARIABLES = (
@@ -91,6 +82,23 @@ class DeployCdNames:
     source_object_key: str
 
 
+def _check_inputs(owner: str, connection_arn: Optional[str], repository: Optional[str],
+                  source_bucket: Optional[s3.IBucket], smoke_sample_file: Optional[str],
+                  model_artifacts_bucket: Optional[s3.IBucket]) -> None:
+    """One source (a connection or the S3 source bucket) and somewhere to take the smoke test's rows from."""
+    check_source(owner, connection_arn, repository)
+    if (connection_arn is None) == (source_bucket is None):
+        raise ValueError(
+            f"{owner} needs exactly one source: connection_arn and repository (CodeConnections), or "
+            "source_bucket (the S3 source, e.g. ModelBuildCi.source_bucket)"
+        )
+    if smoke_sample_file is None and model_artifacts_bucket is None:
+        raise ValueError(
+            f"{owner} smoke test needs sample rows: give smoke_sample_file (JSON instances in the source) or "
+            "model_artifacts_bucket (to read model_metadata.json from the approved package's model data)"
+        )
+
+
 def _check_serving(owner: str, endpoint: bool, lambda_mode: Optional[str]) -> None:
     if lambda_mode is not None and lambda_mode not in LAMBDA_MODES:
         raise ValueError(f"{owner} lambda_mode must be one of {list(LAMBDA_MODES)} or None, got {lambda_mode!r}")
@@ -130,6 +138,13 @@ def _packages_arn(stack: Stack, group_arn: str, group_name: str, explicit_arn: O
             f"not model_package_group_name {group_name!r}"
         )
     return f"{match.group(1)}:model-package/{match.group(2).lower()}/*"
+
+
+def _resolved(
+    resolve: actions.CodeBuildAction, names: Sequence[str]
+) -> dict[str, codebuild.BuildEnvironmentVariable]:
+    """Build variables that pass on what Resolve exported (``#{Resolve.<name>}``)."""
+    return {name: codebuild.BuildEnvironmentVariable(value=resolve.variable(name)) for name in names}
 
 
 def _when_found(resolve: actions.CodeBuildAction) -> codepipeline.Conditions:
@@ -198,9 +213,7 @@ class ModelDeployCd(Construct):
     :param bootstrap_qualifier: CDK bootstrap qualifier of the target accounts. Default: the app's
         ``@aws-cdk/core:bootstrapQualifier`` context, else ``hnb659fds``.
     :param bootstrap_roles: the bootstrap roles a Deploy build may assume. Default: deploy, file-publishing, lookup.
-    :param encryption_key: :param access_logs_bucket: :param log_retention: :param removal_policy:
-        :param compute_type: :param artifact_expiration: as for :class:`ModelBuildCi`.
-    :param access_logs_prefix: the artifacts bucket logs under ``<prefix>artifacts/``. Default: ``<names.pipeline>-``.
+    :param storage: :param compute_type: as for :class:`ModelBuildCi`.
     :param rollout_timeout: the longest the serving stack's own rollout may take: the endpoint's blue/green
         ``MaximumExecutionTimeoutInSeconds``, plus the Lambda's CodeDeploy shifting when it waits behind the endpoint
         (``endpoint_proxy``). Default: 30 minutes (an endpoint's creation).
@@ -238,31 +251,16 @@ class ModelDeployCd(Construct):
         model_artifacts_key_pattern: str = "*",
         bootstrap_qualifier: Optional[str] = None,
         bootstrap_roles: Sequence[str] = DEFAULT_BOOTSTRAP_ROLES,
-        encryption_key: Optional[kms.IKey] = None,
-        access_logs_bucket: Optional[s3.IBucket] = None,
-        access_logs_prefix: Optional[str] = None,
+        storage: StorageOptions = StorageOptions(),
         rollout_timeout: Duration = Duration.minutes(30),
         deploy_timeout: Optional[Duration] = None,
         smoke_timeout: Duration = Duration.minutes(45),
         compute_type: codebuild.ComputeType = codebuild.ComputeType.SMALL,
-        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
-        artifact_expiration: Duration = Duration.days(30),
-        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         buildspecs: Path,
     ) -> None:
         super().__init__(scope, id_)
         owner = "ModelDeployCd"
-        check_source(owner, connection_arn, repository)
-        if (connection_arn is None) == (source_bucket is None):
-            raise ValueError(
-                f"{owner} needs exactly one source: connection_arn and repository (CodeConnections), or "
-                "source_bucket (the S3 source, e.g. ModelBuildCi.source_bucket)"
-            )
-        if smoke_sample_file is None and model_artifacts_bucket is None:
-            raise ValueError(
-                f"{owner} smoke test needs sample rows: give smoke_sample_file (JSON instances in the source) or "
-                "model_artifacts_bucket (to read model_metadata.json from the approved package's model data)"
-            )
+        _check_inputs(owner, connection_arn, repository, source_bucket, smoke_sample_file, model_artifacts_bucket)
         stack = Stack.of(self)
         self.stages = validate_stages(owner, stack, stages)
         _check_serving(owner, endpoint, lambda_mode)
@@ -271,17 +269,9 @@ class ModelDeployCd(Construct):
 
         self.names = names
         self.source_object_key = names.source_object_key
-        storage = PipelineStorage(
-            self,
-            key=encryption_key,
-            key_description=f"Model deploy CD of {names.label}: artifacts, build logs",
-            access_logs_bucket=access_logs_bucket,
-            access_logs_prefix=f"{names.pipeline}-" if access_logs_prefix is None else access_logs_prefix,
-            removal_policy=removal_policy,
-            log_retention=log_retention,
-            artifact_expiration=artifact_expiration,
-        )
-        self.key, self.artifact_bucket, self.log_group = storage.key, storage.artifact_bucket, storage.log_group
+        store = PipelineStorage(self, options=storage, default_access_logs_prefix=f"{names.pipeline}-",
+                                key_description=f"Model deploy CD of {names.label}: artifacts, build logs")
+        self.key, self.artifact_bucket, self.log_group = store.key, store.artifact_bucket, store.log_group
         self.source = PipelineSource(
             owner=owner, connection_arn=connection_arn, repository=repository, branch=branch, bucket=source_bucket,
             object_key=names.source_object_key,
@@ -310,12 +300,12 @@ class ModelDeployCd(Construct):
         )
         self.deploy_projects: dict[str, codebuild.PipelineProject] = {}
         self.smoke_projects: dict[str, codebuild.PipelineProject] = {}
+        serving = {"ENDPOINT_ENABLED": "true" if endpoint else "false", "LAMBDA_MODE": lambda_mode or "none"}
         for s in self.stages:
-            deploy_env = {"PROJECT": project, "ENVIRONMENT": environment, "MODEL": model_name, "STAGE": s.name,
-                          "ENDPOINT_ENABLED": "true" if endpoint else "false", "LAMBDA_MODE": lambda_mode or "none"}
             self.deploy_projects[s.name] = deploy = self._project(
                 f"Deploy{s.name.capitalize()}", names.deploy_project(s.name),
-                f"cdk deploy {names.serving_stack(s.name)}", "model_deploy.yml", deploy_timeout, deploy_env,
+                f"cdk deploy {names.serving_stack(s.name)}", "model_deploy.yml", deploy_timeout,
+                {"PROJECT": project, "ENVIRONMENT": environment, "MODEL": model_name, "STAGE": s.name, **serving},
             )
             grant_assume_bootstrap_roles(deploy, s, qualifier, bootstrap_roles)
             self.smoke_projects[s.name] = self._smoke_project(
@@ -412,22 +402,12 @@ class ModelDeployCd(Construct):
                 stages.append(codebuild_stage(f"Approve-{s.name}", approve, _when_found(resolve)))
             targets_output = codepipeline.Artifact(f"Targets_{s.name}")
             deploy = actions.CodeBuildAction(
-                action_name="CdkDeployServing",
-                project=self.deploy_projects[s.name],
-                input=source_output,
-                outputs=[targets_output],
-                environment_variables={
-                    name: codebuild.BuildEnvironmentVariable(value=resolve.variable(name)) for name in DEPLOY_VARIABLES
-                },
+                action_name="CdkDeployServing", project=self.deploy_projects[s.name], input=source_output,
+                outputs=[targets_output], environment_variables=_resolved(resolve, DEPLOY_VARIABLES),
             )
             smoke = actions.CodeBuildAction(
-                action_name="SmokeTest",
-                project=self.smoke_projects[s.name],
-                input=source_output,
-                extra_inputs=[targets_output],
-                environment_variables={
-                    "MODEL_DATA_URL": codebuild.BuildEnvironmentVariable(value=resolve.variable("MODEL_DATA_URL"))
-                },
+                action_name="SmokeTest", project=self.smoke_projects[s.name], input=source_output,
+                extra_inputs=[targets_output], environment_variables=_resolved(resolve, ["MODEL_DATA_URL"]),
             )
             stages.append(codebuild_stage(f"Deploy-{s.name}", deploy, _when_found(resolve)))
             stages.append(codebuild_stage(f"Smoke-{s.name}", smoke, _when_found(resolve)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from aws_cdk import Duration, RemovalPolicy
@@ -14,18 +15,35 @@ from mlops_constructs import compliance
 from mlops_constructs.storage import allow_cloudwatch_logs, kms_bucket, lifecycle_rule
 
 
+@dataclass(frozen=True)
+class StorageOptions:
+    """Where a CI/CD pipeline keeps its artifacts and build logs.
+
+    :param encryption_key: key of the buckets, builds and logs. Default: a new key with rotation.
+    :param access_logs_bucket: server access logs of the new buckets. Default: none (acknowledged).
+    :param access_logs_prefix: the new buckets log under ``<prefix>artifacts/`` and ``<prefix>source/``. Default:
+        ``<pipeline name>-`` (``""`` for the platform pipeline).
+    :param removal_policy: of key, buckets and log group. Default: RETAIN.
+    :param log_retention: of the build log group. Default: 90 days.
+    :param artifact_expiration: pipeline artifacts are deleted after this. Default: 30 days.
+    """
+
+    encryption_key: Optional[kms.IKey] = None
+    access_logs_bucket: Optional[s3.IBucket] = None
+    access_logs_prefix: Optional[str] = None
+    removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+    log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS
+    artifact_expiration: Duration = Duration.days(30)
+
+
 class PipelineStorage:
     """The key, artifacts bucket and build log group of one pipeline, added to ``scope`` itself (ids ``Key``,
     ``ArtifactsBucket``, ``BuildLogs``; ``SourceBucket`` with :meth:`add_source_bucket`), so the construct or stack
     that owns the pipeline keeps its logical IDs.
 
-    :param key: key of the buckets, builds and logs. Default: a new key (``Key``) with rotation.
-    :param key_description: of the new key (required when ``key`` is not given).
-    :param access_logs_bucket: server access logs of the buckets. Default: none (acknowledged).
-    :param access_logs_prefix: the buckets log under ``<prefix>artifacts/`` and ``<prefix>source/``. Default: ``""``.
-    :param removal_policy: of key, buckets and log group. Default: RETAIN.
-    :param log_retention: of the build log group. Default: 90 days.
-    :param artifact_expiration: pipeline artifacts are deleted after this. Default: 30 days.
+    :param options: key, access logs, removal policy, retention and expiration (:class:`StorageOptions`).
+    :param key_description: of the new key (when ``options`` brings none).
+    :param default_access_logs_prefix: when ``options.access_logs_prefix`` is None. Default: ``""``.
     :param key_policy_sid: Sid of the key policy statement that lets CloudWatch Logs use the key. Default: none.
     """
 
@@ -33,34 +51,30 @@ class PipelineStorage:
         self,
         scope: Construct,
         *,
-        key: Optional[kms.IKey] = None,
-        key_description: Optional[str] = None,
-        access_logs_bucket: Optional[s3.IBucket] = None,
-        access_logs_prefix: str = "",
-        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
-        artifact_expiration: Duration = Duration.days(30),
+        options: StorageOptions,
+        key_description: str,
+        default_access_logs_prefix: str = "",
         key_policy_sid: Optional[str] = None,
     ) -> None:
-        if key is None and key_description is None:
-            raise ValueError("PipelineStorage needs key_description for the new key, or an existing key")
         self._scope = scope
-        self._access_logs = access_logs_bucket
-        self._access_logs_prefix = access_logs_prefix
-        self._removal_policy = removal_policy
-        self.key: kms.IKey = key or kms.Key(
-            scope, "Key", description=key_description, enable_key_rotation=True, removal_policy=removal_policy
+        self._access_logs = options.access_logs_bucket
+        prefix = options.access_logs_prefix
+        self._access_logs_prefix = default_access_logs_prefix if prefix is None else prefix
+        self._removal_policy = options.removal_policy
+        self.key: kms.IKey = options.encryption_key or kms.Key(
+            scope, "Key", description=key_description, enable_key_rotation=True, removal_policy=options.removal_policy
         )
         self.artifact_bucket = self._bucket(
             "ArtifactsBucket",
             "artifacts/",
             versioned=False,
-            rules=[lifecycle_rule("expire-pipeline-artifacts", expiration=artifact_expiration)],
+            rules=[lifecycle_rule("expire-pipeline-artifacts", expiration=options.artifact_expiration)],
             what="Pipeline artifacts bucket",
         )
         allow_cloudwatch_logs(self.key, sid=key_policy_sid)
         self.log_group = logs.LogGroup(
-            scope, "BuildLogs", retention=log_retention, encryption_key=self.key, removal_policy=removal_policy
+            scope, "BuildLogs", retention=options.log_retention, encryption_key=self.key,
+            removal_policy=options.removal_policy,
         )
 
     def add_source_bucket(self) -> s3.Bucket:

@@ -32,7 +32,7 @@ from mlops_constructs import model_cicd
 from mlops_constructs.model_cicd import DeployStage, deploy_build_timeout
 from platform_config.names import Names
 from stacks import code_locations as code
-from stacks.cicd_names import build_ci_names, deploy_cd_names
+from stacks.cicd_props import build_ci_names, deploy_cd_names
 
 # The constructs take their buildspecs and physical names as props (they never look for the repository nor derive a
 # name); these tests use the platform's.

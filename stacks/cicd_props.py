@@ -1,11 +1,18 @@
-"""The physical names of a model's build CI and deploy CD, from the names module, as the constructs take them."""
+"""Config -> props of a model's build CI and deploy CD: physical names from the names module, storage options."""
 
 from __future__ import annotations
 
 from functools import partial
 
-from mlops_constructs.cicd import BuildCiNames, DeployCdNames
+from mlops_constructs.cicd import BuildCiNames, DeployCdNames, StorageOptions
+from platform_config import PlatformConfig
 from platform_config.names import Names
+from stacks.common import log_retention, removal_policy
+
+
+def storage_options(config: PlatformConfig) -> StorageOptions:
+    """The environment's removal policy and log retention for a pipeline's key, buckets and build logs."""
+    return StorageOptions(removal_policy=removal_policy(config), log_retention=log_retention(config))
 
 
 def build_ci_names(names: Names, model: str) -> BuildCiNames:
