@@ -15,7 +15,7 @@ from mlops_constructs.monitoring import ModelMonitoring
 from platform_config import ModelConfig, PlatformConfig
 from platform_config.names import Names
 from stacks import code_locations as code
-from stacks.cicd_names import build_ci_names, deploy_cd_names
+from stacks.cicd_props import build_ci_names, deploy_cd_names, storage_options
 from stacks.common import LakeReferences, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy
 from stacks.serving_stack import rollout_budget
 
@@ -93,8 +93,7 @@ class ModelStack(Stack):
             branch=source.branch,
             alarm_topic=alarm_topic,
             pipeline_stack_name=self.stack_name,
-            log_retention=log_retention(config),
-            removal_policy=removal_policy(config),
+            storage=storage_options(config),
         )
         # A model that serves nothing (no endpoint, no Lambda) has no serving stacks to deploy.
         self.deploy_cd = None
@@ -120,8 +119,7 @@ class ModelStack(Stack):
                 model_artifacts_bucket=buckets["artifacts"],
                 model_artifacts_key_pattern=f"{Names.model_artifacts_prefix(model.name)}*",
                 rollout_timeout=rollout_budget(model),
-                log_retention=log_retention(config),
-                removal_policy=removal_policy(config),
+                storage=storage_options(config),
             )
         self.monitoring = ModelMonitoring(
             self,
