@@ -48,46 +48,34 @@ names. :meth:`PipelineRun.check` raises on a failure or a finding.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
-import json
-import re
 import secrets
 import string
-import subprocess
-import tarfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from rehearsal.assembly import ACCOUNT, REGION, RehearsalError, Stack
 from rehearsal.cloud import DENIALS, Denial, _LOCK, evaluate
-from rehearsal.context import (
-    OPT_ML,
-    Rehearsal,
-    clean_env,
-    download_s3_prefix,
-    opt_ml,
-    split_s3_uri,
-    upload_dir,
+from rehearsal.context import Rehearsal, split_s3_uri
+from rehearsal.pipeline_definition import (
+    CacheEntry,
+    Expressions,
+    PipelineCache,
+    StepFailure,
+    cache_key,
+    flatten_steps,
+    iso_duration_seconds,
+    parameters_read,
+    pipeline_definition,
+    references,
+    as_text,
 )
-from rehearsal import sagemaker_standins as standins
+from rehearsal.pipeline_jobs import JobSteps
+
+__all__ = ["PipelineCache", "PipelineRun", "StepFailure", "check_new_data_retrains", "iso_duration_seconds",
+           "pipeline_definition", "run_pipeline"]
 
 JOB_STEP_TYPES = ("Processing", "Training", "QualityCheck")
-CACHE_KEY_ATTRIBUTES = {
-    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
-    "QualityCheck": ("AppSpecification", "Environment", "ProcessingInputs", "CheckType"),
-    "Training": (
-        "AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations", "Environment",
-        "HyperParameters", "InputDataConfig",
-    ),
-}
-MAX_JOB_SECONDS = 600  # the rehearsal's cap on one job (the definition's MaxRuntimeInSeconds applies if lower)
-
-
-class StepFailure(RehearsalError):
-    """A step failed as it would in SageMaker (FailureReason); the message names the step and the cause."""
 
 
 # --- results --------------------------------------------------------------------------------------------------------
@@ -135,121 +123,8 @@ class PipelineRun:
             raise RehearsalError("pipeline rehearsal: " + "; ".join(problems))
         return self
 
-
-@dataclass
-class _CacheEntry:
-    pipeline_arn: str
-    step: str
-    key: str
-    finished: float
-    properties: dict[str, Any]
-    outputs: dict[str, Any]
-    execution_id: str
-
-
-class PipelineCache:
-    """Successful step runs of every execution, for step caching across :func:`run_pipeline` calls.
-
-    ``clock`` gives the time in seconds (a test can move it past ``ExpireAfter``)."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self.entries: list[_CacheEntry] = []
-
-    def lookup(self, pipeline_arn: str, step: str, key: str, expire_after: Optional[float]) -> Optional[_CacheEntry]:
-        now = self.clock()
-        found = [
-            e for e in self.entries
-            if e.pipeline_arn == pipeline_arn and e.step == step and e.key == key
-            and (expire_after is None or now - e.finished <= expire_after)
-        ]
-        return max(found, key=lambda e: e.finished) if found else None
-
-    def add(self, entry: _CacheEntry) -> None:
-        self.entries.append(entry)
-
-
-_DURATION = re.compile(
-    r"^P?(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", re.IGNORECASE
-)
-
-
-def iso_duration_seconds(text: Optional[str]) -> Optional[float]:
-    """ISO 8601 duration (``P30D``, ``PT1H``, also the docs' ``30d``/``T16m``) in seconds; None = no expiry."""
-    if not text:
-        return None
-    match = _DURATION.match(text.strip())
-    if not match or not any(match.groups()):
-        raise RehearsalError(f"CacheConfig.ExpireAfter {text!r} is not an ISO 8601 duration")
-    y, mo, w, d, h, mi, s = (int(g or 0) for g in match.groups())
-    return float(((((y * 365 + mo * 30 + w * 7 + d) * 24 + h) * 60 + mi) * 60) + s)
-
-
-# --- the definition -------------------------------------------------------------------------------------------------
-def pipeline_definition(rh: Rehearsal, model_stack: Stack) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(logical id, resolved resource properties, parsed definition) of the stack's one pipeline."""
-    logical, res = model_stack.one("AWS::SageMaker::Pipeline")
-    props = rh.assembly.resolver.resolve(model_stack, res.get("Properties") or {})
-    body = (props.get("PipelineDefinition") or {}).get("PipelineDefinitionBody")
-    if body is None:
-        raise RehearsalError(
-            f"{model_stack.name}/{logical}: no PipelineDefinitionBody (an S3 definition is not rehearsed)"
-        )
-    definition = json.loads(body) if isinstance(body, str) else body
-    return logical, props, definition
-
-
-def _flatten(steps: list[dict], parent: Optional[str] = None) -> dict[str, tuple[dict, Optional[str]]]:
-    """Every step (condition branches included) -> (step, the condition step whose branch holds it)."""
-    out: dict[str, tuple[dict, Optional[str]]] = {}
-    for step in steps:
-        if step["Name"] in out:
-            raise RehearsalError(f"pipeline definition: two steps named {step['Name']!r}")
-        out[step["Name"]] = (step, parent)
-        if step.get("Type") == "Condition":
-            args = step.get("Arguments", {})
-            for child in (*args.get("IfSteps", []), *args.get("ElseSteps", [])):
-                for name, value in _flatten([child], step["Name"]).items():
-                    if name in out:
-                        raise RehearsalError(f"pipeline definition: two steps named {name!r}")
-                    out[name] = value
-    return out
-
-
-def _parameters_read(node: Any) -> set[str]:
-    """Pipeline parameters a step's own arguments read (branches of a condition step excluded)."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        get = node.get("Get")
-        if isinstance(get, str) and get.startswith("Parameters."):
-            found.add(get.split(".", 1)[1])
-        for key, value in node.items():
-            if key not in ("IfSteps", "ElseSteps"):
-                found |= _parameters_read(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _parameters_read(value)
-    return found
-
-
-def _references(node: Any) -> set[str]:
-    """Steps a node refers to (``Steps.<name>...``), branches of a condition step excluded."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        get = node.get("Get")
-        if isinstance(get, str) and get.startswith("Steps."):
-            found.add(re.match(r"^Steps\.([^.\[]+)", get).group(1))
-        for key, value in node.items():
-            if key not in ("IfSteps", "ElseSteps"):
-                found |= _references(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _references(value)
-    return found
-
-
 # --- the execution --------------------------------------------------------------------------------------------------
-class _Execution:
+class _Execution(Expressions, JobSteps):
     def __init__(self, rh: Rehearsal, model_stack: Stack, parameters: Optional[dict], cache: Optional[PipelineCache]):
         self.rh = rh
         self.cloud = rh.cloud
@@ -272,125 +147,6 @@ class _Execution:
         self.findings: list[str] = []
         self.facts: dict[str, Any] = {}
         self.role_policies_cache: dict[str, list[dict]] = {}
-
-    # parameters and expressions
-    def _parameters(self, given: dict[str, Any]) -> dict[str, Any]:
-        declared = {p["Name"]: p for p in self.definition.get("Parameters", [])}
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise RehearsalError(
-                f"StartPipelineExecution of {self.name}: parameters {unknown} are not declared by the pipeline "
-                f"(declared: {sorted(declared)})"
-            )
-        out = {}
-        for name, spec in declared.items():
-            value = given.get(name, spec.get("DefaultValue"))
-            if value is None:
-                raise RehearsalError(f"StartPipelineExecution of {self.name}: parameter {name} has no value")
-            kind = spec.get("Type", "String")
-            try:
-                if kind == "Float":
-                    value = float(value)
-                elif kind == "Integer":
-                    value = int(value)
-                elif kind == "Boolean":
-                    value = value if isinstance(value, bool) else str(value).lower() == "true"
-                else:
-                    value = str(value)
-            except ValueError:
-                raise RehearsalError(f"parameter {name}={value!r} is not a {kind}") from None
-            out[name] = value
-        return out
-
-    def execution_variable(self, name: str) -> Any:
-        now = dt.datetime.now(dt.timezone.utc)
-        values = {
-            "PipelineExecutionId": self.execution_id,
-            "PipelineExecutionArn": self.execution_arn,
-            "PipelineName": self.name,
-            "PipelineArn": self.arn,
-            "StartDateTime": self.start.isoformat(),
-            "CurrentDateTime": now.isoformat(),
-        }
-        if name not in values:
-            raise RehearsalError(f"unknown execution variable Execution.{name}")
-        return values[name]
-
-    def evaluate(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [self.evaluate(v) for v in node]
-        if not isinstance(node, dict):
-            return node
-        if len(node) == 1:
-            (key, arg), = node.items()
-            if key == "Get" and isinstance(arg, str):
-                return self._get(arg)
-            if key == "Std:Join":
-                values = self.evaluate(arg["Values"])
-                return str(arg.get("On", "")).join(_text(v) for v in values)
-            if key == "Std:JsonGet":
-                return self._json_get(arg)
-        return {k: self.evaluate(v) for k, v in node.items()}
-
-    def _get(self, path: str) -> Any:
-        head, _, rest = path.partition(".")
-        if head == "Parameters":
-            if rest not in self.parameters:
-                raise RehearsalError(f"{{'Get': {path!r}}}: the pipeline declares no parameter {rest}")
-            return self.parameters[rest]
-        if head == "Execution":
-            return self.execution_variable(rest)
-        if head == "Steps":
-            step = re.match(r"^([^.\[]+)", rest).group(1)
-            if step not in self.properties:
-                raise RehearsalError(f"{{'Get': {path!r}}}: step {step} has not run (or has no properties)")
-            node: Any = self.properties[step]
-            for attr, key, index in re.findall(r"\.?([A-Za-z0-9_]+)|\['([^']*)'\]|\[(\d+)\]", rest[len(step):]):
-                try:
-                    if attr:
-                        node = node[attr]
-                    elif index:
-                        node = list(node.values())[int(index)] if isinstance(node, dict) else node[int(index)]
-                    else:
-                        node = node[key]
-                except (KeyError, IndexError, TypeError):
-                    raise RehearsalError(
-                        f"{{'Get': {path!r}}}: step {step} has no such property (its properties: "
-                        f"{sorted(self.properties[step])})"
-                    ) from None
-            return node
-        raise RehearsalError(f"unsupported expression {{'Get': {path!r}}}")
-
-    def _json_get(self, arg: dict) -> Any:
-        json_path = arg["Path"]
-        if "PropertyFile" in arg:
-            ref = arg["PropertyFile"]
-            ref = ref.get("Get") if isinstance(ref, dict) else ref
-            match = re.match(r"^Steps\.([^.]+)\.PropertyFiles\.(.+)$", str(ref))
-            if not match:
-                raise RehearsalError(f"Std:JsonGet: unsupported PropertyFile reference {ref!r}")
-            step, file_name = match.groups()
-            spec = self.property_files.get(step, {}).get(file_name)
-            if spec is None:
-                raise RehearsalError(f"Std:JsonGet: step {step} declares no PropertyFile {file_name}")
-            outputs = self.properties[step]["ProcessingOutputConfig"]["Outputs"]
-            if spec["OutputName"] not in outputs:
-                raise RehearsalError(
-                    f"Std:JsonGet: PropertyFile {file_name} names output {spec['OutputName']!r}, which step {step} "
-                    f"does not have ({sorted(outputs)})"
-                )
-            uri = outputs[spec["OutputName"]]["S3Output"]["S3Uri"].rstrip("/") + "/" + spec["FilePath"]
-        else:
-            uri = self.evaluate(arg["S3Uri"])
-        bucket, key = split_s3_uri(uri)
-        s3 = self.cloud.client("s3", self.role_arn)  # the service reads the property file with the pipeline role
-        try:
-            document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            raise StepFailure(f"Std:JsonGet: {uri} does not exist (the property file was not written)") from None
-        except Exception as exc:  # AccessDenied and friends
-            raise StepFailure(f"Std:JsonGet: reading {uri} with the pipeline role failed: {exc}") from None
-        return _json_path(document, json_path, uri)
 
     # IAM for the calls SageMaker makes that moto does not run
     def _policies(self, role_arn: str) -> list[dict]:
@@ -433,12 +189,12 @@ class _Execution:
     # running
     def run(self) -> PipelineRun:
         t0 = time.time()
-        flat = _flatten(self.definition.get("Steps", []))
+        flat = flatten_steps(self.definition.get("Steps", []))
         if self.definition.get("PipelineExperimentConfig"):
             self.facts["experiment"] = self.evaluate(self.definition["PipelineExperimentConfig"])
         deps = {}
         for name, (step, parent) in flat.items():
-            deps[name] = set(step.get("DependsOn", [])) | _references(step)
+            deps[name] = set(step.get("DependsOn", [])) | references(step)
             if parent:
                 deps[name].add(parent)
             for d in deps[name]:
@@ -472,25 +228,13 @@ class _Execution:
         for name in pending:
             self.steps.setdefault(name, {"status": "NotStarted", "cache_hit": False, "outputs": {}})
         for name, (step, _) in flat.items():
-            self.steps[name]["parameters_read"] = sorted(_parameters_read(step))
+            self.steps[name]["parameters_read"] = sorted(parameters_read(step))
         if status == "Succeeded":
             self._post_checks()
-        metric = None
-        for name, info in self.steps.items():
-            if "metric" in info:
-                metric = info["metric"]
+        metric = next((info["metric"] for info in reversed(self.steps.values()) if "metric" in info), None)
         return PipelineRun(
-            status=status,
-            steps=self.steps,
-            model_package_arn=self.model_package_arn,
-            metric=metric,
-            fail_message=fail_message,
-            execution_id=self.execution_id,
-            execution_arn=self.execution_arn,
-            parameters=self.parameters,
-            failed_step=failed_step,
-            findings=self.findings,
-            register_arguments=self.register_arguments,
+            status, self.steps, self.model_package_arn, metric, fail_message, self.execution_id, self.execution_arn,
+            self.parameters, failed_step, self.findings, register_arguments=self.register_arguments,
             seconds=time.time() - t0,
         )
 
@@ -498,7 +242,7 @@ class _Execution:
         outcome = self.steps.get(condition_step["Name"], {}).get("outcome")
         args = condition_step.get("Arguments", {})
         branch = args.get("IfSteps", []) if outcome else args.get("ElseSteps", [])
-        return set(_flatten(branch))
+        return set(flatten_steps(branch))
 
     def _run_step(self, step: dict) -> None:
         name, kind = step["Name"], step.get("Type")
@@ -509,7 +253,7 @@ class _Execution:
             cache_config = step.get("CacheConfig") or {}
             key = None
             if cache_config.get("Enabled") and self.cache is not None:
-                key = _cache_key(kind, args)
+                key = cache_key(kind, args)
                 hit = self.cache.lookup(self.arn, name, key, iso_duration_seconds(cache_config.get("ExpireAfter")))
                 if hit:
                     self.properties[name] = hit.properties
@@ -525,8 +269,8 @@ class _Execution:
             self.properties[name] = properties
             self.steps[name] = {"status": "Succeeded", "cache_hit": False, "outputs": outputs}
             if self.cache is not None:
-                self.cache.add(_CacheEntry(self.arn, name, key or _cache_key(kind, args), self.cache.clock(),
-                                           properties, outputs, self.execution_id))
+                self.cache.add(CacheEntry((self.arn, name, key or cache_key(kind, args)), self.cache.clock(),
+                                          properties, outputs, self.execution_id))
         elif kind == "Condition":
             args = step.get("Arguments", {})
             values: dict[str, Any] = {}
@@ -538,7 +282,7 @@ class _Execution:
                 info["metric"] = values["left"]
             self.steps[name] = info
         elif kind == "Fail":
-            message = _text(self.evaluate(step.get("Arguments", {}).get("ErrorMessage", "")))
+            message = as_text(self.evaluate(step.get("Arguments", {}).get("ErrorMessage", "")))
             self.steps[name] = {"status": "Succeeded", "cache_hit": False, "outputs": {"ErrorMessage": message}}
             raise StepFailure(message)
         elif kind == "RegisterModel":
@@ -574,273 +318,13 @@ class _Execution:
             raise StepFailure(f"condition type {kind} is not rehearsed")
         return bool(ops[kind](left, right))
 
-    # processing ------------------------------------------------------------------------------------------------
-    def _stage_inputs(self, step: str, s3: Any, inputs: list[dict], root: Path) -> None:
-        asset_buckets = {a.bucket for a in self.rh.assembly.assets()}
-        for item in inputs:
-            source = item.get("S3Input")
-            if source is None:
-                raise StepFailure(f"{step}: input {item.get('InputName')} is not an S3Input (not rehearsed)")
-            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-                raise StepFailure(f"{step}: input {item.get('InputName')}: S3DataType {source['S3DataType']} "
-                                  "is not rehearsed")
-            uri = source["S3Uri"]
-            if split_s3_uri(uri)[0] in asset_buckets:
-                try:
-                    self.cloud.upload_asset(uri)
-                except RehearsalError as exc:
-                    raise StepFailure(f"{step}: input {item.get('InputName')}: {exc} (cdk deploy uploads nothing "
-                                      "there)") from None
-            local = _container_path(step, source["LocalPath"], root)
-            try:
-                download_s3_prefix(s3, uri, local)
-            except RehearsalError as exc:
-                raise StepFailure(f"{step}: input {item.get('InputName')}: {exc}") from None
-            except Exception as exc:
-                raise StepFailure(f"{step}: downloading input {item.get('InputName')} ({uri}) with the job role "
-                                  f"failed: {exc}") from None
-
-    def _upload_outputs(self, step: str, s3: Any, outputs: list[dict], root: Path) -> dict[str, str]:
-        uploaded = {}
-        for item in outputs:
-            target = item.get("S3Output")
-            if target is None:
-                continue
-            local = _container_path(step, target["LocalPath"], root)
-            local.mkdir(parents=True, exist_ok=True)
-            try:
-                upload_dir(s3, local, target["S3Uri"])
-            except Exception as exc:
-                raise StepFailure(f"{step}: uploading output {item['OutputName']} to {target['S3Uri']} with the job "
-                                  f"role failed: {exc}") from None
-            uploaded[item["OutputName"]] = target["S3Uri"]
-        return uploaded
-
-    def _run_process(
-        self, step: str, command: list[str], env: dict[str, str], root: Path, timeout: float, cwd: str
-    ) -> None:
-        """Run the container's command with ``root`` as its ``/opt/ml``: in a private mount namespace when the
-        rehearsal may create one (``unshare -m``, as root), so concurrent rehearsals never see each other's
-        ``/opt/ml``; else with ``context.opt_ml``'s process-wide symlink."""
-        try:
-            if _private_opt_ml():
-                script = 'mount -t tmpfs rehearsal /opt && mkdir /opt/ml && mount --bind "$0" /opt/ml && cd "$1" ' \
-                         '&& shift && exec "$@"'
-                wrapped = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(root), cwd, *command]
-                proc = subprocess.run(wrapped, env=env, capture_output=True, text=True, timeout=timeout)
-            else:
-                with opt_ml(root):
-                    proc = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise StepFailure(f"{step}: the job exceeded {timeout:.0f}s (MaxRuntimeInSeconds or the rehearsal cap)")
-        log = self.rh.workdir / "pipeline-logs" / f"{self.execution_id}-{step}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"$ {' '.join(command)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
-            raise StepFailure(f"{step}: AlgorithmError: {' '.join(command[:2])} exited {proc.returncode} "
-                              f"(log {log}):\n{tail}")
-
-    def _processing(self, step: str, args: dict) -> tuple[dict, dict]:
-        job_role = args.get("RoleArn") or self.role_arn
-        job_name, job_arn = self._start_job(step, "processing", job_role, args)
-        s3 = self.cloud.client("s3", job_role)
-        app = args.get("AppSpecification", {})
-        entrypoint = list(app.get("ContainerEntrypoint") or [])
-        if not entrypoint:
-            raise StepFailure(f"{step}: no ContainerEntrypoint: the image's own entry point is not rehearsed")
-        command = entrypoint + [_text(a) for a in app.get("ContainerArguments") or []]
-        root = self.rh.scratch(f"pipeline/{self.execution_id}/{step}")
-        outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
-        if True:  # staged under root, which is /opt/ml for the job's process
-            self._stage_inputs(step, s3, args.get("ProcessingInputs", []), root)
-            for item in outputs:
-                if "S3Output" in item:
-                    _container_path(step, item["S3Output"]["LocalPath"], root).mkdir(parents=True, exist_ok=True)
-            if command[0] in ("python3", "python"):
-                command[0] = self.rh.python
-            for arg in command[1:2] if command[0] == self.rh.python else command[:1]:
-                local = _container_path(step, arg, root) if arg.startswith(str(OPT_ML)) else None
-                if local is not None and not local.exists():
-                    staged = sorted(
-                        f"{Path(arg).parent}/{p.name}" for p in local.parent.glob("*")
-                    ) if local.parent.exists() else []
-                    raise StepFailure(
-                        f"{step}: ContainerEntrypoint runs {arg}, which the job's inputs did not create (the "
-                        f"directory holds {staged or 'nothing'}): a processing input downloads an object under its "
-                        "own name, so the entry point must name the asset object (<hash>.py), not the source file"
-                    )
-            env = clean_env({**{k: _text(v) for k, v in (args.get("Environment") or {}).items()},
-                             **self.cloud.environ(job_role)})
-            timeout = min(MAX_JOB_SECONDS, (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400))
-            self._run_process(step, command, env, root, timeout, cwd="/")
-            uploaded = self._upload_outputs(step, s3, outputs, root)
-        properties = {
-            "ProcessingJobName": job_name,
-            "ProcessingJobArn": job_arn,
-            "ProcessingJobStatus": "Completed",
-            "AppSpecification": app,
-            "Environment": args.get("Environment") or {},
-            "ProcessingInputs": args.get("ProcessingInputs", []),
-            "ProcessingOutputConfig": {
-                **(args.get("ProcessingOutputConfig") or {}),
-                "Outputs": {o["OutputName"]: o for o in outputs},
-            },
-            "RoleArn": job_role,
-        }
-        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role}
-        return properties, uploaded
-
-    # quality check (Model Monitor analyzer stand-in) -----------------------------------------------------------------
-    def _quality_check(self, step: str, definition: dict, args: dict) -> tuple[dict, dict]:
-        check_type = definition.get("CheckType")
-        if check_type != "DATA_QUALITY":
-            raise StepFailure(f"{step}: QualityCheck {check_type} is not rehearsed (DATA_QUALITY only)")
-        if definition.get("SkipCheck") is False:
-            raise StepFailure(f"{step}: the drift check (SkipCheck false) is not rehearsed")
-        job_role = args.get("RoleArn") or self.role_arn
-        job_name, job_arn = self._start_job(step, "processing", job_role, args)
-        s3 = self.cloud.client("s3", job_role)
-        env = args.get("Environment") or {}
-        root = self.rh.scratch(f"pipeline/{self.execution_id}/{step}")
-        outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs", [])
-        if True:  # staged under root, which is /opt/ml for the job's process
-            self._stage_inputs(step, s3, args.get("ProcessingInputs", []), root)
-            source = _container_path(step, env.get("dataset_source", ""), root)
-            if not source.exists():
-                raise StepFailure(f"{step}: dataset_source {env.get('dataset_source')} was not created by the inputs")
-            try:
-                dataset_format = json.loads(env.get("dataset_format", "{}"))
-            except ValueError:
-                raise StepFailure(f"{step}: dataset_format {env.get('dataset_format')!r} is not JSON") from None
-            out_dir = _container_path(step, env.get("output_path", "/opt/ml/processing/output"), root)
-            try:
-                statistics = standins.data_quality_baseline(source, dataset_format, out_dir)
-            except RehearsalError as exc:
-                raise StepFailure(f"{step}: {exc}") from None
-            uploaded = self._upload_outputs(step, s3, outputs, root)
-        out_uri = next(
-            (o["S3Output"]["S3Uri"] for o in outputs
-             if "S3Output" in o and Path(o["S3Output"]["LocalPath"]) == Path(env.get("output_path", ""))),
-            None,
-        )
-        if out_uri is None:
-            raise StepFailure(f"{step}: no output uploads output_path {env.get('output_path')}")
-        stats_uri, constraints_uri = f"{out_uri.rstrip('/')}/statistics.json", f"{out_uri.rstrip('/')}/constraints.json"
-        register_new = definition.get("RegisterNewBaseline", False)
-        properties = {
-            "CalculatedBaselineStatistics": stats_uri,
-            "CalculatedBaselineConstraints": constraints_uri,
-            "BaselineUsedForDriftCheckStatistics": stats_uri if register_new else definition.get(
-                "SuppliedBaselineStatistics"),
-            "BaselineUsedForDriftCheckConstraints": constraints_uri if register_new else definition.get(
-                "SuppliedBaselineConstraints"),
-        }
-        self.facts["baseline"] = {"dataset_format": dataset_format, "statistics": statistics}
-        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role}
-        return properties, uploaded
-
-    # training --------------------------------------------------------------------------------------------------------
-    def _training(self, step: str, args: dict) -> tuple[dict, dict]:
-        job_role = args.get("RoleArn") or self.role_arn
-        raw_hps = {k: _text(v) for k, v in (args.get("HyperParameters") or {}).items()}
-        hps = standins.deserialize_hyperparameters(raw_hps)
-        program = hps.get("sagemaker_program")
-        if not program:
-            raise StepFailure(
-                f"{step}: no sagemaker_program hyperparameter: the framework image runs in algorithm mode "
-                "(its built-in algorithm), not the platform's training script"
-            )
-        submit = hps.get("sagemaker_submit_directory")
-        if not submit or not str(submit).startswith("s3://"):
-            raise StepFailure(f"{step}: sagemaker_submit_directory {submit!r} is not an S3 URI of the source tarball")
-        algo = args.get("AlgorithmSpecification") or {}
-        if algo.get("TrainingInputMode", "File") != "File":
-            raise StepFailure(f"{step}: TrainingInputMode {algo['TrainingInputMode']} is not rehearsed")
-        job_name, job_arn = self._start_job(step, "training", job_role, args)
-        s3 = self.cloud.client("s3", job_role)
-        root = self.rh.scratch(f"pipeline/{self.execution_id}/{step}")
-        channels = [c["ChannelName"] for c in args.get("InputDataConfig", [])]
-        if True:  # staged under root, which is /opt/ml for the job's process
-            for channel in args.get("InputDataConfig", []):
-                source = channel["DataSource"]["S3DataSource"]
-                item = {"InputName": channel["ChannelName"], "S3Input": {
-                    "S3Uri": source["S3Uri"], "S3DataType": source.get("S3DataType", "S3Prefix"),
-                    "LocalPath": f"{OPT_ML}/input/data/{channel['ChannelName']}"}}
-                self._stage_inputs(step, s3, [item], root)
-            # the toolkit downloads the submit directory with the job's credentials and extracts it to /opt/ml/code
-            if split_s3_uri(submit)[0] in {a.bucket for a in self.rh.assembly.assets()}:
-                try:
-                    self.cloud.upload_asset(submit)
-                except RehearsalError as exc:
-                    raise StepFailure(f"{step}: sagemaker_submit_directory: {exc}") from None
-            bucket, key = split_s3_uri(submit)
-            try:
-                tarball = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except Exception as exc:
-                raise StepFailure(f"{step}: downloading sagemaker_submit_directory {submit} with the job role "
-                                  f"failed: {exc}") from None
-            code = root / "code"
-            code.mkdir(parents=True, exist_ok=True)
-            try:
-                with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
-                    tar.extractall(code, filter="data")
-            except tarfile.TarError as exc:
-                raise StepFailure(f"{step}: sagemaker_submit_directory {submit} is not a tar.gz: {exc}") from None
-            if not (code / program).is_file():
-                raise StepFailure(f"{step}: sagemaker_program {program} is not in the source tarball {submit} "
-                                  f"(it holds {sorted(p.name for p in code.iterdir())})")
-            config = root / "input" / "config"
-            config.mkdir(parents=True, exist_ok=True)
-            (config / "hyperparameters.json").write_text(json.dumps(raw_hps))
-            (config / "inputdataconfig.json").write_text(json.dumps(
-                {c["ChannelName"]: {k: v for k, v in c.items() if k != "DataSource"} for c in args.get("InputDataConfig", [])}))
-            (config / "resourceconfig.json").write_text(json.dumps(
-                {"current_host": standins.CURRENT_HOST, "hosts": [standins.CURRENT_HOST]}))
-            for sub in ("model", "output/data", "output/intermediate"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-            env = clean_env({
-                **{k: _text(v) for k, v in (args.get("Environment") or {}).items()},
-                **standins.training_environment(channels, hps, program, submit, job_name),
-                **self.cloud.environ(job_role),
-            })
-            command = [self.rh.python, program, *standins.hyperparameter_args(standins.user_hyperparameters(hps))]
-            timeout = min(MAX_JOB_SECONDS, (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400))
-            self._run_process(step, command, env, root, timeout, cwd=f"{OPT_ML}/code")
-            model_tar = _tar_gz(root / "model")
-            output_path = args["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-            model_uri = f"{output_path}/{job_name}/output/model.tar.gz"
-            bucket, key = split_s3_uri(model_uri)
-            try:
-                s3.put_object(Bucket=bucket, Key=key, Body=model_tar)
-                if any((root / "output" / "data").iterdir()):
-                    s3.put_object(Bucket=bucket, Key=key.replace("model.tar.gz", "output.tar.gz"),
-                                  Body=_tar_gz(root / "output" / "data"))
-            except Exception as exc:
-                raise StepFailure(f"{step}: uploading {model_uri} with the job role failed: {exc}") from None
-            metadata_path = root / "model" / "model_metadata.json"
-            if metadata_path.exists():
-                self.facts["model_metadata"] = json.loads(metadata_path.read_text())
-        properties = {
-            "TrainingJobName": job_name,
-            "TrainingJobArn": job_arn,
-            "TrainingJobStatus": "Completed",
-            "ModelArtifacts": {"S3ModelArtifacts": model_uri},
-            "OutputDataConfig": args.get("OutputDataConfig"),
-            "HyperParameters": raw_hps,
-            "AlgorithmSpecification": algo,
-            "RoleArn": job_role,
-        }
-        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role}
-        return properties, {"model": model_uri}
-
     # registration ----------------------------------------------------------------------------------------------------
     def _register(self, step: str, args: dict) -> None:
         request = {k: v for k, v in args.items() if v not in ({}, None, "")}
         if isinstance(request.get("ModelMetrics"), dict):
             request["ModelMetrics"] = {k: v for k, v in request["ModelMetrics"].items() if v}
         if "CustomerMetadataProperties" in request:
-            request["CustomerMetadataProperties"] = {k: _text(v) for k, v in request["CustomerMetadataProperties"].items()}
+            request["CustomerMetadataProperties"] = {k: as_text(v) for k, v in request["CustomerMetadataProperties"].items()}
         sm = self.cloud.client("sagemaker", self.role_arn)
         try:
             arn = sm.create_model_package(**request)["ModelPackageArn"]
@@ -902,63 +386,6 @@ class _Execution:
                 "DataQualityBaseline: the Model Monitor baseline is not the rows the endpoint receives (the encoded "
                 "feature columns of model_metadata.json, numeric, no header, no target): " + "; ".join(problems)
             )
-
-
-# --- helpers ------------------------------------------------------------------------------------------------------------
-_PRIVATE_OPT_ML: Optional[bool] = None
-
-
-def _private_opt_ml() -> bool:
-    """Whether a job process can get its own /opt/ml in a private mount namespace (probed once)."""
-    global _PRIVATE_OPT_ML
-    if _PRIVATE_OPT_ML is None:
-        import shutil
-
-        probe = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs rehearsal /opt && mkdir /opt/ml"],
-            capture_output=True,
-        ) if shutil.which("unshare") else None
-        _PRIVATE_OPT_ML = probe is not None and probe.returncode == 0
-    return _PRIVATE_OPT_ML
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-
-
-def _json_path(document: Any, path: str, where: str) -> Any:
-    node = document
-    for attr, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
-        try:
-            node = node[int(index)] if index else node[attr]
-        except (KeyError, IndexError, TypeError):
-            raise StepFailure(f"Std:JsonGet: {path!r} is not in {where}") from None
-    return node
-
-
-def _container_path(step: str, path: str, root: Path) -> Path:
-    p = Path(path)
-    try:
-        relative = p.relative_to(OPT_ML)
-    except ValueError:
-        raise StepFailure(f"{step}: container path {path} is outside /opt/ml (not rehearsed)") from None
-    return root / relative
-
-
-def _tar_gz(directory: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=path.relative_to(directory).as_posix())
-    return buf.getvalue()
-
-
-def _cache_key(kind: str, args: dict) -> str:
-    attributes = {k: args.get(k) for k in CACHE_KEY_ATTRIBUTES[kind]}
-    return hashlib.sha256(json.dumps(attributes, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # --- entry points -------------------------------------------------------------------------------------------------------
