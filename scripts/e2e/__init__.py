@@ -35,6 +35,10 @@ Exit codes: 0 success; 1 a stage failed (or teardown left something); 2 refused 
 
 Designed for tests: :class:`E2ERun` takes a boto3 session factory, ``run_cdk(args) -> outputs`` and a clock/sleep,
 so ``tests/runtime/test_e2e.py`` drives the whole orchestration against moto.
+
+Modules: ``cli`` (arguments, ``main``), ``run`` (:class:`E2ERun`: plumbing, preflight, the run and its finish),
+``loop`` (deploy through invoke), ``teardown``, ``report`` (options and the report), ``common`` (errors, names, the
+CDK CLI, helpers).
 """
 
 from scripts.e2e.cli import main

@@ -1,4 +1,4 @@
-"""scripts/e2e.py, the end-to-end run against a sandbox account, driven against moto.
+"""scripts/e2e (the package), the end-to-end run against a sandbox account, driven against moto.
 
 What moto implements is moto's (CloudFormation stacks with exports and Retain policies, S3 versioning, Glue job runs,
 SageMaker pipelines, executions and model packages, KMS, CloudWatch Logs, SSM, STS). What it does not implement, or
