@@ -248,17 +248,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     metric = args.metric or ("rmse" if args.problem_type == "regression" else "auc")
-
-    input_path = args.input
-    if input_path.is_file() and input_path.suffix.lower() == ".csv" and _needs_curation(input_path):
-        input_path = curate_csv_for_local(input_path, args.work_dir / "curated")
-        LOG.info("Curated %s -> %s (snake_case columns, Parquet by ingest_date)", args.input, input_path)
     try:
         model = ModelSpec(name=args.model_name, target=args.target, metric=metric, threshold=args.threshold,
                           problem_type=args.problem_type, framework=args.framework,
                           positive_threshold=args.positive_threshold, hyperparameters=dict(args.hp))
     except ValueError as exc:
         parser.error(str(exc))
+
+    input_path = args.input
+    if input_path.is_file() and input_path.suffix.lower() == ".csv" and _needs_curation(input_path):
+        input_path = curate_csv_for_local(input_path, args.work_dir / "curated")
+        LOG.info("Curated %s -> %s (snake_case columns, Parquet by ingest_date)", args.input, input_path)
     try:
         result = run_local_pipeline(input_path, args.work_dir, model, seed=args.seed)
     except StepFailedError as exc:
