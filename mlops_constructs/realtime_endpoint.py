@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from aws_cdk import ArnFormat, Aws, Duration, Fn, RemovalPolicy, Stack, Token
+from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -18,98 +15,20 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.endpoint_options import (  # noqa: F401 (the options are importable from here too)
+    DEFAULT_IMAGE_REPOSITORIES,
+    INSTANCE_NAMESPACE,
+    SAGEMAKER_NAMESPACE,
+    SERVERLESS_MEMORY_SIZES,
+    VARIANT_NAME,
+    EndpointAutoscaling,
+    ServerlessCapacity,
+    TrafficRouting,
+    execution_timeout,
+    fleet_minimum,
+    validate_endpoint_props,
+)
 from mlops_constructs.storage import allow_cloudwatch_logs
-
-VARIANT_NAME = "AllTraffic"
-SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
-# SageMaker's first-party framework images (XGBoost, scikit-learn) live in per-region AWS-owned ECR accounts.
-DEFAULT_IMAGE_REPOSITORIES = ("sagemaker-xgboost", "sagemaker-scikit-learn")
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
-INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
-# SageMaker's limits for a blue/green update (CreateEndpoint/UpdateEndpoint DeploymentConfig).
-MAX_WAIT_SECONDS = 3600
-MIN_EXECUTION_TIMEOUT_SECONDS = 600
-MAX_EXECUTION_TIMEOUT_SECONDS = 14400
-# Headroom for provisioning the green fleet and the container health checks, on top of the bake times.
-PROVISIONING_HEADROOM_SECONDS = 1800
-# Instance families with local NVMe storage (m5d, c6id, g4dn, p4d, ...): SageMaker refuses a KmsKeyId for them.
-_LOCAL_STORAGE_RE = re.compile(r"^ml\.[a-z]+\d+[a-z]*d[a-z]*\.")
-
-ServerlessCapacity = Tuple[int, int]
-"""(memory_mb, max_concurrency) of a serverless variant."""
-
-
-@dataclass(frozen=True)
-class TrafficRouting:
-    """How a blue/green update shifts traffic to the new fleet (SageMaker deployment guardrails).
-
-    Use the factories: :meth:`canary`, :meth:`linear`, :meth:`all_at_once`. ``wait`` is the baking period after each
-    shift, during which the rollback alarms are watched.
-    """
-
-    type: str
-    wait: Duration
-    size_percent: Optional[int] = None
-
-    @classmethod
-    def canary(cls, percent: int = 10, wait: Duration = Duration.minutes(10)) -> "TrafficRouting":
-        """``percent`` of the new fleet's capacity takes traffic first, the rest after ``wait``. At most 50%."""
-        if not 1 <= percent <= 50:
-            raise ValueError(f"TrafficRouting.canary percent must be within [1, 50] (SageMaker), got {percent}")
-        return cls("CANARY", _check_wait(wait), percent)
-
-    @classmethod
-    def linear(cls, step_percent: int = 10, wait: Duration = Duration.minutes(10)) -> "TrafficRouting":
-        """Traffic shifts in steps of ``step_percent`` of capacity (10 to 50), ``wait`` apart."""
-        if not 10 <= step_percent <= 50:
-            raise ValueError(
-                f"TrafficRouting.linear step_percent must be within [10, 50] (SageMaker), got {step_percent}"
-            )
-        return cls("LINEAR", _check_wait(wait), step_percent)
-
-    @classmethod
-    def all_at_once(cls, wait: Duration = Duration.minutes(10)) -> "TrafficRouting":
-        """All traffic shifts at once; the old fleet stays for ``wait`` while the alarms are watched."""
-        return cls("ALL_AT_ONCE", _check_wait(wait))
-
-    @property
-    def steps(self) -> int:
-        if self.type == "CANARY":
-            return 2
-        if self.type == "LINEAR":
-            return math.ceil(100 / self.size_percent)
-        return 1
-
-    def render(self) -> sagemaker.CfnEndpoint.TrafficRoutingConfigProperty:
-        size = (
-            sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT", value=self.size_percent)
-            if self.size_percent
-            else None
-        )
-        return sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
-            type=self.type,
-            wait_interval_in_seconds=int(self.wait.to_seconds()),
-            canary_size=size if self.type == "CANARY" else None,
-            linear_step_size=size if self.type == "LINEAR" else None,
-        )
-
-
-def _check_wait(wait: Duration) -> Duration:
-    seconds = wait.to_seconds()
-    if not Token.is_unresolved(seconds) and not 0 <= seconds <= MAX_WAIT_SECONDS:
-        raise ValueError(f"TrafficRouting wait must be within 0 and 60 minutes (SageMaker), got {seconds} s")
-    return wait
-
-
-@dataclass(frozen=True)
-class EndpointAutoscaling:
-    """Target tracking on ``SageMakerVariantInvocationsPerInstance`` between ``min_capacity`` and ``max_capacity``."""
-
-    min_capacity: int = 1
-    max_capacity: int = 2
-    target_invocations_per_instance: int = 100
-    scale_in_cooldown: Duration = Duration.minutes(5)
-    scale_out_cooldown: Duration = Duration.minutes(1)
 
 
 class RealtimeEndpoint(Construct):
@@ -210,18 +129,11 @@ class RealtimeEndpoint(Construct):
         super().__init__(scope, id_)
         if data_capture_bucket is None:
             data_capture_percent = 0
-        self._validate(
-            endpoint_name=endpoint_name,
-            serverless=serverless,
-            autoscaling=autoscaling,
-            traffic_routing=traffic_routing,
-            data_capture_percent=data_capture_percent,
-            instance_type=instance_type,
-            initial_instance_count=initial_instance_count,
-            encrypt_volume=encrypt_volume,
-            execution_role=execution_role,
-            model_artifacts_bucket=model_artifacts_bucket,
-            error_rate_threshold_percent=error_rate_threshold_percent,
+        validate_endpoint_props(
+            endpoint_name=endpoint_name, serverless=serverless, autoscaling=autoscaling, traffic_routing=traffic_routing,
+            data_capture_percent=data_capture_percent, instance_type=instance_type,
+            initial_instance_count=initial_instance_count, encrypt_volume=encrypt_volume, execution_role=execution_role,
+            model_artifacts_bucket=model_artifacts_bucket, error_rate_threshold_percent=error_rate_threshold_percent,
             alarm_evaluation_periods=alarm_evaluation_periods,
         )
         stack = Stack.of(self)
@@ -229,22 +141,13 @@ class RealtimeEndpoint(Construct):
         self.variant_name = VARIANT_NAME
         self.serverless = serverless is not None
         if traffic_routing is None and not self.serverless:
-            fleet = _fleet_minimum(initial_instance_count, autoscaling)
+            fleet = fleet_minimum(initial_instance_count, autoscaling)
             traffic_routing = TrafficRouting.canary() if fleet >= 2 else TrafficRouting.all_at_once()
         self.traffic_routing = traffic_routing
 
         # --- log group of the endpoint (SageMaker writes /aws/sagemaker/Endpoints/<name>) -----------------------
-        if log_encryption_key is not None:
-            allow_cloudwatch_logs(log_encryption_key)
         log_group_name = f"{INSTANCE_NAMESPACE}/{endpoint_name}"
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            log_group_name=log_group_name,
-            retention=log_retention,
-            encryption_key=log_encryption_key,
-            removal_policy=removal_policy,
-        )
+        self.log_group = self._log_group(log_group_name, log_retention, log_encryption_key, removal_policy)
 
         # --- execution role ----------------------------------------------------------------------------------------
         if execution_role is not None:
@@ -264,50 +167,14 @@ class RealtimeEndpoint(Construct):
 
         # --- model, endpoint configuration, endpoint ---------------------------------------------------------------
         self.model = sagemaker.CfnModel(
-            self,
-            "Model",
-            execution_role_arn=self.role.role_arn,
+            self, "Model", execution_role_arn=self.role.role_arn, enable_network_isolation=network_isolation,
             containers=[sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn)],
-            enable_network_isolation=network_isolation,
         )
         # Create the model and the endpoint only once the role's permissions exist (SageMaker checks them).
         role_policy = self.role.node.try_find_child("DefaultPolicy") if isinstance(self.role, iam.Role) else None
         if role_policy is not None:
             self.model.node.add_dependency(role_policy)
 
-        if self.serverless:
-            memory_mb, max_concurrency = serverless
-            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT_NAME,
-                model_name=self.model.attr_model_name,
-                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
-                    memory_size_in_mb=memory_mb, max_concurrency=max_concurrency
-                ),
-            )
-        else:
-            variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-                variant_name=VARIANT_NAME,
-                model_name=self.model.attr_model_name,
-                instance_type=instance_type,
-                initial_instance_count=initial_instance_count,
-                initial_variant_weight=1.0,
-            )
-        capture = None
-        if data_capture_percent > 0:
-            capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
-                enable_capture=True,
-                initial_sampling_percentage=data_capture_percent,
-                destination_s3_uri=data_capture_bucket.s3_url_for_object(data_capture_prefix.rstrip("/")),
-                kms_key_id=encryption_key.key_arn,
-                capture_options=[
-                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
-                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
-                ],
-                capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
-                    csv_content_types=list(capture_csv_content_types) or None,
-                    json_content_types=list(capture_json_content_types) or None,
-                ),
-            )
         self.data_capture_percent = data_capture_percent
         self.data_capture_uri = (
             data_capture_bucket.s3_url_for_object(data_capture_prefix) if data_capture_percent > 0 else None
@@ -315,12 +182,84 @@ class RealtimeEndpoint(Construct):
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
-            production_variants=[variant],
+            production_variants=[self._variant(serverless, instance_type, initial_instance_count)],
             kms_key_id=encryption_key.key_arn if encrypt_volume else None,
-            data_capture_config=capture,
+            data_capture_config=_capture_config(data_capture_bucket, data_capture_prefix, data_capture_percent,
+                                                encryption_key, capture_csv_content_types, capture_json_content_types),
         )
 
         # --- alarms (created before the endpoint: its DeploymentConfig names them) ---------------------------------
+        self._alarms(error_rate_threshold_percent, model_latency_p99_threshold, alarm_period, alarm_evaluation_periods)
+        if traffic_routing is not None and auto_rollback and execution_role is None:
+            # SageMaker reads the rollback alarms with the execution role during a deployment (deployment guardrails:
+            # "Ensure that your IAM execution role has permission to perform the cloudwatch:DescribeAlarms action").
+            self.role.add_to_policy(iam.PolicyStatement(
+                sid="RollbackAlarms",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[a.alarm_arn for a in self.alarms],
+            ))
+        self.endpoint = self._endpoint(
+            self._deployment_config(traffic_routing, termination_wait, maximum_execution_timeout, auto_rollback),
+            autoscaling,
+            role_policy,
+        )
+        # Ref of AWS::SageMaker::Endpoint is its ARN.
+        self.endpoint_arn: str = self.endpoint.ref
+
+        # --- autoscaling -------------------------------------------------------------------------------------------
+        self.scalable_target: Optional[appscaling.ScalableTarget] = None
+        if autoscaling is not None:
+            self.scalable_target = self._autoscaling(stack, autoscaling)
+
+    # --- endpoint configuration, alarms, deployment, autoscaling ---------------------------------------------------
+    def _log_group(
+        self,
+        name: str,
+        retention: logs.RetentionDays,
+        encryption_key: Optional[kms.IKey],
+        removal_policy: RemovalPolicy,
+    ) -> logs.LogGroup:
+        """The endpoint's log group, under the name SageMaker writes to (``/aws/sagemaker/Endpoints/<name>``)."""
+        if encryption_key is not None:
+            allow_cloudwatch_logs(encryption_key)
+        return logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=name,
+            retention=retention,
+            encryption_key=encryption_key,
+            removal_policy=removal_policy,
+        )
+
+    def _variant(
+        self, serverless: Optional[ServerlessCapacity], instance_type: str, initial_instance_count: int
+    ) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+        if serverless is not None:
+            memory_mb, max_concurrency = serverless
+            return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=VARIANT_NAME,
+                model_name=self.model.attr_model_name,
+                serverless_config=sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    memory_size_in_mb=memory_mb, max_concurrency=max_concurrency
+                ),
+            )
+        return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+            variant_name=VARIANT_NAME,
+            model_name=self.model.attr_model_name,
+            instance_type=instance_type,
+            initial_instance_count=initial_instance_count,
+            initial_variant_weight=1.0,
+        )
+
+    def _alarms(
+        self,
+        error_rate_threshold_percent: float,
+        model_latency_p99_threshold: Duration,
+        alarm_period: Duration,
+        alarm_evaluation_periods: int,
+    ) -> None:
+        """The 5xx-rate and p99 model latency alarms: they roll back a blue/green deployment in progress."""
+        endpoint_name = self.endpoint_name
         self.alarm_5xx_rate = cloudwatch.Alarm(
             self,
             "Errors5xxAlarm",
@@ -351,37 +290,41 @@ class RealtimeEndpoint(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarms: list[cloudwatch.Alarm] = [self.alarm_5xx_rate, self.alarm_model_latency]
-        rollback = traffic_routing is not None and auto_rollback
-        if rollback and execution_role is None:
-            # SageMaker reads the rollback alarms with the execution role during a deployment (deployment guardrails:
-            # "Ensure that your IAM execution role has permission to perform the cloudwatch:DescribeAlarms action").
-            self.role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="RollbackAlarms",
-                    actions=["cloudwatch:DescribeAlarms"],
-                    resources=[a.alarm_arn for a in self.alarms],
-                )
-            )
 
-        deployment_config = None
-        if traffic_routing is not None:
-            timeout = self._execution_timeout(traffic_routing, termination_wait, maximum_execution_timeout)
-            deployment_config = sagemaker.CfnEndpoint.DeploymentConfigProperty(
-                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
-                    traffic_routing_configuration=traffic_routing.render(),
-                    termination_wait_in_seconds=int(termination_wait.to_seconds()),
-                    maximum_execution_timeout_in_seconds=timeout,
-                ),
-                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
-                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in self.alarms]
-                )
-                if auto_rollback
-                else None,
+    def _deployment_config(
+        self,
+        traffic_routing: Optional[TrafficRouting],
+        termination_wait: Duration,
+        maximum_execution_timeout: Optional[Duration],
+        auto_rollback: bool,
+    ) -> Optional[sagemaker.CfnEndpoint.DeploymentConfigProperty]:
+        """Blue/green traffic shifting with auto-rollback on :attr:`alarms` (none for serverless)."""
+        if traffic_routing is None:
+            return None
+        timeout = execution_timeout(traffic_routing, termination_wait, maximum_execution_timeout)
+        return sagemaker.CfnEndpoint.DeploymentConfigProperty(
+            blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                traffic_routing_configuration=traffic_routing.render(),
+                termination_wait_in_seconds=int(termination_wait.to_seconds()),
+                maximum_execution_timeout_in_seconds=timeout,
+            ),
+            auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in self.alarms]
             )
-        self.endpoint = sagemaker.CfnEndpoint(
+            if auto_rollback
+            else None,
+        )
+
+    def _endpoint(
+        self,
+        deployment_config: Optional[sagemaker.CfnEndpoint.DeploymentConfigProperty],
+        autoscaling: Optional[EndpointAutoscaling],
+        role_policy,
+    ) -> sagemaker.CfnEndpoint:
+        endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
-            endpoint_name=endpoint_name,
+            endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             deployment_config=deployment_config,
             # Keep the live instance count (autoscaling's) and weight through updates; see the class doc.
@@ -393,178 +336,55 @@ class RealtimeEndpoint(Construct):
             else None,
         )
         if role_policy is not None:
-            self.endpoint.node.add_dependency(role_policy)
-        self.endpoint.node.add_dependency(self.log_group)
-        # Ref of AWS::SageMaker::Endpoint is its ARN.
-        self.endpoint_arn: str = self.endpoint.ref
+            endpoint.node.add_dependency(role_policy)
+        endpoint.node.add_dependency(self.log_group)
+        return endpoint
 
-        # --- autoscaling -------------------------------------------------------------------------------------------
-        self.scalable_target: Optional[appscaling.ScalableTarget] = None
-        if autoscaling is not None:
-            self.scalable_target = appscaling.ScalableTarget(
+    def _autoscaling(self, stack: Stack, autoscaling: EndpointAutoscaling) -> appscaling.ScalableTarget:
+        """Target tracking on invocations per instance, through SageMaker's service-linked role."""
+        target = appscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            resource_id=Fn.join("", ["endpoint/", self.endpoint.attr_endpoint_name, f"/variant/{VARIANT_NAME}"]),
+            min_capacity=autoscaling.min_capacity,
+            max_capacity=autoscaling.max_capacity,
+            # The L2 needs a role object; the override below drops RoleARN so that Application Auto Scaling uses
+            # (and creates if needed) its SageMaker service-linked role instead of a role with no permissions.
+            role=iam.Role.from_role_arn(
                 self,
-                "ScalableTarget",
-                service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-                resource_id=Fn.join("", ["endpoint/", self.endpoint.attr_endpoint_name, f"/variant/{VARIANT_NAME}"]),
-                min_capacity=autoscaling.min_capacity,
-                max_capacity=autoscaling.max_capacity,
-                # The L2 needs a role object; the override below drops RoleARN so that Application Auto Scaling uses
-                # (and creates if needed) its SageMaker service-linked role instead of a role with no permissions.
-                role=iam.Role.from_role_arn(
-                    self,
-                    "AutoscalingServiceLinkedRole",
-                    stack.format_arn(
-                        service="iam",
-                        region="",
-                        resource="role",
-                        resource_name="aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-                        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
-                    ),
-                    mutable=False,
+                "AutoscalingServiceLinkedRole",
+                stack.format_arn(
+                    service="iam",
+                    region="",
+                    resource="role",
+                    resource_name="aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
                 ),
-            )
-            cfn_target = self.scalable_target.node.default_child
-            cfn_target.add_property_deletion_override("RoleARN")
-            # CDK's tag aspect gives the L1 Tags, but the CloudFormation schema cfn-lint validates against (and the
-            # regions that follow it) has no Tags on ScalableTarget; a scaling target has no cost to allocate anyway.
-            cfn_target.add_property_deletion_override("Tags")
-            self.scalable_target.scale_to_track_metric(
-                "InvocationsPerInstance",
-                target_value=autoscaling.target_invocations_per_instance,
-                predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-                scale_in_cooldown=autoscaling.scale_in_cooldown,
-                scale_out_cooldown=autoscaling.scale_out_cooldown,
-            )
+                mutable=False,
+            ),
+        )
+        cfn_target = target.node.default_child
+        cfn_target.add_property_deletion_override("RoleARN")
+        # CDK's tag aspect gives the L1 Tags, but the CloudFormation schema cfn-lint validates against (and the
+        # regions that follow it) has no Tags on ScalableTarget; a scaling target has no cost to allocate anyway.
+        cfn_target.add_property_deletion_override("Tags")
+        target.scale_to_track_metric(
+            "InvocationsPerInstance",
+            target_value=autoscaling.target_invocations_per_instance,
+            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+            scale_in_cooldown=autoscaling.scale_in_cooldown,
+            scale_out_cooldown=autoscaling.scale_out_cooldown,
+        )
+        return target
 
     # --- validation ------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _validate(
-        *,
-        endpoint_name: str,
-        serverless: Optional[ServerlessCapacity],
-        autoscaling: Optional[EndpointAutoscaling],
-        traffic_routing: Optional[TrafficRouting],
-        data_capture_percent: int,
-        instance_type: str,
-        initial_instance_count: int,
-        encrypt_volume: bool,
-        execution_role: Optional[iam.IRole],
-        model_artifacts_bucket: Optional[s3.IBucket],
-        error_rate_threshold_percent: float,
-        alarm_evaluation_periods: int,
-    ) -> None:
-        name_ok = re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", endpoint_name)
-        if not Token.is_unresolved(endpoint_name) and not name_ok:
-            raise ValueError(
-                f"RealtimeEndpoint endpoint_name {endpoint_name!r} must be 1-63 letters, digits and hyphens, "
-                "starting and ending with a letter or digit (SageMaker)"
-            )
-        if not 0 <= data_capture_percent <= 100:
-            raise ValueError(
-                f"RealtimeEndpoint data_capture_percent must be within [0, 100], got {data_capture_percent}"
-            )
-        if not 0 < error_rate_threshold_percent <= 100:
-            raise ValueError(
-                "RealtimeEndpoint error_rate_threshold_percent must be within (0, 100], "
-                f"got {error_rate_threshold_percent}"
-            )
-        if alarm_evaluation_periods < 1:
-            raise ValueError(
-                f"RealtimeEndpoint alarm_evaluation_periods must be at least 1, got {alarm_evaluation_periods}"
-            )
-        if execution_role is None and model_artifacts_bucket is None:
-            raise ValueError(
-                "RealtimeEndpoint needs model_artifacts_bucket (where the package's model.tar.gz lives) to build its "
-                "execution role; or pass execution_role"
-            )
-        if autoscaling is not None and autoscaling.max_capacity < autoscaling.min_capacity:
-            raise ValueError(
-                f"RealtimeEndpoint autoscaling max_capacity ({autoscaling.max_capacity}) must be at least "
-                f"min_capacity ({autoscaling.min_capacity})"
-            )
-        if autoscaling is not None and autoscaling.min_capacity < 1:
-            raise ValueError(
-                f"RealtimeEndpoint autoscaling min_capacity must be at least 1, got {autoscaling.min_capacity}"
-            )
-        if serverless is not None:
-            memory_mb, max_concurrency = serverless
-            if memory_mb not in SERVERLESS_MEMORY_SIZES:
-                raise ValueError(
-                    f"RealtimeEndpoint serverless memory_mb must be one of {list(SERVERLESS_MEMORY_SIZES)}, "
-                    f"got {memory_mb}"
-                )
-            if not 1 <= max_concurrency <= 200:
-                raise ValueError(
-                    f"RealtimeEndpoint serverless max_concurrency must be within [1, 200], got {max_concurrency}"
-                )
-            if autoscaling is not None:
-                raise ValueError(
-                    "RealtimeEndpoint: a serverless endpoint scales by itself up to max_concurrency; Application Auto "
-                    "Scaling of instances does not apply to it. Remove autoscaling, or use instances"
-                )
-            if traffic_routing is not None:
-                raise ValueError(
-                    "RealtimeEndpoint: blue/green traffic shifting with auto-rollback (deployment guardrails) is for "
-                    "instance-based endpoints; a serverless endpoint is updated all at once. Remove traffic_routing, "
-                    "or use instances"
-                )
-            if data_capture_percent > 0:
-                raise ValueError(
-                    "RealtimeEndpoint: SageMaker does not capture data from serverless endpoints; set "
-                    "data_capture_percent=0, or use instances"
-                )
-            return
-        if not Token.is_unresolved(initial_instance_count) and initial_instance_count < 1:
-            raise ValueError(
-                f"RealtimeEndpoint initial_instance_count must be at least 1, got {initial_instance_count}"
-            )
-        if encrypt_volume and _LOCAL_STORAGE_RE.match(instance_type):
-            raise ValueError(
-                f"RealtimeEndpoint: {instance_type} has local NVMe storage, which is encrypted by the instance and for "
-                "which SageMaker refuses a KmsKeyId; pass encrypt_volume=False or choose a type without local storage"
-            )
-        if traffic_routing is not None and traffic_routing.type in ("CANARY", "LINEAR"):
-            fleet = _fleet_minimum(initial_instance_count, autoscaling)
-            if fleet < 2:
-                raise ValueError(
-                    f"RealtimeEndpoint: {traffic_routing.type.lower()} traffic shifting needs a fleet of at least 2 "
-                    f"instances (SageMaker caps each step at 50% of the instances), but the fleet can be {fleet}; "
-                    "use TrafficRouting.all_at_once() or more instances"
-                )
-
     @staticmethod
     def deployment_timeout(routing: TrafficRouting, termination_wait: Duration = Duration.minutes(5),
                            maximum: Optional[Duration] = None) -> int:
         """Seconds a blue/green deployment with ``routing`` may take (its ``MaximumExecutionTimeoutInSeconds``)."""
-        return RealtimeEndpoint._execution_timeout(routing, termination_wait, maximum)
-
-    @staticmethod
-    def _execution_timeout(
-        routing: TrafficRouting, termination_wait: Duration, maximum: Optional[Duration]
-    ) -> int:
-        bakes = routing.steps * int(routing.wait.to_seconds()) + int(termination_wait.to_seconds())
-        if not 0 <= termination_wait.to_seconds() <= MAX_WAIT_SECONDS:
-            raise ValueError(
-                "RealtimeEndpoint termination_wait must be within 0 and 60 minutes, "
-                f"got {termination_wait.to_seconds()} s"
-            )
-        if maximum is None:
-            timeout = max(MIN_EXECUTION_TIMEOUT_SECONDS, bakes + PROVISIONING_HEADROOM_SECONDS)
-        else:
-            timeout = int(maximum.to_seconds())
-        if not MIN_EXECUTION_TIMEOUT_SECONDS <= timeout <= MAX_EXECUTION_TIMEOUT_SECONDS:
-            raise ValueError(
-                f"RealtimeEndpoint: a deployment may take {timeout} s ({routing.steps} traffic steps of "
-                f"{int(routing.wait.to_seconds())} s, then {int(termination_wait.to_seconds())} s before the old fleet "
-                "goes, plus provisioning), outside SageMaker's 600-14400 s execution timeout; shorten the bakes or "
-                "use fewer steps"
-            )
-        if timeout <= bakes:
-            raise ValueError(
-                f"RealtimeEndpoint maximum_execution_timeout ({timeout} s) must exceed the bake times ({bakes} s)"
-            )
-        return timeout
+        return execution_timeout(routing, termination_wait, maximum)
 
     # --- role --------------------------------------------------------------------------------------------------------
     def _default_role(
@@ -744,8 +564,28 @@ class RealtimeEndpoint(Construct):
         return self._instance_metric("DiskUtilization", "Average", kwargs)
 
 
-def _fleet_minimum(initial_instance_count: int, autoscaling: Optional[EndpointAutoscaling]) -> int:
-    """The smallest fleet the endpoint can have during a deployment."""
-    if autoscaling is None:
-        return initial_instance_count
-    return min(initial_instance_count, autoscaling.min_capacity)
+def _capture_config(
+    bucket: Optional[s3.IBucket],
+    prefix: str,
+    percent: int,
+    encryption_key: kms.IKey,
+    csv_content_types: Sequence[str],
+    json_content_types: Sequence[str],
+) -> Optional[sagemaker.CfnEndpointConfig.DataCaptureConfigProperty]:
+    """Request and response capture to ``s3://<bucket>/<prefix>``, encrypted with ``encryption_key`` (none at 0%)."""
+    if percent <= 0:
+        return None
+    return sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+        enable_capture=True,
+        initial_sampling_percentage=percent,
+        destination_s3_uri=bucket.s3_url_for_object(prefix.rstrip("/")),
+        kms_key_id=encryption_key.key_arn,
+        capture_options=[
+            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+        ],
+        capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+            csv_content_types=list(csv_content_types) or None,
+            json_content_types=list(json_content_types) or None,
+        ),
+    )

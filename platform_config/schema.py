@@ -79,6 +79,9 @@ class DataLakeConfig(_Strict):
     etl_worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
     etl_workers: int = Field(default=2, ge=2, le=100)
     etl_timeout_minutes: int = Field(default=60, ge=1, le=2880)
+    etl_failed_tasks_alarm: int = Field(
+        default=1, ge=1, description="Failed Spark tasks of the ETL job in 5 minutes that raise its alarm."
+    )
     dataset: str = Field(default="abalone", pattern=r"^[a-z][a-z0-9_]*$", description="Dataset (table) name.")
 
     _schedule = field_validator("etl_schedule")(classmethod(lambda cls, v: _check_schedule(v)))
@@ -134,8 +137,17 @@ class AlarmThresholds(_Strict):
     lambda_errors: int = Field(default=5, ge=1)
     lambda_throttles: int = Field(default=1, ge=1)
     lambda_duration_p99_ms: float = Field(default=1000.0, gt=0)
-    glue_job_failures: int = Field(default=1, ge=1)
     pipeline_failures: int = Field(default=1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        if isinstance(data, dict) and "glue_job_failures" in data:
+            raise ValueError(
+                "glue_job_failures moved to data_lake.etl_failed_tasks_alarm (the ETL job has one alarm, in the "
+                "data stack); move the value there"
+            )
+        return data
 
 
 class StageConfig(_Strict):

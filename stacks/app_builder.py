@@ -88,7 +88,9 @@ class EnvironmentStacks:
         names = config.names
         self.shared = SharedStack(scope, names.stack("shared"), config=config, env=env, stack_name=names.stack("shared"))
         self._register("shared", self.shared)
-        self.data = DataStack(scope, names.stack("data"), config=config, env=env, stack_name=names.stack("data"))
+        self.data = DataStack(
+            scope, names.stack("data"), config=config, shared=self.shared, env=env, stack_name=names.stack("data")
+        )
         self._register("data", self.data)
 
         for model in config.models:

@@ -16,12 +16,11 @@ from platform_config import PlatformConfig
 from platform_config.names import Names
 from stacks import code_locations as code
 from stacks.common import LakeReferences, alarm_topic_export, log_retention, removal_policy
-from stacks.model_stack import etl_job_name
 
 
 class DataStack(Stack):
-    """The environment's lake and ETL. With ``shared`` (the stack exporting the alarm topic), the ETL job's
-    failed-tasks alarm (``data_lake.etl_failed_tasks_alarm``) notifies the topic; without, the job has no alarm."""
+    """The environment's lake and ETL. With ``shared`` (the stack exporting the alarm topic), each ETL job's
+    failed-tasks alarm (``data_lake.etl_failed_tasks_alarm``) notifies the topic; without, the jobs have no alarm."""
 
     def __init__(
         self, scope: Construct, id_: str, *, config: PlatformConfig, shared: Optional[Stack] = None, **kwargs
@@ -68,12 +67,14 @@ class DataStack(Stack):
         #: The first dataset's ETL.
         self.etl = self.etls[config.datasets[0].name]
         self.lake_refs = LakeReferences(self, config.names, self.lake.buckets, self.lake.key)
-        self.etl_alarm = None
+        # The one alarm on each ETL job (the model stacks only graph it).
+        self.etl_alarms = {}
         if shared is not None:
             self.add_stack_dependency(shared)
             topic = sns.Topic.from_topic_arn(self, "AlarmTopic", Fn.import_value(alarm_topic_export(config)))
-            self.etl_alarm = self.etl.add_failed_tasks_alarm(
-                threshold=lake_cfg.etl_failed_tasks_alarm,
-                alarm_name=GlueEtl.failed_tasks_alarm_name(etl_job_name(config)),
-                topic=topic,
-            )
+            for name, etl in self.etls.items():
+                self.etl_alarms[name] = etl.add_failed_tasks_alarm(
+                    threshold=lake_cfg.etl_failed_tasks_alarm,
+                    alarm_name=GlueEtl.failed_tasks_alarm_name(config.names.etl_job(name)),
+                    topic=topic,
+                )

@@ -126,8 +126,7 @@ class ModelStack(Stack):
             "Monitoring",
             name=name,
             alarm_topic=alarm_topic,
-            glue_job_name=etl_job_name(config),
+            glue_job_name=etl_job_name(config),  # graphed; its alarm is the data stack's
             pipeline_name=name,
-            glue_job_failures=model.alarms.glue_job_failures,
             pipeline_failures=model.alarms.pipeline_failures,
         )

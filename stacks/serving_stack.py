@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from aws_cdk import Annotations, Aws, CfnCondition, CfnOutput, CfnParameter, CfnResource, Duration, Fn, Stack
+from aws_cdk import Annotations, CfnCondition, CfnOutput, CfnParameter, CfnResource, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -24,7 +24,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlops_constructs import compliance
 from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
@@ -150,7 +149,56 @@ class ServingStack(Stack):
         self.endpoint_name = endpoint_name(config, model, stage)
         buckets, lake_key = lake_refs.import_into(self)
         artifacts = buckets["artifacts"]
+        self._parameters(model)
+        package_arn = self.model_package_arn.value_as_string
+        # "<group>/<version>" of the package: the function reports it and a new one publishes a new version.
+        model_version = Fn.select(1, Fn.split(":model-package/", package_arn))
 
+        # Serving logs are encrypted with a key of this stack (the lake key's policy belongs to the data stack).
+        self.key = kms.Key(
+            self,
+            "LogsKey",
+            description=f"Serving logs of {self.endpoint_name}",
+            enable_key_rotation=True,
+            removal_policy=removal_policy(config),
+        )
+        self.endpoint: Optional[RealtimeEndpoint] = None
+        if model.endpoint.enabled:
+            self.endpoint = self._endpoint(package_arn, lake_key, artifacts)
+        self.inference: Optional[LambdaInference] = None
+        if model.lambda_.enabled:
+            self.inference = self._inference(lake_key, model_version)
+
+        # --- monitoring: every alarm notifies the shared topic; a dashboard for this stage --------------------------
+        topic = None
+        self.monitoring: Optional[ModelMonitoring] = None
+        if shared is not None:
+            self.add_stack_dependency(shared)
+            topic = sns.Topic.from_topic_arn(
+                self, "AlarmTopic", Fn.import_value(alarm_topic_export(config))
+            )
+            action = cloudwatch_actions.SnsAction(topic)
+            for alarm in self.alarms:  # the endpoint's and the function's own alarms (rollback and throttles)
+                alarm.add_alarm_action(action)
+            # The dashboard graphs the endpoint and the function and shows their alarms; it adds only the alarm on
+            # the inference logs' ERROR lines, which no resource construct owns.
+            self.monitoring = ModelMonitoring(
+                self,
+                "Monitoring",
+                name=endpoint_name(config, model, stage),
+                alarm_topic=topic,
+                endpoint=self.endpoint,
+                inference=self.inference,
+                lambda_errors=model.alarms.lambda_errors,
+            )
+
+        # --- Model Monitor: hourly data-quality check of captured requests against the package's baseline ---------
+        self.data_quality = None
+        if self.endpoint is not None and self.endpoint.data_capture_uri:
+            self.data_quality = self._data_quality(artifacts, lake_key, model_version, topic)
+
+    def _parameters(self, model: ModelConfig) -> None:
+        """The approved package, its model.tar.gz (with Lambda) and its data-quality baseline (with an endpoint)."""
         self.model_package_arn = CfnParameter(
             self,
             MODEL_PACKAGE_PARAMETER,
@@ -164,7 +212,6 @@ class ServingStack(Stack):
             "model-package/<group>/<version>)",
             default=model.model_package_arn,
         )
-        package_arn = self.model_package_arn.value_as_string
         self.model_data_url: Optional[CfnParameter] = None
         if model.lambda_.enabled:
             self.model_data_url = CfnParameter(
@@ -178,191 +225,157 @@ class ServingStack(Stack):
                 allowed_pattern=MODEL_DATA_PATTERN,
                 constraint_description="must be the s3://bucket/key URI of one object (the package's model.tar.gz)",
             )
-        # "<group>/<version>" of the package: the function reports it and a new one publishes a new version.
-        model_version = Fn.select(1, Fn.split(":model-package/", package_arn))
-
         # Model Monitor baseline of the package (contract C2): computed by the build pipeline on exactly the rows the
         # endpoint receives, recorded in the package's ModelMetrics.ModelDataQuality, passed by the deploy CD.
         self.baseline_statistics_url: Optional[CfnParameter] = None
         self.baseline_constraints_url: Optional[CfnParameter] = None
-        if model.endpoint.enabled:
-            for attr, param_id, what in (
-                ("baseline_statistics_url", BASELINE_STATISTICS_PARAMETER, "statistics"),
-                ("baseline_constraints_url", BASELINE_CONSTRAINTS_PARAMETER, "constraints"),
-            ):
-                setattr(self, attr, CfnParameter(
-                    self,
-                    param_id,
-                    type="String",
-                    default=NO_BASELINE,
-                    description=(
-                        f"S3 URI of the data-quality baseline {what} of {MODEL_PACKAGE_PARAMETER} (its "
-                        f"ModelMetrics.ModelDataQuality; resolve_approved_package prints it). '{NO_BASELINE}': no "
-                        "Model Monitor schedule"
-                    ),
-                    allowed_pattern=BASELINE_PATTERN,
-                    constraint_description=f"must be '{NO_BASELINE}' or the s3://bucket/key URI of one object",
-                ))
-                # Which baseline the stage runs on (also keeps the parameter referenced where nothing monitors:
-                # serverless endpoints capture no data).
-                CfnOutput(self, f"Deployed{param_id}", value=getattr(self, attr).value_as_string,
-                          description=f"Data-quality baseline {what} the stage was deployed with")
+        if not model.endpoint.enabled:
+            return
+        for attr, param_id, what in (
+            ("baseline_statistics_url", BASELINE_STATISTICS_PARAMETER, "statistics"),
+            ("baseline_constraints_url", BASELINE_CONSTRAINTS_PARAMETER, "constraints"),
+        ):
+            setattr(self, attr, CfnParameter(
+                self,
+                param_id,
+                type="String",
+                default=NO_BASELINE,
+                description=(
+                    f"S3 URI of the data-quality baseline {what} of {MODEL_PACKAGE_PARAMETER} (its "
+                    f"ModelMetrics.ModelDataQuality; resolve_approved_package prints it). '{NO_BASELINE}': no "
+                    "Model Monitor schedule"
+                ),
+                allowed_pattern=BASELINE_PATTERN,
+                constraint_description=f"must be '{NO_BASELINE}' or the s3://bucket/key URI of one object",
+            ))
+            # Which baseline the stage runs on (also keeps the parameter referenced where nothing monitors:
+            # serverless endpoints capture no data).
+            CfnOutput(self, f"Deployed{param_id}", value=getattr(self, attr).value_as_string,
+                      description=f"Data-quality baseline {what} the stage was deployed with")
 
-        # Serving logs are encrypted with a key of this stack (the lake key's policy belongs to the data stack).
-        self.key = kms.Key(
+    def _endpoint(self, package_arn: str, lake_key: kms.IKey, artifacts) -> RealtimeEndpoint:
+        config, model, stage = self.config, self.model_config, self.stage
+        ep = model.endpoint
+        serverless = (ep.serverless.memory_mb, ep.serverless.max_concurrency) if ep.serverless else None
+        capture_percent = 0 if serverless else ep.data_capture_percent
+        if serverless and ep.data_capture_percent:
+            Annotations.of(self).add_warning_v2(
+                "mlops:ServerlessNoDataCapture",
+                f"{self.endpoint_name}: serverless endpoints capture no data; data_capture_percent "
+                f"{ep.data_capture_percent} is ignored",
+            )
+        endpoint = RealtimeEndpoint(
             self,
-            "LogsKey",
-            description=f"Serving logs of {self.endpoint_name}",
-            enable_key_rotation=True,
+            "Endpoint",
+            model_package_arn=package_arn,
+            endpoint_name=self.endpoint_name,
+            encryption_key=lake_key,
+            model_artifacts_bucket=artifacts,
+            model_artifacts_prefix=model_artifacts_prefix(model),
+            # The package carries its inference code in model.tar.gz (code/, SAGEMAKER_SUBMIT_DIRECTORY
+            # /opt/ml/model/code): the container needs no network.
+            network_isolation=True,
+            image_repositories=[IMAGE_REPOSITORIES[model.framework]],
+            data_capture_bucket=artifacts if capture_percent else None,
+            data_capture_prefix=data_capture_prefix(model, stage),
+            data_capture_percent=capture_percent,
+            instance_type=ep.instance_type,
+            initial_instance_count=ep.initial_instance_count,
+            serverless=serverless,
+            autoscaling=None
+            if serverless
+            else EndpointAutoscaling(
+                min_capacity=ep.autoscaling.min_capacity,
+                max_capacity=ep.autoscaling.max_capacity,
+                target_invocations_per_instance=ep.autoscaling.target_invocations_per_instance,
+            ),
+            traffic_routing=None if serverless else self._traffic_routing(ep),
+            error_rate_threshold_percent=model.alarms.endpoint_5xx_rate_percent,
+            model_latency_p99_threshold=Duration.millis(model.alarms.model_latency_p99_ms),
+            log_retention=log_retention(config),
+            log_encryption_key=self.key,
+            # The log group keeps the name SageMaker gives it: the construct's default (DESTROY) lets the stage
+            # be deployed again after its stack is deleted.
+        )
+        CfnOutput(self, "EndpointName", value=endpoint.endpoint.attr_endpoint_name,
+                  description="SageMaker endpoint (smoke test target)")
+        if endpoint.data_capture_uri:
+            CfnOutput(self, "DataCaptureUri", value=endpoint.data_capture_uri,
+                      description="Where the endpoint captures requests and responses")
+        return endpoint
+
+    def _inference(self, lake_key: kms.IKey, model_version: str) -> LambdaInference:
+        config, model, stage = self.config, self.model_config, self.stage
+        lam = model.lambda_
+        data_url = self.model_data_url.value_as_string
+        proxy = lam.mode == "endpoint_proxy"
+        inference = LambdaInference(
+            self,
+            "Inference",
+            code_dir=code.INFERENCE_CODE,
+            dependencies_dir=code.INFERENCE_DEPENDENCIES,
+            mode=lam.mode,
+            model_s3_uri=None if proxy else data_url,
+            endpoint_name=self.endpoint.endpoint_name if proxy else None,
+            endpoint_arn=self.endpoint.endpoint_arn if proxy else None,
+            model_metadata_s3_uri=data_url if proxy else None,
+            model_encryption_key=lake_key,
+            model_version=model_version,
+            memory_size=lam.memory_mb,
+            timeout=Duration.seconds(lam.timeout_seconds),
+            reserved_concurrency=lam.reserved_concurrency,
+            provisioned_concurrency=lam.provisioned_concurrency,
+            max_batch_rows=lam.max_batch_rows,
+            service_name=self.endpoint_name,
+            function_name=function_name(config, model, stage),
+            deployment_config=LAMBDA_DEPLOYMENTS[lam.deployment],
+            errors_threshold=model.alarms.lambda_errors,
+            throttles_threshold=model.alarms.lambda_throttles,
+            duration_p99_threshold=Duration.millis(model.alarms.lambda_duration_p99_ms),
+            log_retention=log_retention(config),
+            log_encryption_key=self.key,
             removal_policy=removal_policy(config),
         )
+        CfnOutput(self, "FunctionUrl", value=inference.function_url,
+                  description="IAM-authenticated (SigV4) Function URL of the alias 'live' (smoke test target)")
+        CfnOutput(self, "FunctionAliasArn", value=inference.alias.function_arn,
+                  description="Alias 'live' of the inference function")
+        return inference
 
-        self.endpoint: Optional[RealtimeEndpoint] = None
-        if model.endpoint.enabled:
-            ep = model.endpoint
-            serverless = (ep.serverless.memory_mb, ep.serverless.max_concurrency) if ep.serverless else None
-            capture_percent = 0 if serverless else ep.data_capture_percent
-            if serverless and ep.data_capture_percent:
-                Annotations.of(self).add_warning_v2(
-                    "mlops:ServerlessNoDataCapture",
-                    f"{self.endpoint_name}: serverless endpoints capture no data; data_capture_percent "
-                    f"{ep.data_capture_percent} is ignored",
-                )
-            self.endpoint = RealtimeEndpoint(
-                self,
-                "Endpoint",
-                model_package_arn=package_arn,
-                endpoint_name=self.endpoint_name,
-                encryption_key=lake_key,
-                model_artifacts_bucket=artifacts,
-                model_artifacts_prefix=model_artifacts_prefix(model),
-                # The package carries its inference code in model.tar.gz (code/, SAGEMAKER_SUBMIT_DIRECTORY
-                # /opt/ml/model/code): the container needs no network.
-                network_isolation=True,
-                image_repositories=[IMAGE_REPOSITORIES[model.framework]],
-                data_capture_bucket=artifacts if capture_percent else None,
-                data_capture_prefix=data_capture_prefix(model, stage),
-                data_capture_percent=capture_percent,
-                instance_type=ep.instance_type,
-                initial_instance_count=ep.initial_instance_count,
-                serverless=serverless,
-                autoscaling=None
-                if serverless
-                else EndpointAutoscaling(
-                    min_capacity=ep.autoscaling.min_capacity,
-                    max_capacity=ep.autoscaling.max_capacity,
-                    target_invocations_per_instance=ep.autoscaling.target_invocations_per_instance,
-                ),
-                traffic_routing=None if serverless else self._traffic_routing(ep),
-                error_rate_threshold_percent=model.alarms.endpoint_5xx_rate_percent,
-                model_latency_p99_threshold=Duration.millis(model.alarms.model_latency_p99_ms),
-                log_retention=log_retention(config),
-                log_encryption_key=self.key,
-                # The log group keeps the name SageMaker gives it: the construct's default (DESTROY) lets the stage
-                # be deployed again after its stack is deleted.
-            )
-            CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name,
-                      description="SageMaker endpoint (smoke test target)")
-            if self.endpoint.data_capture_uri:
-                CfnOutput(self, "DataCaptureUri", value=self.endpoint.data_capture_uri,
-                          description="Where the endpoint captures requests and responses")
-
-        self.inference: Optional[LambdaInference] = None
-        if model.lambda_.enabled:
-            lam = model.lambda_
-            data_url = self.model_data_url.value_as_string
-            proxy = lam.mode == "endpoint_proxy"
-            self.inference = LambdaInference(
-                self,
-                "Inference",
-                code_dir=code.INFERENCE_CODE,
-                dependencies_dir=code.INFERENCE_DEPENDENCIES,
-                mode=lam.mode,
-                model_s3_uri=None if proxy else data_url,
-                endpoint_name=self.endpoint.endpoint_name if proxy else None,
-                endpoint_arn=self.endpoint.endpoint_arn if proxy else None,
-                model_metadata_s3_uri=data_url if proxy else None,
-                model_encryption_key=lake_key,
-                model_version=model_version,
-                memory_size=lam.memory_mb,
-                timeout=Duration.seconds(lam.timeout_seconds),
-                reserved_concurrency=lam.reserved_concurrency,
-                provisioned_concurrency=lam.provisioned_concurrency,
-                max_batch_rows=lam.max_batch_rows,
-                service_name=self.endpoint_name,
-                function_name=function_name(config, model, stage),
-                deployment_config=LAMBDA_DEPLOYMENTS[lam.deployment],
-                errors_threshold=model.alarms.lambda_errors,
-                throttles_threshold=model.alarms.lambda_throttles,
-                duration_p99_threshold=Duration.millis(model.alarms.lambda_duration_p99_ms),
-                log_retention=log_retention(config),
-                log_encryption_key=self.key,
-                removal_policy=removal_policy(config),
-            )
-            CfnOutput(self, "FunctionUrl", value=self.inference.function_url,
-                      description="IAM-authenticated (SigV4) Function URL of the alias 'live' (smoke test target)")
-            CfnOutput(self, "FunctionAliasArn", value=self.inference.alias.function_arn,
-                      description="Alias 'live' of the inference function")
-
-        # --- monitoring: every alarm notifies the shared topic; a dashboard for this stage --------------------------
-        topic = None
-        if shared is not None:
-            self.add_stack_dependency(shared)
-            topic = sns.Topic.from_topic_arn(
-                self, "AlarmTopic", Fn.import_value(alarm_topic_export(config))
-            )
-            action = cloudwatch_actions.SnsAction(topic)
-            for alarm in self.alarms:  # the rollback alarms of the endpoint and of CodeDeploy
-                alarm.add_alarm_action(action)
-            a = model.alarms
-            self.monitoring = ModelMonitoring(
-                self,
-                "Monitoring",
-                name=endpoint_name(config, model, stage),
-                alarm_topic=topic,
-                endpoint_name=self.endpoint_name if self.endpoint else None,
-                inference_function=self.inference.function if self.inference else None,
-                inference_log_group=self.inference.log_group if self.inference else None,
-                endpoint_5xx_rate_percent=a.endpoint_5xx_rate_percent,
-                model_latency_p99_ms=a.model_latency_p99_ms,
-                lambda_errors=a.lambda_errors,
-                lambda_throttles=a.lambda_throttles,
-                lambda_duration_p99_ms=a.lambda_duration_p99_ms,
-            )
-
-        # --- Model Monitor: hourly data-quality check of captured requests against the package's baseline ---------
-        # Only once a baseline is passed (a condition: the first `cdk deploy` needs no baseline). Failed monitoring
-        # jobs notify the alarm topic, except "no data" (an hour without requests is not an incident).
-        self.data_quality = None
-        if self.endpoint is not None and self.endpoint.data_capture_uri:
-            self.has_baseline = CfnCondition(
-                self,
-                "HasBaseline",
-                expression=Fn.condition_and(
-                    Fn.condition_not(Fn.condition_equals(self.baseline_statistics_url.value_as_string, NO_BASELINE)),
-                    Fn.condition_not(Fn.condition_equals(self.baseline_constraints_url.value_as_string, NO_BASELINE)),
-                ),
-            )
-            self.data_quality = DataQualityMonitor(
-                self,
-                "DataQuality",
-                name=self.endpoint_name,
-                endpoint_name=self.endpoint_name,
-                bucket=artifacts,
-                encryption_key=lake_key,
-                baseline_statistics_uri=self.baseline_statistics_url.value_as_string,
-                baseline_constraints_uri=self.baseline_constraints_url.value_as_string,
-                data_capture_prefix=data_capture_prefix(model, stage),
-                output_prefix=f"models/{model.name}/monitoring/data-quality/{stage.name}/",
-                instance_type=model.processing_instance_type,
-                # A new package brings a new baseline: a new job definition (see DataQualityMonitor).
-                revision=Fn.select(1, Fn.split("/", model_version)),
-                alarm_topic=topic,
-            )
-            self.data_quality.node.add_dependency(self.endpoint)
-            for child in self.data_quality.node.find_all():
-                if isinstance(child, CfnResource):
-                    child.cfn_options.condition = self.has_baseline
+    def _data_quality(self, artifacts, lake_key: kms.IKey, model_version: str,
+                      topic: Optional[sns.ITopic]) -> DataQualityMonitor:
+        """Only once a baseline is passed (a condition: the first `cdk deploy` needs no baseline). Failed monitoring
+        jobs notify the alarm topic, except "no data" (an hour without requests is not an incident)."""
+        model, stage = self.model_config, self.stage
+        self.has_baseline = CfnCondition(
+            self,
+            "HasBaseline",
+            expression=Fn.condition_and(
+                Fn.condition_not(Fn.condition_equals(self.baseline_statistics_url.value_as_string, NO_BASELINE)),
+                Fn.condition_not(Fn.condition_equals(self.baseline_constraints_url.value_as_string, NO_BASELINE)),
+            ),
+        )
+        monitor = DataQualityMonitor(
+            self,
+            "DataQuality",
+            name=self.endpoint_name,
+            endpoint_name=self.endpoint_name,
+            bucket=artifacts,
+            encryption_key=lake_key,
+            baseline_statistics_uri=self.baseline_statistics_url.value_as_string,
+            baseline_constraints_uri=self.baseline_constraints_url.value_as_string,
+            data_capture_prefix=data_capture_prefix(model, stage),
+            output_prefix=f"models/{model.name}/monitoring/data-quality/{stage.name}/",
+            instance_type=model.processing_instance_type,
+            # A new package brings a new baseline: a new job definition (see DataQualityMonitor).
+            revision=Fn.select(1, Fn.split("/", model_version)),
+            alarm_topic=topic,
+        )
+        monitor.node.add_dependency(self.endpoint)
+        for child in monitor.node.find_all():
+            if isinstance(child, CfnResource):
+                child.cfn_options.condition = self.has_baseline
+        return monitor
 
     def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
         """The config's traffic shifting (:func:`traffic_routing`), with a warning when it had to fall back."""

@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from mlops_constructs.glue_etl import GlueEtl
 from mlops_constructs.storage import allow_cloudwatch_logs
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
@@ -94,21 +95,18 @@ class SharedStack(Stack):
                     removal_policy=removal_policy(config),
                 )
 
-        # Alarm names of each model stack (Glue, pipeline) and each serving stage (endpoint, Lambda).
-        alarm_names = [
+        # Named alarms: the ETL job's (data stack), each model stack's (pipeline) and each serving stage's (inference
+        # logs). The endpoint's and the function's own alarms have generated names: each stage's dashboard shows them.
+        alarm_names = [GlueEtl.failed_tasks_alarm_name(name) for name in self.glue_job_names] + [
             name
             for m in config.models
-            for name in ModelMonitoring.alarm_names(config.names.model_resource(m.name), endpoint=False, lambda_=False)
+            for name in ModelMonitoring.alarm_names(config.names.model_resource(m.name), lambda_=False)
         ] + [
             name
             for m in config.models
             for s in m.stages
             for name in ModelMonitoring.alarm_names(
-                config.names.serving_resource(m.name, s.name),
-                endpoint=m.endpoint.enabled,
-                lambda_=m.lambda_.enabled,
-                glue=False,
-                pipeline=False,
+                config.names.serving_resource(m.name, s.name), lambda_=m.lambda_.enabled, pipeline=False
             )
         ]
         self.overview = PlatformOverview(

@@ -81,6 +81,17 @@ def test_autoscaling_range(tmp_path):
     assert msg.endswith("dev.yaml: models[0].endpoint.autoscaling: max_capacity (2) must be at least min_capacity (3)")
 
 
+def test_glue_alarm_threshold_moved_to_the_data_lake(tmp_path):
+    """The ETL job has one alarm, in the data stack: its threshold is a data_lake field, not a per-model one."""
+    msg = _error(tmp_path, lambda d: d["models"][0].setdefault("alarms", {}).update(glue_job_failures=2))
+    assert msg.endswith(
+        "dev.yaml: models[0].alarms: glue_job_failures moved to data_lake.etl_failed_tasks_alarm (the ETL job has one "
+        "alarm, in the data stack); move the value there"
+    )
+    msg = _error(tmp_path, lambda d: d["data_lake"].update(etl_failed_tasks_alarm=0))
+    assert msg.endswith("dev.yaml: data_lake.etl_failed_tasks_alarm = 0: Input should be greater than or equal to 1")
+
+
 def test_destroy_refused_in_prod(tmp_path):
     data = yaml.safe_load((ROOT / "config" / "prod.yaml").read_text())
     data["removal_policy"] = "destroy"

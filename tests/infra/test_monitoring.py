@@ -17,13 +17,13 @@ MODEL = "mlops-dev-abalone"
 def synth(tmp_path_factory):
     import aws_cdk as cdk
     from aws_cdk import aws_kms as kms
-    from aws_cdk import aws_lambda as lambda_
-    from aws_cdk import aws_logs as logs
     from aws_cdk import aws_s3 as s3
     from cdk_nag import AwsSolutionsChecks
 
-    from mlops_constructs import compliance
+    from mlops_constructs.lambda_inference import LambdaInference
     from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
+    from mlops_constructs.realtime_endpoint import RealtimeEndpoint
+    from stacks import code_locations as code
     from platform_config import load_config
     from stacks.shared_stack import SharedStack
 
@@ -36,33 +36,28 @@ def synth(tmp_path_factory):
 
     stack = cdk.Stack(app, "mlops-dev-monitoring-test")
     model = config.models[0]
-    log_group = logs.LogGroup(stack, "InferenceLogs", retention=logs.RetentionDays.ONE_MONTH)
-    function = lambda_.Function(
-        stack,
-        "Inference",
-        runtime=lambda_.Runtime.PYTHON_3_14,
-        handler="index.handler",
-        code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"),
-        log_group=log_group,
+    key = kms.Key.from_key_arn(stack, "Key", "arn:aws:kms:us-east-1:111111111111:key/11111111-2222-3333-4444-555555555555")
+    bucket = s3.Bucket.from_bucket_attributes(stack, "Artifacts", bucket_name="mlops-dev-artifacts", encryption_key=key)
+    endpoint = RealtimeEndpoint(
+        stack, "Endpoint", model_package_arn="arn:aws:sagemaker:us-east-1:111111111111:model-package/mlops-dev-abalone/1",
+        endpoint_name=ENDPOINT, encryption_key=key, model_artifacts_bucket=bucket,
     )
-    compliance.acknowledge(
-        function, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-        "Test scaffolding: the default role of a stand-in function that is never deployed.",
+    inference = LambdaInference(
+        stack, "Inference", mode="model", model_s3_uri="s3://mlops-dev-artifacts/models/abalone/model.tar.gz",
+        code_dir=code.INFERENCE_CODE, dependencies_dir=code.INFERENCE_DEPENDENCIES,
     )
     monitoring = ModelMonitoring(
         stack,
         "Monitoring",
         name=MODEL,
         alarm_topic=shared.alarm_topic.topic,
-        endpoint_name=ENDPOINT,
-        inference_function=function,
-        inference_log_group=log_group,
+        endpoint=endpoint,
+        inference=inference,
         glue_job_name=shared.glue_job_names[0],
         pipeline_name=shared.pipeline_names[0],
-        **model.alarms.model_dump(),
+        lambda_errors=model.alarms.lambda_errors,
+        pipeline_failures=model.alarms.pipeline_failures,
     )
-    key = kms.Key.from_key_arn(stack, "Key", "arn:aws:kms:us-east-1:111111111111:key/11111111-2222-3333-4444-555555555555")
-    bucket = s3.Bucket.from_bucket_attributes(stack, "Artifacts", bucket_name="mlops-dev-artifacts", encryption_key=key)
     opt_in = SharedStack(app, "mlops-opt-in-shared", config=config.model_copy(update={"sagemaker_job_log_groups": True}))
     dq = DataQualityMonitor(
         stack,
@@ -144,40 +139,53 @@ def test_overview_dashboard(synth):
     assert len(dashboards) == 1
     body = _body(next(iter(dashboards.values())))
     assert '"type":"alarm"' in body.replace(" ", "") or "alarms" in body
-    for text in (f"alarm:{MODEL}-staging-lambda-errors", f"alarm:{MODEL}-prod-AllTraffic-5xx-rate",
+    for text in (f"alarm:{MODEL}-staging-inference-error-logs", "alarm:mlops-dev-etl-abalone-failed-tasks",
                  f"alarm:{MODEL}-pipeline-failures",
                  "glue.driver.aggregate.numFailedTasks", "ExecutionFailed", "mlops-dev-etl-abalone"):
         assert text in body, text
 
 
 def test_every_alarm_notifies_the_topic(synth):
-    alarms = _resources(synth["test"], "AWS::CloudWatch::Alarm")
+    """ModelMonitoring creates only the alarms no resource construct owns; the endpoint's and the function's alarms
+    are theirs (the serving stack gives them the topic) and the dashboard shows them."""
+    alarms = {k: a for k, a in _resources(synth["test"], "AWS::CloudWatch::Alarm").items() if "AlarmName" in a["Properties"]}
     names = sorted(a["Properties"]["AlarmName"] for a in alarms.values())
-    assert names == sorted(synth["monitoring"].alarm_names(MODEL)), names
-    assert len(synth["monitoring"].alarms) == len(alarms) == 8
+    assert names == sorted(synth["monitoring"].alarm_names(MODEL)) == [f"{MODEL}-inference-error-logs",
+                                                                        f"{MODEL}-pipeline-failures"], names
+    assert len(synth["monitoring"].alarms) == len(alarms) == 2
     for alarm in alarms.values():
         actions = alarm["Properties"]["AlarmActions"]
         assert actions and "mlops-dev-shared" in json.dumps(actions)  # cross-stack reference to the topic
         assert "AlarmTopic" in json.dumps(actions)
+    body = _body(next(iter(_resources(synth["test"], "AWS::CloudWatch::Dashboard").values())))
+    for logical_id in _resources(synth["test"], "AWS::CloudWatch::Alarm"):  # every alarm of the stage is shown
+        assert logical_id in body, logical_id
 
 
 def test_thresholds_follow_the_config(synth):
     t = synth["config"].models[0].alarms
     tpl = synth["test"]
-    assert _alarm(tpl, f"{MODEL}-AllTraffic-model-latency-p99")["Threshold"] == t.model_latency_p99_ms * 1000 == 300000
-    rate = _alarm(tpl, f"{MODEL}-AllTraffic-5xx-rate")
-    assert rate["Threshold"] == t.endpoint_5xx_rate_percent
-    assert _metric_names(rate) == {"Invocation5XXErrors", "Invocations"}
-    assert "Metrics" in rate and any("Expression" in m for m in rate["Metrics"])
-    assert _alarm(tpl, f"{MODEL}-lambda-errors")["Threshold"] == t.lambda_errors
-    assert _alarm(tpl, f"{MODEL}-lambda-throttles")["Threshold"] == t.lambda_throttles
-    assert _alarm(tpl, f"{MODEL}-lambda-duration-p99")["Threshold"] == t.lambda_duration_p99_ms
     assert _alarm(tpl, f"{MODEL}-inference-error-logs")["Threshold"] == t.lambda_errors
-    glue = _alarm(tpl, f"{MODEL}-glue-failed-tasks")
-    assert glue["Threshold"] == t.glue_job_failures and _metric_names(glue) == {"glue.driver.aggregate.numFailedTasks"}
     pipeline = _alarm(tpl, f"{MODEL}-pipeline-failures")
     assert pipeline["Threshold"] == t.pipeline_failures and _metric_names(pipeline) == {"ExecutionFailed"}
     assert pipeline["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_the_etl_job_has_one_alarm_in_the_data_stack(dev):
+    """The Glue job is shared by every model: its alarm lives once, with the job, not in each model stack."""
+    glue = {
+        name: res["Properties"]
+        for name, res in dev.all_resources("AWS::CloudWatch::Alarm").items()
+        if "numFailedTasks" in json.dumps(res["Properties"])
+    }
+    (where, alarm), = glue.items()
+    assert where.startswith(dev.stacks["data"].stack_name + "/")
+    assert alarm["AlarmName"] == "mlops-dev-etl-abalone-failed-tasks"
+    assert alarm["Threshold"] == dev.config.data_lake.etl_failed_tasks_alarm
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert "AlarmTopic" in json.dumps(alarm["AlarmActions"]) or "alarm" in json.dumps(alarm["AlarmActions"])
+    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dims["JobRunId"] == "ALL" and dims["Type"] == "count"
 
 
 def test_topic_encrypted_and_subscribed(synth):
@@ -348,10 +356,61 @@ def test_alarm_names_match_the_parts_monitored():
     topic = sns.Topic(stack, "Topic")
     build_only = ModelMonitoring(stack, "BuildOnly", name="p-e-m", alarm_topic=topic, glue_job_name="j", pipeline_name="p")
     assert sorted(a.node.default_child.alarm_name for a in build_only.alarms) == sorted(
-        ModelMonitoring.alarm_names("p-e-m", endpoint=False, lambda_=False)
+        ModelMonitoring.alarm_names("p-e-m", lambda_=False)
     )
-    two_variants = ModelMonitoring(stack, "Endpoint", name="p-e-n", alarm_topic=topic, endpoint_name="ep",
-                                   variant_names=["Blue", "Green"])
-    assert sorted(a.node.default_child.alarm_name for a in two_variants.alarms) == sorted(
-        ModelMonitoring.alarm_names("p-e-n", variant_names=["Blue", "Green"], lambda_=False, glue=False, pipeline=False)
-    )
+    assert ModelMonitoring.alarm_names("p-e-n", pipeline=False) == ["p-e-n-inference-error-logs"]
+    with pytest.raises(ValueError, match="ModelMonitoring pipeline_failures must be at least 1, got 0"):
+        ModelMonitoring(stack, "Bad", name="x", alarm_topic=topic, pipeline_failures=0)
+
+
+# --- one owner per alarm ---------------------------------------------------------------------------------------------
+def _signal(metric: dict, stack: str):
+    """(namespace, name, dimensions, statistic) of one metric. An alias's Lambda metric (``Resource`` dimension) is the
+    function's own signal: the alias is the function's only entry point. Dimensions that reference a resource of the
+    template are scoped to its stack."""
+    dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+    if metric.get("Namespace") == "AWS/Lambda":
+        dims.pop("Resource", None)
+    dims_key = json.dumps(dims, sort_keys=True)
+    if '"Ref"' in dims_key or '"Fn::GetAtt"' in dims_key:
+        dims_key = f"{stack}:{dims_key}"
+    return (metric.get("Namespace"), metric.get("MetricName"), dims_key, metric.get("Stat"))
+
+
+def _alarm_key(props: dict, stack: str) -> tuple:
+    """What makes two alarms the same notification: metric(s), statistic, threshold, comparison and topic."""
+    if "Metrics" in props:
+        signals = tuple(sorted(
+            _signal({**m["MetricStat"]["Metric"], "Stat": m["MetricStat"]["Stat"]}, stack)
+            for m in props["Metrics"] if "MetricStat" in m
+        ))
+        expressions = sorted(m["Expression"] for m in props["Metrics"] if "Expression" in m)
+        if len(signals) == 1 and not expressions:  # one metric written as a metric query
+            metric = signals[0]
+        elif signals:  # metric math: the metrics it combines (ids and labels aside)
+            metric = (signals, len(expressions))
+        else:  # Metrics Insights query: the query is the metric
+            metric = (json.dumps(expressions),)
+    else:
+        stat = props.get("Statistic") or props.get("ExtendedStatistic")
+        metric = _signal({**props, "Stat": stat}, stack)
+    return (metric, props.get("Threshold"), props.get("ComparisonOperator"),
+            json.dumps(props.get("AlarmActions", []), sort_keys=True))
+
+
+def test_no_two_alarms_notify_the_same_signal(synthesized):
+    """Each signal has one owner: a breach sends one email, not one per construct that watches the same metric."""
+    assert any("serving" in name for name in synthesized.templates)  # the serving stacks are part of the check
+    seen: dict[tuple, str] = {}
+    offenders = []
+    for stack, template in synthesized.templates.items():
+        for logical_id, res in template.get("Resources", {}).items():
+            if res["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            key = _alarm_key(res["Properties"], stack)
+            where = f"{stack}/{logical_id}"
+            if key in seen:
+                offenders.append(f"{where} duplicates {seen[key]}")
+            else:
+                seen[key] = where
+    assert not offenders, "\n".join(offenders)
