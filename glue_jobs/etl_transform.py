@@ -7,8 +7,9 @@ with ``--extra-py-files`` so that ``import etl_transform`` works there as a top-
 The dataset's schema is a ``DatasetSpec`` (``dataset_spec.py``, read from the dataset schema document). The pipeline
 (see ``docs/CONTRACTS.md``, "Curated data"):
 
-1. ``read_raw_csv``: the spec's CSV format (delimiter, quote), schema-on-read, every column a string, so a bad value is reported instead of being lost to a
-   null by type inference. Lines with the wrong number of fields are flagged in ``_corrupt_record``.
+1. ``read_raw_csv``: the spec's CSV format (delimiter, quote), schema-on-read, every column a string, so a bad value
+   is reported instead of being lost to a null by type inference. Lines with the wrong number of fields are flagged
+   in ``_corrupt_record``.
 2. ``normalize_columns``: map the raw header (``whole weight``) to the curated snake_case names (``whole_weight``).
    Header matching ignores case, surrounding blanks, a UTF-8 BOM and the spelling of separators (``Whole_Weight``
    matches). A header with a missing, an unexpected or an ambiguous column does not match the schema: ``transform``
@@ -88,7 +89,7 @@ class CountInvariantError(RuntimeError):
 
 
 def as_spec(dataset: Union[DatasetSpec, Mapping[str, Any]]) -> DatasetSpec:
-    """Return ``dataset`` as a ``DatasetSpec``: a spec is passed through, a schema document is parsed (``ValueError``)."""
+    """``dataset`` as a ``DatasetSpec``: a spec is passed through, a schema document is parsed (``ValueError``)."""
     return dataset if isinstance(dataset, DatasetSpec) else DatasetSpec.from_document(dataset)
 
 

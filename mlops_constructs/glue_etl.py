@@ -186,7 +186,8 @@ class GlueEtl(Construct):
         self.dataset_schema = dataset_schema
         self.job_name_value = job_name or f"{name_prefix}-etl-{dataset}"
         resolved = prefixes.resolve(dataset)
-        self.raw_prefix, self.curated_prefix, self.quarantine_prefix = resolved.raw, resolved.curated, resolved.quarantine
+        self.raw_prefix, self.curated_prefix = resolved.raw, resolved.curated
+        self.quarantine_prefix = resolved.quarantine
         self._raw_bucket, self._curated_bucket, self._key = raw_bucket, curated_bucket, encryption_key
         self._log_retention, self._removal_policy = log_retention, removal_policy
 
@@ -482,35 +483,27 @@ class GlueEtl(Construct):
             assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
             description="EventBridge notifies the ETL workflow",
         )
-        notify_role.add_to_policy(iam.PolicyStatement(actions=["glue:notifyEvent"], resources=[self.workflow.workflow_arn]))
+        notify_role.add_to_policy(
+            iam.PolicyStatement(actions=["glue:notifyEvent"], resources=[self.workflow.workflow_arn])
+        )
         target = _GlueWorkflowTarget(self.workflow, notify_role)
+        rules: list[tuple[str, str, dict]] = []
         if triggers.on_raw_upload:
-            self.rules.append(
-                events.Rule(
-                    self,
-                    "OnRawUpload",
-                    description=f"Raw {self.dataset} object created: start the ETL workflow",
-                    event_pattern=events.EventPattern(
-                        source=["aws.s3"],
-                        detail_type=["Object Created"],
-                        detail={
-                            "bucket": {"name": [self._raw_bucket.bucket_name]},
-                            "object": {"key": [{"prefix": self.raw_prefix}]},
-                        },
-                    ),
-                    targets=[target],
-                )
+            pattern = events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self._raw_bucket.bucket_name]},
+                    "object": {"key": [{"prefix": self.raw_prefix}]},
+                },
             )
+            description = f"Raw {self.dataset} object created: start the ETL workflow"
+            rules.append(("OnRawUpload", description, {"event_pattern": pattern}))
         if triggers.schedule:
-            self.rules.append(
-                events.Rule(
-                    self,
-                    "OnSchedule",
-                    description=f"Scheduled {self.dataset} ingestion",
-                    schedule=events.Schedule.expression(triggers.schedule),
-                    targets=[target],
-                )
-            )
+            schedule = events.Schedule.expression(triggers.schedule)
+            rules.append(("OnSchedule", f"Scheduled {self.dataset} ingestion", {"schedule": schedule}))
+        for id_, description, source in rules:
+            self.rules.append(events.Rule(self, id_, description=description, targets=[target], **source))
 
     # --- helpers ---------------------------------------------------------------------------------------------------
     @property

@@ -140,7 +140,8 @@ def _doc(**changes):
         ({"format__delimiter": ";;"}, "format.delimiter: ';;' must be one character other than a line break"),
         ({"format__quote": ","}, "format.quote: ',' must differ from the delimiter"),
         ({"format__encoding": "latin-1"}, "format.encoding: 'latin-1' is not supported; use UTF-8"),
-        ({"format__escape": "\\"}, "format: unknown field(s) escape; expected type, header, delimiter, quote, encoding"),
+        ({"format__escape": "\\"},
+         "format: unknown field(s) escape; expected type, header, delimiter, quote, encoding"),
         ({"columns__2__max": KeyError}, "columns[2]: missing field(s) max"),
         ({"columns__2__min": "0"}, "columns[2].min: '0' must be a finite number, or null"),
         ({"columns__2__min": 6.0}, "columns[2].min: 6 is greater than max 5"),
@@ -675,7 +676,8 @@ def test_process_fails_on_a_header_mismatch_quarantines_every_row_and_curates_no
     reason = f"abalone: header does not match the schema: unexpected column(s): comment; expected header: {HEADER}"
     assert str(err.value) == f"{reason}; the 2 rows are in the quarantine, the curated zone was not written"
     assert not (tmp_path / "cur").exists()
-    records = [json.loads(line) for f in sorted((tmp_path / "q").rglob("*.json")) for line in f.read_text().splitlines()]
+    files = sorted((tmp_path / "q").rglob("*.json"))
+    records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert [(r["comment"], r["reject_reason"]) for r in records] == [("a", reason), ("b", reason)]
     assert json.loads(logged[0]) == {
         "event": "etl_counts", "job_name": "etl", "dataset": "abalone", "ingest_date": "2024-01-15",
