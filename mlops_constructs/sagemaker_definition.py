@@ -462,6 +462,8 @@ def _build_definition(inputs: PipelineInputs) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 #: The environment variable naming the definition cache directory (used when the construct is given none).
 CACHE_DIR_ENV = "MLOPS_DEFINITION_CACHE_DIR"
+#: Distributions whose version is part of the key: the SDK, its core, and the AWS SDK it builds sessions with.
+SDK_PACKAGES = ("sagemaker", "sagemaker-core", "boto3", "botocore")
 #: Modules whose source the definition depends on: this builder and the step wiring and model spec it reads.
 _KEY_SOURCES = (__file__, spec.__file__, sys.modules[ModelSpec.__module__].__file__)
 
@@ -475,11 +477,11 @@ def _package_version(name: str) -> str:
 
 def definition_cache_key(inputs: PipelineInputs) -> str:
     """SHA-256 of everything :func:`build_definition` reads: the inputs (the model spec, names, prefix, tags, code
-    digest), the SDK's version (and its core's), and the source of this module, the step wiring and the model spec
+    digest), the versions of SDK_PACKAGES, and the source of this module, the step wiring and the model spec
     (placeholders, parameter names, step code locations). Not the token values substituted afterwards."""
     material = {
         "inputs": inputs.as_dict(),
-        "sdk": {name: _package_version(name) for name in ("sagemaker", "sagemaker-core")},
+        "sdk": {name: _package_version(name) for name in SDK_PACKAGES},
         "sources": [hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in _KEY_SOURCES],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
