@@ -69,14 +69,15 @@ import tarfile
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
 from rehearsal.assembly import ACCOUNT, REGION, RehearsalError
-from rehearsal.cloud import DENIALS, Denial, _LOCK, _policy_documents, evaluate
+from rehearsal.cloud import DENIALS, Denial, _LOCK, evaluate
 from rehearsal.context import Rehearsal, clean_env, opt_ml, split_s3_uri
+from rehearsal.endpoint_worker import WORKER
+from rehearsal.http_auth import CallerError, authenticate, authorize, aws_error, start_http
 
 ALGORITHM_MODE = ("package has no SAGEMAKER_PROGRAM: the container starts in algorithm mode and never calls "
                   "train.py's model_fn")
@@ -84,209 +85,6 @@ BASELINE_MISMATCH = "baseline does not describe what the endpoint receives"
 UTF8_TYPES = ("application/json", "text/csv")
 START_TIMEOUT = 180.0
 REQUEST_TIMEOUT = 60.0
-
-# --- the container's serving process ---------------------------------------------------------------------------------
-_WORKER = r'''
-import base64, importlib, inspect, io, json, os, sys, traceback
-
-spec = json.loads(sys.argv[1])
-proto = os.fdopen(os.dup(1), "w")      # the protocol channel; the user code's prints go to stderr (the container log)
-os.dup2(2, 1)
-sys.stdout = sys.stderr
-
-
-def reply(obj):
-    proto.write(json.dumps(obj) + "\n")
-    proto.flush()
-
-
-class DefaultXGBoostHandler:
-    """sagemaker-xgboost-container handler_service.DefaultXGBoostUserModuleInferenceHandler (CSV/JSON only)."""
-
-    @staticmethod
-    def model_fn(model_dir):
-        raise NotImplementedError("Please provide a model_fn implementation. See documentation for model_fn at "
-                                  "https://github.com/aws/sagemaker-python-sdk")
-
-    @staticmethod
-    def input_fn(data, content_type):
-        import numpy as np
-        import xgboost as xgb
-        media = (content_type or "").split(";")[0].strip().lower()
-        if media == "text/csv":
-            return xgb.DMatrix(np.loadtxt(io.StringIO(data), delimiter=",", ndmin=2))
-        if media == "application/json":
-            return xgb.DMatrix(np.asarray(json.loads(data), dtype=float))
-        raise ValueError("content type %r is not supported by the default input_fn" % content_type)
-
-    @staticmethod
-    def predict_fn(data, model):
-        return model.predict(data, validate_features=False)
-
-    @staticmethod
-    def output_fn(prediction, accept):
-        import numpy as np
-        values = np.asarray(prediction).tolist()
-        if accept == "text/csv":
-            return "\n".join(str(v) for v in (values if isinstance(values, list) else [values]))
-        if accept == "application/json":
-            return json.dumps(values)
-        raise ValueError("accept type %r is not supported by the default output_fn" % accept)
-
-
-def call(func, *argv):
-    return func(*argv)
-
-
-try:
-    sys.path.insert(0, spec["code_dir"])
-    module = importlib.import_module(spec["module"])
-    fns = {name: getattr(module, name, None) for name in
-           ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")}
-    if fns["transform_fn"] and (fns["input_fn"] or fns["predict_fn"] or fns["output_fn"]):
-        raise ValueError("Cannot use transform_fn implementation in conjunction with input_fn, predict_fn, "
-                         "and/or output_fn implementation")
-    defaults = DefaultXGBoostHandler
-    model_fn = fns["model_fn"] or defaults.model_fn
-    input_fn = fns["input_fn"] or defaults.input_fn
-    predict_fn = fns["predict_fn"] or defaults.predict_fn
-    output_fn = fns["output_fn"] or defaults.output_fn
-    expected = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4}
-    context_parameter = sorted(n for n, f in fns.items() if f is not None
-                               and len(inspect.signature(f).parameters) == expected[n] + 1)
-    model = call(model_fn, spec["model_dir"])
-except BaseException as exc:
-    reply({"ready": False, "error": "%s: %s" % (type(exc).__name__, exc), "trace": traceback.format_exc()})
-    sys.exit(1)
-reply({"ready": True, "user_functions": sorted(n for n, f in fns.items() if f is not None),
-       "context_parameter": context_parameter})
-
-for line in sys.stdin:
-    request = json.loads(line)
-    try:
-        body = base64.b64decode(request["body"])
-        content_type = request.get("content_type") or ""
-        if content_type.split(";")[0].strip().lower() in ("application/json", "text/csv"):
-            body = body.decode("utf-8")
-        accept = request.get("accept")
-        if not accept or accept == "*/*":
-            accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
-        if fns["transform_fn"]:
-            result = call(fns["transform_fn"], model, body, content_type, accept)
-        else:
-            result = call(output_fn, call(predict_fn, call(input_fn, body, content_type), model), accept)
-        response_type = accept
-        if isinstance(result, tuple):
-            result, response_type = result[0], result[1]
-        if isinstance(result, str):
-            result = result.encode("utf-8")
-        elif not isinstance(result, (bytes, bytearray)):
-            result = json.dumps(result).encode("utf-8")
-        reply({"status": 200, "body": base64.b64encode(bytes(result)).decode(), "content_type": response_type})
-    except Exception as exc:
-        reply({"status": 500, "body": base64.b64encode(str(exc).encode()).decode(), "content_type": "text/plain",
-               "error": "%s: %s" % (type(exc).__name__, exc), "trace": traceback.format_exc()})
-'''
-
-
-# --- SigV4 callers of the stand-in servers ----------------------------------------------------------------------------
-class CallerError(Exception):
-    """An HTTP error as the AWS front end answers it: status, error type, message."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-
-
-@dataclass
-class Caller:
-    arn: str
-    policies: list[dict]
-
-
-def authenticate(method: str, url: str, headers: dict[str, str], body: bytes, service: str) -> Caller:
-    """The principal that signed the request (SigV4, checked as AWS checks it) and its identity policies.
-
-    ``url`` is the full URL the client signed (``http://host:port/path?query``). Keys of the admin user and of roles
-    assumed through :meth:`rehearsal.cloud.Cloud.credentials` are known; anything else is an invalid token.
-    """
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-    from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
-
-    lower = {k.lower(): v for k, v in headers.items()}
-    auth = lower.get("authorization", "")
-    match = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
-                     r"SignedHeaders=([^,]+), Signature=([0-9a-f]+)", auth)
-    if not match:
-        raise CallerError(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-    key_id, _, region, signed_service, signed, signature = match.groups()
-    if signed_service != service:
-        raise CallerError(403, "InvalidSignatureException",
-                          f"Credential should be scoped to correct service: '{service}'.")
-    token = lower.get("x-amz-security-token")
-    moto_headers = {"X-Amz-Security-Token": token} if token else {}
-    try:
-        key = create_access_key(ACCOUNT, "aws", key_id, moto_headers)
-    except CreateAccessKeyFailure:
-        raise CallerError(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
-    request = AWSRequest(method=method, url=url, data=body,
-                         headers={k: v for k, v in headers.items() if k.lower() in signed.split(";")})
-    request.context["timestamp"] = lower.get("x-amz-date", "")
-    signer = SigV4Auth(key.create_credentials() if hasattr(key, "create_credentials") else Credentials(key_id, ""),
-                       service, region)
-    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
-    if expected != signature:
-        raise CallerError(403, "InvalidSignatureException",
-                          "The request signature we calculated does not match the signature you provided.")
-    return Caller(arn=key.arn, policies=_policy_documents(key))
-
-
-def authorize(caller: Caller, action: str, resource: str) -> None:
-    """Raise 403 AccessDeniedException (recorded in DENIALS) unless the caller's policies allow ``action``."""
-    if not evaluate(caller.policies, action, [[resource]]):
-        with _LOCK:
-            DENIALS.append(Denial(caller.arn, action, (resource,)))
-        raise CallerError(403, "AccessDeniedException",
-                          f"User: {caller.arn} is not authorized to perform: {action} on resource: {resource} "
-                          f"because no identity-based policy allows the {action} action")
-
-
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-def start_http(handler: Any) -> tuple[ThreadingHTTPServer, str]:
-    """``handler(method, url, path, headers, body) -> (status, headers, body)`` served on a free 127.0.0.1 port."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            host = self.headers.get("Host", "")
-            status, headers, payload = handler(self.command, f"http://{host}{self.path}", self.path,
-                                               dict(self.headers.items()), body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_POST = do_GET = do_PUT = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = _QuietServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
-def aws_error(error: CallerError) -> tuple[int, dict[str, str], bytes]:
-    return error.status, {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": error.kind}, \
-        json.dumps({"__type": error.kind, "message": error.message}).encode()
 
 
 # --- the endpoint -------------------------------------------------------------------------------------------------------
@@ -383,7 +181,7 @@ class EndpointStandIn:
         spec = {"code_dir": str(code_dir.resolve()), "module": program[:-3] if program.endswith(".py") else program,
                 "model_dir": "/opt/ml/model"}
         with opt_ml(root):
-            process = subprocess.Popen([rh.python, "-I", "-c", _WORKER, json.dumps(spec)], cwd="/opt/ml/code",
+            process = subprocess.Popen([rh.python, "-I", "-c", WORKER, json.dumps(spec)], cwd="/opt/ml/code",
                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=(root / "container.log").open("w"), text=True)
             ready = _read_line(process, START_TIMEOUT, root)

@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 
 from rehearsal.assembly import ACCOUNT, REGION, RehearsalError, Stack, resolved_properties
 from rehearsal.context import Rehearsal
-from rehearsal.endpoint import CallerError, EndpointStandIn, authenticate, authorize, start_http
+from rehearsal.endpoint import EndpointStandIn
+from rehearsal.http_auth import CallerError, authenticate, authorize, start_http
 from rehearsal import lambda_runtime
 
 
