@@ -71,20 +71,23 @@ def _check_schedule(v: Optional[str]) -> Optional[str]:
 class DataLakeConfig(_Strict):
     noncurrent_version_expiration_days: int = Field(default=90, ge=1, le=3650)
     raw_transition_to_ia_days: int = Field(default=30, ge=30, le=3650)
-    etl_schedule: Optional[str] = Field(
-        default=None,
-        description="EventBridge schedule for the ETL job, e.g. 'cron(0 3 * * ? *)'. None: no schedule.",
-    )
-    etl_on_raw_upload: bool = Field(default=True, description="Start the ETL job when an object lands in raw/.")
     etl_worker_type: Literal["G.1X", "G.2X", "G.4X", "G.8X"] = "G.1X"
     etl_workers: int = Field(default=2, ge=2, le=100)
     etl_timeout_minutes: int = Field(default=60, ge=1, le=2880)
     etl_failed_tasks_alarm: int = Field(
         default=1, ge=1, description="Failed Spark tasks of the ETL job in 5 minutes that raise its alarm."
     )
-    dataset: str = Field(default="abalone", pattern=r"^[a-z][a-z0-9_]*$", description="Dataset (table) name.")
 
-    _schedule = field_validator("etl_schedule")(classmethod(lambda cls, v: _check_schedule(v)))
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        moved = {"dataset": "datasets[].name", "etl_schedule": "datasets[].triggers.schedule",
+                 "etl_on_raw_upload": "datasets[].triggers.raw_upload"}
+        for old, new in moved.items():
+            if isinstance(data, dict) and old in data:
+                raise ValueError(f"{old} moved to {new} (each dataset has its own ETL job and triggers); move the "
+                                 "value there")
+        return data
 
 
 class AutoscalingConfig(_Strict):
@@ -241,6 +244,8 @@ class ModelConfig(_Strict):
             problem_type=self.problem_type,
             framework=self.framework,
             positive_threshold=self.positive_threshold,
+            positive_label=self.positive_label,
+            exclude_columns=tuple(self.exclude_columns),
             hyperparameters=self.hyperparameters,
             processing_instance_type=self.processing_instance_type,
             training_instance_type=self.training_instance_type,

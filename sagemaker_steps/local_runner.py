@@ -141,6 +141,8 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
     local_hyperparameters.setdefault("nthread", 1)  # a laptop/CI run shares its cores
     arguments = {
         spec.PREPROCESS: spec.preprocess_arguments(model.target, model.problem_type, model.positive_threshold,
+                                                   positive_label=model.positive_label,
+                                                   exclude_columns=model.exclude_columns,
                                                    seed=seed, input_data_url=input_path.resolve().as_uri()),
         spec.TRAIN: spec.hyperparameters_to_cli(
             spec.training_hyperparameters(model.framework, local_hyperparameters, seed=seed)),
@@ -239,6 +241,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--metric", default=None, help="default: rmse (regression) / auc (binary)")
     parser.add_argument("--threshold", type=float, required=True, help="the registration threshold")
     parser.add_argument("--positive-threshold", type=float, default=None)
+    parser.add_argument("--positive-label", default=None, help="binary_classification on a string target")
+    parser.add_argument("--exclude-columns", type=lambda t: tuple(c for c in t.split(",") if c), default=(),
+                        help="comma-separated columns that are not features")
     parser.add_argument("--hp", action="append", type=_hyperparameter, default=[], metavar="NAME=VALUE",
                         help="hyperparameter, repeatable (e.g. --hp max_depth=5 --hp num_round=100)")
     parser.add_argument("--seed", type=int, default=42)
@@ -251,7 +256,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         model = ModelSpec(name=args.model_name, target=args.target, metric=metric, threshold=args.threshold,
                           problem_type=args.problem_type, framework=args.framework,
-                          positive_threshold=args.positive_threshold, hyperparameters=dict(args.hp))
+                          positive_threshold=args.positive_threshold, positive_label=args.positive_label,
+                          exclude_columns=args.exclude_columns, hyperparameters=dict(args.hp))
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -54,7 +54,10 @@ class ModelSpec:
     :param threshold: register only if ``metric`` is at least (higher is better) or at most this.
     :param problem_type: ``regression`` (default) or ``binary_classification``.
     :param framework: ``xgboost`` (default) or ``sklearn``.
-    :param positive_threshold: binary_classification only, required there: the label is ``target >= this``.
+    :param positive_threshold: binary_classification on a numeric target: the label is ``target >= this``.
+    :param positive_label: binary_classification on a string target: the label is ``target == this``. A binary
+        model has exactly one of the two.
+    :param exclude_columns: columns of the dataset that are not features (besides the target). Default: none.
     :param hyperparameters: training hyperparameters (name -> value), in order; a mapping is accepted and kept as a
         tuple of pairs so the spec stays immutable and hashable. Default: none (train.py's defaults).
     :param processing_instance_type / training_instance_type: default instance types of the pipeline's
@@ -68,6 +71,8 @@ class ModelSpec:
     problem_type: str = "regression"
     framework: str = "xgboost"
     positive_threshold: Optional[float] = None
+    positive_label: Optional[str] = None
+    exclude_columns: Tuple[str, ...] = ()
     hyperparameters: Tuple[Tuple[str, HyperparameterValue], ...] = ()
     processing_instance_type: str = DEFAULT_INSTANCE_TYPE
     training_instance_type: str = DEFAULT_INSTANCE_TYPE
@@ -77,6 +82,7 @@ class ModelSpec:
             object.__setattr__(self, "hyperparameters", tuple(self.hyperparameters.items()))
         else:
             object.__setattr__(self, "hyperparameters", tuple((str(k), v) for k, v in self.hyperparameters))
+        object.__setattr__(self, "exclude_columns", tuple(self.exclude_columns))
         if not self.name:
             raise ValueError("ModelSpec name is empty; give the model a name")
         if not self.target:
@@ -85,9 +91,16 @@ class ModelSpec:
             raise ValueError(f"ModelSpec {self.name}: unknown framework {self.framework!r}; use one of "
                              f"{list(FRAMEWORKS)}")
         metric_json_path(self.problem_type, self.metric)  # a clear error for a metric the problem type lacks
-        if self.problem_type == "binary_classification" and self.positive_threshold is None:
-            raise ValueError(f"ModelSpec {self.name}: binary_classification needs positive_threshold "
-                             "(label = target >= threshold)")
+        if self.problem_type == "binary_classification" and (self.positive_threshold is None) == (
+                self.positive_label is None):
+            raise ValueError(f"ModelSpec {self.name}: binary_classification needs one of positive_threshold "
+                             "(numeric target: label = target >= threshold) and positive_label (string target: "
+                             "label = target == positive_label)")
+        if self.problem_type == "regression" and (self.positive_threshold, self.positive_label) != (None, None):
+            raise ValueError(f"ModelSpec {self.name}: positive_threshold and positive_label apply to "
+                             "binary_classification only; remove them")
+        if self.target in self.exclude_columns:
+            raise ValueError(f"ModelSpec {self.name}: exclude_columns names the target {self.target!r}; remove it")
 
     @property
     def higher_is_better(self) -> bool:
@@ -101,4 +114,5 @@ class ModelSpec:
         """Plain JSON-able data (hyperparameters as pairs, in order): the spec's part of a cache key."""
         data = asdict(self)
         data["hyperparameters"] = [list(pair) for pair in self.hyperparameters]
+        data["exclude_columns"] = list(self.exclude_columns)
         return data

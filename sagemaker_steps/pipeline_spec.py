@@ -290,23 +290,30 @@ def step_by_name(name: str, framework: str = "xgboost") -> StepSpec:
 # Script arguments (strings, as SageMaker passes them)
 # ---------------------------------------------------------------------------------------------------------------
 def preprocess_arguments(target_column: str, problem_type: str = "regression",
-                         positive_threshold: float | None = None, *, validation_fraction: float = 0.15,
+                         positive_threshold: float | None = None, *, positive_label: str | None = None,
+                         validation_fraction: float = 0.15,
                          test_fraction: float = 0.15, seed: int = 42,
                          exclude_columns: tuple[str, ...] | list[str] = (),
                          input_data_url: Any = None) -> list[Any]:
     """The ProcessingStep job arguments of Preprocess (container paths are the defaults, so not passed).
 
+    The features are the curated columns minus the target and ``exclude_columns``; numeric or categorical comes from
+    the curated Parquet types, which the ETL wrote from the dataset's schema (``datasets[].columns[].type``).
+
     ``input_data_url``: recorded in the data manifest (the pipeline passes the InputDataUrl parameter).
     """
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"unknown problem_type {problem_type!r}")
-    if problem_type == "binary_classification" and positive_threshold is None:
-        raise ValueError("binary_classification needs positive_threshold (label = target >= threshold)")
+    if problem_type == "binary_classification" and (positive_threshold is None) == (positive_label is None):
+        raise ValueError("binary_classification needs one of positive_threshold (label = target >= threshold) and "
+                         "positive_label (label = target == positive_label)")
     args = ["--target-column", target_column, "--problem-type", problem_type,
             "--validation-fraction", str(validation_fraction), "--test-fraction", str(test_fraction),
             "--seed", str(seed)]
     if positive_threshold is not None:
         args += ["--positive-threshold", str(positive_threshold)]
+    if positive_label is not None:
+        args += ["--positive-label", positive_label]
     if exclude_columns:
         args += ["--exclude-columns", ",".join(exclude_columns)]
     if input_data_url is not None:

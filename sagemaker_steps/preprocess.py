@@ -60,6 +60,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--problem-type", default="regression", choices=PROBLEM_TYPES)
     parser.add_argument("--positive-threshold", type=_optional_float, default=None,
                         help="binary_classification: label = target >= threshold (required there)")
+    parser.add_argument("--positive-label", default=None,
+                        help="binary_classification on a string target: label = (target == positive label)")
     parser.add_argument("--exclude-columns", type=_csv_list, default=[],
                         help="comma-separated columns to drop besides ingest_date")
     parser.add_argument("--validation-fraction", type=float, default=0.15)
@@ -230,7 +232,17 @@ def encode(features: pd.DataFrame, spec: List[Dict]) -> pd.DataFrame:
     return frame[encoded_columns(spec)]
 
 
-def derive_target(raw_target: pd.Series, problem_type: str, positive_threshold: Optional[float]) -> pd.Series:
+def derive_target(raw_target: pd.Series, problem_type: str, positive_threshold: Optional[float],
+                  positive_label: Optional[str] = None) -> pd.Series:
+    if problem_type == "binary_classification" and positive_label is not None:
+        if positive_threshold is not None:
+            raise PreprocessError("give one of --positive-threshold and --positive-label, not both")
+        label = (raw_target.astype(str).str.strip() == positive_label).astype(np.int64)
+        if label.nunique() < 2:
+            raise PreprocessError("positive label {!r} puts every row in class {}; need both classes (values of {!r}: "
+                                  "{})".format(positive_label, int(label.iloc[0]), raw_target.name,
+                                               sorted(raw_target.astype(str).unique())[:10]))
+        return label
     try:
         numeric = pd.to_numeric(raw_target, errors="raise")
     except (TypeError, ValueError) as exc:
@@ -238,8 +250,8 @@ def derive_target(raw_target: pd.Series, problem_type: str, positive_threshold: 
     if problem_type == "regression":
         return numeric
     if positive_threshold is None:
-        raise PreprocessError("--positive-threshold is required for binary_classification "
-                              "(label = target >= threshold)")
+        raise PreprocessError("binary_classification needs --positive-threshold (label = target >= threshold) or "
+                              "--positive-label (label = target == label)")
     label = (numeric >= positive_threshold).astype(np.int64)
     counts = label.value_counts()
     if len(counts) < 2:
@@ -303,7 +315,7 @@ def run(args: argparse.Namespace) -> Dict:
     raw_features = data.drop(columns=[target])
     if raw_features.shape[1] == 0:
         raise PreprocessError("no feature columns left besides the target {!r}".format(target))
-    y = derive_target(data[target], args.problem_type, args.positive_threshold)
+    y = derive_target(data[target], args.problem_type, args.positive_threshold, args.positive_label)
     train_idx, validation_idx, test_idx = split_indices(
         data.index, y, args.validation_fraction, args.test_fraction, args.seed,
         stratify=args.problem_type == "binary_classification")

@@ -25,9 +25,10 @@ def model_resource_name(config: PlatformConfig, model: ModelConfig) -> str:
     return config.names.model_resource(model.name)
 
 
-def etl_job_name(config: PlatformConfig) -> str:
-    """Physical name of the Glue job (GlueEtl names it ``<prefix>-etl-<dataset>``)."""
-    return config.names.etl_job(config.data_lake.dataset)
+def etl_job_name(config: PlatformConfig, model: ModelConfig) -> str:
+    """Physical name of the Glue job of the model's dataset (``<prefix>-etl-<dataset>``): its success starts the
+    model's build pipeline, and only its."""
+    return config.names.etl_job(config.dataset_of(model).name)
 
 
 class ModelStack(Stack):
@@ -60,7 +61,7 @@ class ModelStack(Stack):
         glue_succeeded = events.EventPattern(
             source=["aws.glue"],
             detail_type=["Glue Job State Change"],
-            detail={"jobName": [etl_job_name(config)], "state": ["SUCCEEDED"]},
+            detail={"jobName": [etl_job_name(config, model)], "state": ["SUCCEEDED"]},
         )
         self.build = ModelBuildPipeline(
             self,
@@ -71,7 +72,7 @@ class ModelStack(Stack):
             environment=config.environment,
             spec=model.spec,
             input_bucket=buckets["curated"],
-            input_prefix=Names.curated_prefix(config.data_lake.dataset),
+            input_prefix=Names.curated_prefix(config.dataset_of(model).name),
             artifacts_prefix=Names.model_artifacts_prefix(model.name),
             artifacts_bucket=buckets["artifacts"],
             encryption_key=key,
@@ -126,7 +127,7 @@ class ModelStack(Stack):
             "Monitoring",
             name=name,
             alarm_topic=alarm_topic,
-            glue_job_name=etl_job_name(config),  # graphed; its alarm is the data stack's
+            glue_job_name=etl_job_name(config, model),  # graphed; its alarm is the data stack's
             pipeline_name=name,
             pipeline_failures=model.alarms.pipeline_failures,
         )

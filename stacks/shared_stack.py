@@ -62,7 +62,7 @@ class SharedStack(Stack):
             display_name=f"{prefix} alarms",
             removal_policy=removal_policy(config),
         )
-        self.glue_job_names = [config.names.etl_job(config.data_lake.dataset)]
+        self.glue_job_names = [config.names.etl_job(d.name) for d in config.datasets]
         self.pipeline_names = [config.names.model_resource(m.name) for m in config.models]
         self.failure_events = FailureEvents(
             self,

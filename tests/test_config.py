@@ -146,8 +146,9 @@ def test_bad_schedules(tmp_path):
         "dev.yaml: models[0].pipeline_schedule = 'every day': must be an EventBridge expression such as "
         "'cron(0 3 * * ? *)' or 'rate(1 day)'"
     )
-    msg = _error(tmp_path, lambda d: d["data_lake"].update(etl_schedule="0 3 * * *"))
-    assert "dev.yaml: data_lake.etl_schedule = '0 3 * * *': must be an EventBridge expression" in msg
+    msg = _error(tmp_path, lambda d: d["data_lake"].update(etl_schedule="cron(0 3 * * ? *)"))
+    assert msg.endswith("dev.yaml: data_lake: etl_schedule moved to datasets[].triggers.schedule (each dataset has its "
+                        "own ETL job and triggers); move the value there")
 
 
 def test_stage_in_another_account_is_refused(tmp_path):

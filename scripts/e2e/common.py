@@ -78,7 +78,7 @@ class Names:
     def of(cls, config: Any, model: Any) -> "Names":
         return cls(
             platform=config.names,
-            dataset=config.data_lake.dataset,
+            dataset=config.dataset_of(model).name,
             model=model.name,
             stages=tuple(s.name for s in model.stages),
             served=bool(model.endpoint.enabled or model.lambda_.enabled),

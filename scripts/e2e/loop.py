@@ -49,9 +49,10 @@ class LoopStages:
         # The service's clock, not ours: later runs must have started at or after it (S3 keeps whole seconds).
         self.uploaded_at = head["LastModified"]
         self.report.raw_object = f"s3://{bucket}/{key}"
-        if not self.config.data_lake.etl_on_raw_upload:
+        if not self.config.dataset(self.names.dataset).triggers.raw_upload:
             run_id = self.client("glue").start_job_run(JobName=self.names.etl_job)["JobRunId"]
-            self.say(f"data_lake.etl_on_raw_upload is off: started Glue job run {run_id} directly")
+            self.say(f"datasets[{self.names.dataset}].triggers.raw_upload is off: started Glue job run {run_id} "
+                     "directly")
         return f"s3://{bucket}/{key} ({head.get('ContentLength')} bytes)"
 
     # --- 3. waits -------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_glue_job_runs_glue_5_with_security_configuration_and_bookmarks(dev):
         "AWS::Glue::Job",
         {
             "GlueVersion": "5.0",
-            "Name": etl_job_name(dev.config),  # the name the model stacks' EventBridge rules match
+            "Name": etl_job_name(dev.config, dev.config.models[0]),  # the name the model stacks' EventBridge rules match
             "Command": {"Name": "glueetl", "PythonVersion": "3"},
             "SecurityConfiguration": {"Ref": Match.string_like_regexp("EtlSecurityConfiguration")},
             "WorkerType": "G.1X",

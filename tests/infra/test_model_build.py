@@ -322,7 +322,7 @@ def _inputs(**changes):
 SPEC_CHANGES = {
     "name": "other", "target": "age", "metric": "mae", "threshold": 2.0, "framework": "sklearn",
     "hyperparameters": {"max_depth": 6}, "processing_instance_type": "ml.c5.large",
-    "training_instance_type": "ml.c5.xlarge",
+    "training_instance_type": "ml.c5.xlarge", "exclude_columns": ("sex",),
 }
 INPUT_CHANGES = {
     "pipeline_name": "p2", "model_package_group_name": "g2", "artifacts_prefix": "models/n/", "baseline": False,
@@ -356,13 +356,14 @@ def test_definition_cache_hit_returns_what_a_fresh_build_returns(tmp_path, fresh
     assert json.loads(entry.read_text()) == fresh_definition
 
 
-@pytest.mark.parametrize("field,value", [*SPEC_CHANGES.items(), ("binary", None)])
+@pytest.mark.parametrize("field,value", [*SPEC_CHANGES.items(), ("binary", None), ("binary", "M")])
 def test_definition_cache_key_and_output_follow_each_model_spec_field(field, value, fresh_definition):
     from mlops_constructs import sagemaker_definition as sdk
 
     if field == "binary":
+        # value: None = a numeric target (positive_threshold), else a string target's positive_label
         model = dataclasses.replace(_inputs().spec, problem_type="binary_classification", metric="auc",
-                                    threshold=0.8, positive_threshold=10.0)
+                                    threshold=0.8, positive_threshold=None if value else 10.0, positive_label=value)
     else:
         model = dataclasses.replace(_inputs().spec, **{field: value})
     changed = _inputs(spec=model)
@@ -386,7 +387,8 @@ def test_definition_cache_key_covers_every_input_field():
     """A field added to the inputs or the spec must be in a test above (and so in the key)."""
     from mlops_constructs import sagemaker_definition as sdk
 
-    assert {f.name for f in dataclasses.fields(ModelSpec)} == set(SPEC_CHANGES) | {"problem_type", "positive_threshold"}
+    assert {f.name for f in dataclasses.fields(ModelSpec)} == set(SPEC_CHANGES) | {"problem_type", "positive_threshold",
+                                                                           "positive_label"}
     assert {f.name for f in dataclasses.fields(sdk.PipelineInputs)} == set(INPUT_CHANGES) | {"spec"}
 
 

@@ -66,7 +66,7 @@ def test_resources_named_as_the_config_names_them(demo, config):
     assert demo.buckets == {z: f"{config.project}-{config.environment}-{z}-demo" for z in ("raw", "curated",
                                                                                            "artifacts")}
     assert demo.model_package_group == f"{config.prefix()}-{model.name}" == "mlops-dev-abalone"
-    assert demo.raw_uri == f"s3://mlops-dev-raw-demo/{config.data_lake.dataset}/abalone.csv"
+    assert demo.raw_uri == f"s3://mlops-dev-raw-demo/{config.dataset_of(model).name}/abalone.csv"
     assert demo.endpoint_url.startswith("http://127.0.0.1:")
 
 

@@ -676,7 +676,7 @@ def test_names_are_the_stacks_and_the_deploy_pipelines(config) -> None:
 
     model = config.models[0]
     names = e2e.Names.of(config, model)
-    assert names.etl_job == etl_job_name(config)
+    assert names.etl_job == etl_job_name(config, model)
     assert names.pipeline == model_resource_name(config, model)
     assert names.raw_export() == f"{config.prefix()}-lake-raw-name"
     assert names.deploy_pipeline == config.names.deploy_pipeline(model.name)

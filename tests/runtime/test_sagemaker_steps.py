@@ -357,13 +357,30 @@ def test_preprocess_configuration_errors(tmp_path, capsys):
     pd.DataFrame({"a": np.arange(30.0), "y": np.arange(30) % 5}).to_csv(tmp_path / "in" / "d.csv", index=False)
     base = ["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), "--target-column", "y"]
     assert preprocess.main(base + ["--problem-type", "binary_classification"]) == 2
-    assert "--positive-threshold is required for binary_classification" in capsys.readouterr().err
+    assert "binary_classification needs --positive-threshold (label = target >= threshold) or --positive-label" in (
+        capsys.readouterr().err)
     assert preprocess.main(base + ["--problem-type", "binary_classification", "--positive-threshold", "99"]) == 2
     assert "need both classes" in capsys.readouterr().err
     assert preprocess.main(["--input-dir", str(tmp_path / "nothing"), "--target-column", "y"]) == 2
     assert "does not exist" in capsys.readouterr().err
     # A pipeline parameter cannot omit a flag: '' means "no positive threshold".
     assert preprocess.main(base + ["--positive-threshold", ""]) == 0
+
+
+def test_preprocess_labels_a_string_target_by_its_positive_label(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    frame = pd.DataFrame({"a": np.arange(40.0), "patient": np.arange(40), "diagnosis": ["M", "B", "B", "B"] * 10})
+    frame.to_csv(tmp_path / "in" / "d.csv", index=False)
+    base = ["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), "--target-column",
+            "diagnosis", "--problem-type", "binary_classification", "--exclude-columns", "patient"]
+    assert preprocess.main(base + ["--positive-label", "M"]) == 0
+    train = pd.read_csv(tmp_path / "out" / "train" / "train.csv")
+    assert list(train.columns) == ["diagnosis", "a"]  # the label first; the excluded column is not a feature
+    labels = pd.concat([pd.read_csv(tmp_path / "out" / d / f"{d}.csv")["diagnosis"]
+                        for d in ("train", "validation", "test")])
+    assert sorted(labels.unique()) == [0, 1] and labels.sum() == 10
+    assert preprocess.main(base + ["--positive-label", "X"]) == 2
+    assert "positive label 'X' puts every row in class 0; need both classes" in capsys.readouterr().err
 
 
 def test_model_spec_rejects_a_metric_of_another_problem_type():
@@ -374,7 +391,14 @@ def test_model_spec_rejects_a_metric_of_another_problem_type():
 @pytest.mark.parametrize("fields,message", [
     ({"framework": "lightgbm"}, "ModelSpec m: unknown framework 'lightgbm'; use one of ['xgboost', 'sklearn']"),
     ({"problem_type": "binary_classification", "metric": "auc"},
-     "ModelSpec m: binary_classification needs positive_threshold (label = target >= threshold)"),
+     "ModelSpec m: binary_classification needs one of positive_threshold (numeric target: label = target >= "
+     "threshold) and positive_label (string target: label = target == positive_label)"),
+    ({"problem_type": "binary_classification", "metric": "auc", "positive_threshold": 1.0, "positive_label": "M"},
+     "ModelSpec m: binary_classification needs one of positive_threshold (numeric target: label = target >= "
+     "threshold) and positive_label (string target: label = target == positive_label)"),
+    ({"positive_label": "M"}, "ModelSpec m: positive_threshold and positive_label apply to binary_classification "
+     "only; remove them"),
+    ({"exclude_columns": ["rings"]}, "ModelSpec m: exclude_columns names the target 'rings'; remove it"),
     ({"target": ""}, "ModelSpec m: target is empty; name the column to predict"),
     ({"problem_type": "ranking"}, "unknown problem_type 'ranking'; use one of ['regression', 'binary_classification']"),
 ])
@@ -472,6 +496,9 @@ def test_step_arguments():
         "--test-fraction", "0.15", "--seed", "42", "--positive-threshold", "10"]
     with pytest.raises(ValueError, match="positive_threshold"):
         spec.preprocess_arguments("rings", "binary_classification")
+    assert spec.preprocess_arguments("diagnosis", "binary_classification", positive_label="M",
+                                     exclude_columns=["id"])[-4:] == [
+        "--positive-label", "M", "--exclude-columns", "id"]
     hp = spec.training_hyperparameters("sklearn", {"max_depth": 3})
     assert hp["framework"] == "sklearn" and hp["max_depth"] == "3" and hp["num_round"] == "100"
     assert all(isinstance(v, str) for v in hp.values())
