@@ -170,6 +170,16 @@ def _diagnose_failure(job: GlueJob, stderr: str, denials: list) -> str:
     return f"Glue job {job.name} failed:\n{tail}"
 
 
+def dataset_name(arguments: dict[str, Any]) -> str:
+    """The dataset a job's arguments name: ``--dataset``, else the ``name`` of its ``--dataset_schema`` document."""
+    if arguments.get("--dataset"):
+        return arguments["--dataset"]
+    try:
+        return str(json.loads(arguments.get("--dataset_schema") or "{}").get("name") or "")
+    except (ValueError, AttributeError):
+        raise RehearsalError(f"--dataset_schema is not a JSON document: {arguments.get('--dataset_schema')!r}") from None
+
+
 def _default_raw_files(dataset: str) -> dict[str, Path]:
     path = DATA_DIR / f"{dataset}.csv"
     if not path.exists():
@@ -223,7 +233,7 @@ def run_glue_job(
         check_crawlers(rh, job)
     runtime = _check_runtime(rh, job.glue_version)
     args = job.arguments
-    dataset = args.get("--dataset", "")
+    dataset = dataset_name(args)
     raw_path = args.get("--raw_path")
     if not raw_path:
         raise RehearsalError(f"Glue job {job.name}: no --raw_path argument")

@@ -176,7 +176,7 @@ def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log)
 
     data_stack = assembly.stack("-data")
     job = glue.read_job(rh)
-    dataset = job.arguments.get("--dataset", "")
+    dataset = glue.dataset_name(job.arguments)
     with report.stage("2. Glue ETL job and crawler, as Glue runs them", log) as st:
         summary = glue.run_glue_job(rh, raw_files=_sample(sample_rows, rh.workdir, dataset))
         st["etl"] = {k: summary.get(k) for k in ("rows_in", "rows_curated", "rows_rejected") if k in summary} or summary
