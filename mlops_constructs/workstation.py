@@ -34,6 +34,60 @@ _PIPELINE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]*:\d{12}:pipelin
 _SSM_PARAMETER_NAME = re.compile(r"^/[A-Za-z0-9_./-]+$")
 
 
+def _validate(
+    *,
+    instance_type: str,
+    ami_parameter_name: str,
+    root_volume_size_gib: int,
+    pipeline_arns: Sequence[str],
+    idle_minutes: int,
+    idle_cpu_percent: float,
+    http_put_response_hop_limit: int,
+) -> ec2.InstanceType:
+    """Check the workstation's props with exact messages; returns the parsed instance type."""
+    if not isinstance(idle_minutes, int) or idle_minutes < IDLE_PERIOD_MINUTES or idle_minutes > MAX_IDLE_MINUTES \
+            or idle_minutes % IDLE_PERIOD_MINUTES:
+        raise ValueError(
+            f"DeepLearningWorkstation idle_minutes must be a multiple of {IDLE_PERIOD_MINUTES} between "
+            f"{IDLE_PERIOD_MINUTES} and {MAX_IDLE_MINUTES} (the alarm evaluates {IDLE_PERIOD_MINUTES}-minute "
+            f"averages), got {idle_minutes!r}"
+        )
+    if not 0 < idle_cpu_percent < 100:
+        raise ValueError(
+            "DeepLearningWorkstation idle_cpu_percent must be between 0 and 100 (exclusive), "
+            f"got {idle_cpu_percent!r}"
+        )
+    if not Token.is_unresolved(root_volume_size_gib) and not 8 <= root_volume_size_gib <= 16384:
+        raise ValueError(
+            "DeepLearningWorkstation root_volume_size_gib must be 8..16384 (gp3 limits), "
+            f"got {root_volume_size_gib!r}"
+        )
+    if not 1 <= http_put_response_hop_limit <= 64:
+        raise ValueError(
+            "DeepLearningWorkstation http_put_response_hop_limit must be 1..64, "
+            f"got {http_put_response_hop_limit!r}"
+        )
+    if not _SSM_PARAMETER_NAME.match(ami_parameter_name):
+        raise ValueError(
+            "DeepLearningWorkstation ami_parameter_name must be an SSM parameter path like "
+            f"{DEFAULT_AMI_PARAMETER!r}, got {ami_parameter_name!r}"
+        )
+    for arn in pipeline_arns:
+        if not Token.is_unresolved(arn) and not _PIPELINE_ARN.match(arn):
+            raise ValueError(
+                "DeepLearningWorkstation pipeline_arns must be SageMaker pipeline ARNs like "
+                f"arn:aws:sagemaker:<region>:<account>:pipeline/<name>, got {arn!r}"
+            )
+    try:
+        parsed_type = ec2.InstanceType(instance_type)
+        parsed_type.architecture  # raises for a malformed type
+    except Exception:  # noqa: BLE001 - jsii raises a generic error for an unparsable type
+        raise ValueError(
+            f"DeepLearningWorkstation instance_type must look like g5.xlarge, got {instance_type!r}"
+        ) from None
+    return parsed_type
+
+
 class DeepLearningWorkstation(Construct):
     """A GPU development instance for data scientists, with no inbound network path at all.
 
@@ -95,47 +149,15 @@ class DeepLearningWorkstation(Construct):
         http_put_response_hop_limit: int = 2,
     ) -> None:
         super().__init__(scope, id_)
-        if not isinstance(idle_minutes, int) or idle_minutes < IDLE_PERIOD_MINUTES or idle_minutes > MAX_IDLE_MINUTES \
-                or idle_minutes % IDLE_PERIOD_MINUTES:
-            raise ValueError(
-                f"DeepLearningWorkstation idle_minutes must be a multiple of {IDLE_PERIOD_MINUTES} between "
-                f"{IDLE_PERIOD_MINUTES} and {MAX_IDLE_MINUTES} (the alarm evaluates {IDLE_PERIOD_MINUTES}-minute "
-                f"averages), got {idle_minutes!r}"
-            )
-        if not 0 < idle_cpu_percent < 100:
-            raise ValueError(
-                "DeepLearningWorkstation idle_cpu_percent must be between 0 and 100 (exclusive), "
-                f"got {idle_cpu_percent!r}"
-            )
-        if not Token.is_unresolved(root_volume_size_gib) and not 8 <= root_volume_size_gib <= 16384:
-            raise ValueError(
-                "DeepLearningWorkstation root_volume_size_gib must be 8..16384 (gp3 limits), "
-                f"got {root_volume_size_gib!r}"
-            )
-        if not 1 <= http_put_response_hop_limit <= 64:
-            raise ValueError(
-                "DeepLearningWorkstation http_put_response_hop_limit must be 1..64, "
-                f"got {http_put_response_hop_limit!r}"
-            )
-        if not _SSM_PARAMETER_NAME.match(ami_parameter_name):
-            raise ValueError(
-                "DeepLearningWorkstation ami_parameter_name must be an SSM parameter path like "
-                f"{DEFAULT_AMI_PARAMETER!r}, got {ami_parameter_name!r}"
-            )
-        for arn in pipeline_arns:
-            if not Token.is_unresolved(arn) and not _PIPELINE_ARN.match(arn):
-                raise ValueError(
-                    "DeepLearningWorkstation pipeline_arns must be SageMaker pipeline ARNs like "
-                    f"arn:aws:sagemaker:<region>:<account>:pipeline/<name>, got {arn!r}"
-                )
-        try:
-            parsed_type = ec2.InstanceType(instance_type)
-            parsed_type.architecture  # raises for a malformed type
-        except Exception:  # noqa: BLE001 - jsii raises a generic error for an unparsable type
-            raise ValueError(
-                f"DeepLearningWorkstation instance_type must look like g5.xlarge, got {instance_type!r}"
-            ) from None
-
+        parsed_type = _validate(
+            instance_type=instance_type,
+            ami_parameter_name=ami_parameter_name,
+            root_volume_size_gib=root_volume_size_gib,
+            pipeline_arns=pipeline_arns,
+            idle_minutes=idle_minutes,
+            idle_cpu_percent=idle_cpu_percent,
+            http_put_response_hop_limit=http_put_response_hop_limit,
+        )
         if vpc is None:
             self.flow_log_group: Optional[logs.LogGroup] = logs.LogGroup(
                 self,
@@ -147,24 +169,7 @@ class DeepLearningWorkstation(Construct):
             if encryption_key is not None:
                 # CloudWatch Logs must be allowed to use the key for this log group (no-op for imported keys).
                 encryption_key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com"))
-            vpc = ec2.Vpc(
-                self,
-                "Vpc",
-                max_azs=1,
-                nat_gateways=1,
-                subnet_configuration=[
-                    ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-                    ec2.SubnetConfiguration(
-                        name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
-                    ),
-                ],
-                flow_logs={
-                    "all": ec2.FlowLogOptions(
-                        destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group),
-                        traffic_type=ec2.FlowLogTrafficType.ALL,
-                    )
-                },
-            )
+            vpc = self._default_vpc(self.flow_log_group)
         else:
             self.flow_log_group = None
         self.vpc = vpc
@@ -176,58 +181,105 @@ class DeepLearningWorkstation(Construct):
             description="Deep learning workstation: no inbound rules (Session Manager only), all outbound",
             allow_all_outbound=True,
         )
+        self.role = self._role(read_buckets, pipeline_arns)
+        self.machine_image = ec2.MachineImage.from_ssm_parameter(
+            ami_parameter_name, os=ec2.OperatingSystemType.LINUX, cached_in_context=False
+        )
+        self.instance = self._instance(
+            parsed_type,
+            vpc_subnets=vpc_subnets,
+            root_device_name=root_device_name,
+            root_volume_size_gib=root_volume_size_gib,
+            encryption_key=encryption_key,
+            termination_protection=termination_protection,
+            http_put_response_hop_limit=http_put_response_hop_limit,
+        )
+        self.idle_alarm = self._idle_alarm(idle_minutes, idle_cpu_percent)
 
-        self.role = iam.Role(
+    def _default_vpc(self, flow_log_group: logs.ILogGroup) -> ec2.Vpc:
+        """One AZ, one public and one private-with-egress subnet, one NAT gateway, all traffic logged."""
+        return ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=1,
+            nat_gateways=1,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(
+                    name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
+                ),
+            ],
+            flow_logs={
+                "all": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                )
+            },
+        )
+
+    def _role(self, read_buckets: Sequence[s3.IBucket], pipeline_arns: Sequence[str]) -> iam.Role:
+        """The instance role: Session Manager, read the given buckets, start and describe the given pipelines."""
+        role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description="Deep learning workstation: Session Manager, read the lake, start model pipelines",
         )
         # Inline least-privilege statements instead of the AmazonSSMManagedInstanceCore managed policy (no IAM4).
-        self.role.add_to_policy(iam.PolicyStatement(actions=list(SESSION_MANAGER_ACTIONS), resources=["*"]))
+        role.add_to_policy(iam.PolicyStatement(actions=list(SESSION_MANAGER_ACTIONS), resources=["*"]))
         compliance.acknowledge(
-            self.role,
+            role,
             "AwsSolutions-IAM5[Resource::*]",
             "Session Manager's instance permissions (ssm:UpdateInstanceInformation, ssmmessages:*Channel) are the "
             "documented minimum and the ssmmessages actions support no resource-level permissions.",
         )
         for bucket in read_buckets:
-            bucket.grant_read(self.role)
+            bucket.grant_read(role)
         if read_buckets:
             compliance.acknowledge_wildcard_resources(
-                self.role,
+                role,
                 [bucket.arn_for_objects("*") for bucket in read_buckets],
                 "Read-only access to the objects of the lake buckets the workstation is given, for exploration.",
             )
             compliance.acknowledge_wildcard_actions(
-                self.role,
+                role,
                 compliance.S3_READ_ACTIONS,
                 "CDK grant_read actions (read and list only), limited to the given buckets in the same statement.",
             )
         if pipeline_arns:
-            self.role.add_to_policy(
+            role.add_to_policy(
                 iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=list(pipeline_arns))
             )
             executions = [f"{arn}/execution/*" for arn in pipeline_arns]
-            self.role.add_to_policy(
+            role.add_to_policy(
                 iam.PolicyStatement(actions=["sagemaker:DescribePipelineExecution"], resources=executions)
             )
             compliance.acknowledge_wildcard_resources(
-                self.role,
+                role,
                 executions,
                 "Execution IDs are generated at start time; describing is limited to executions of the given "
                 "pipelines.",
             )
+        return role
 
-        self.machine_image = ec2.MachineImage.from_ssm_parameter(
-            ami_parameter_name, os=ec2.OperatingSystemType.LINUX, cached_in_context=False
-        )
-        self.instance = ec2.Instance(
+    def _instance(
+        self,
+        instance_type: ec2.InstanceType,
+        *,
+        vpc_subnets: Optional[ec2.SubnetSelection],
+        root_device_name: str,
+        root_volume_size_gib: int,
+        encryption_key: Optional[kms.IKey],
+        termination_protection: bool,
+        http_put_response_hop_limit: int,
+    ) -> ec2.Instance:
+        """The instance: private subnet, no public IP, encrypted gp3 root volume, IMDSv2 only."""
+        instance = ec2.Instance(
             self,
             "Instance",
-            vpc=vpc,
+            vpc=self.vpc,
             vpc_subnets=vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            instance_type=parsed_type,
+            instance_type=instance_type,
             machine_image=self.machine_image,
             role=self.role,
             security_group=self.security_group,
@@ -252,18 +304,21 @@ class DeepLearningWorkstation(Construct):
         # IMDSv2 only, set on the instance itself. ``require_imdsv2=True`` would do it through a launch template
         # named ``InstanceLaunchTemplate`` (fixed unless the ``@aws-cdk/aws-ec2:uniqueImdsv2TemplateName`` flag is
         # set), so a second workstation in the account and region would fail to deploy.
-        self.instance.instance.metadata_options = ec2.CfnInstance.MetadataOptionsProperty(
+        instance.instance.metadata_options = ec2.CfnInstance.MetadataOptionsProperty(
             http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=http_put_response_hop_limit
         )
         if not termination_protection:
             compliance.acknowledge(
-                self.instance,
+                instance,
                 "AwsSolutions-EC29",
                 "termination_protection=False was chosen explicitly for a disposable workstation; it is a single "
                 "interactive instance, so an Auto Scaling group would not fit.",
             )
+        return instance
 
-        self.idle_alarm = cloudwatch.Alarm(
+    def _idle_alarm(self, idle_minutes: int, idle_cpu_percent: float) -> cloudwatch.Alarm:
+        """The alarm that stops the instance after ``idle_minutes`` of average CPU below ``idle_cpu_percent``."""
+        alarm = cloudwatch.Alarm(
             self,
             "IdleAlarm",
             alarm_description=(
@@ -285,7 +340,8 @@ class DeepLearningWorkstation(Construct):
             # after the next start.
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.idle_alarm.add_alarm_action(cloudwatch_actions.Ec2Action(cloudwatch_actions.Ec2InstanceAction.STOP))
+        alarm.add_alarm_action(cloudwatch_actions.Ec2Action(cloudwatch_actions.Ec2InstanceAction.STOP))
+        return alarm
 
     @property
     def instance_id(self) -> str:
