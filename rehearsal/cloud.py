@@ -182,6 +182,13 @@ def request_resources(service: str, action: str, path: str, data: dict, body: by
         if name in ("StartCrawler", "GetCrawler"):
             crawler = field("Name")
             return [[f"{glue}crawler/{crawler}"]] if crawler else None
+        # Data Catalog ("Specifying AWS Glue resource ARNs"): a table's operations need the catalog, its database and
+        # the table; a partition's are authorized on its table.
+        database, table = field("DatabaseName"), field("TableName") or (field("Name") if "Table" in name else None)
+        if database and table and ("Table" in name or "Partition" in name):
+            return [[f"{glue}catalog"], [f"{glue}database/{database}"], [f"{glue}table/{database}/{table}"]]
+        if name in ("GetDatabase", "GetTables") and (field("Name") or database):
+            return [[f"{glue}catalog"], [f"{glue}database/{field('Name') or database}"]]
         return None
     if service == "cloudwatch" and name in ("DescribeAlarms",):
         return [["*"]] if not field("AlarmNames.member.1") else None
@@ -370,6 +377,7 @@ class Cloud:
                 self.admin("sagemaker").create_model_package_group(
                     ModelPackageGroupName=self.resolver.name(stack, logical)
                 )
+            self._catalog(stack)
             for logical in stack.of_type("AWS::SNS::Topic"):
                 self.admin("sns").create_topic(Name=self.resolver.name(stack, logical))
             for logical in stack.of_type("AWS::Logs::LogGroup"):
@@ -380,6 +388,19 @@ class Cloud:
                     raise RehearsalError(
                         f"{stack.name}/{logical}: log group {name} is created twice in one account and region"
                     ) from None
+
+    def _catalog(self, stack: Stack) -> None:
+        """The Glue databases, then the tables, as CloudFormation creates them (CreateDatabase, CreateTable)."""
+        glue = self.admin("glue")
+        for logical in stack.of_type("AWS::Glue::Database"):
+            props = self.resolver.resolve(stack, stack.resources[logical]["Properties"])
+            glue.create_database(DatabaseInput=props["DatabaseInput"])
+        for logical in stack.of_type("AWS::Glue::Table"):
+            props = self.resolver.resolve(stack, stack.resources[logical]["Properties"])
+            try:
+                glue.create_table(DatabaseName=props["DatabaseName"], TableInput=props["TableInput"])
+            except Exception as exc:  # noqa: BLE001 (botocore's ClientError: what CloudFormation would report)
+                raise RehearsalError(f"{stack.name}/{logical}: CreateTable fails: {exc}") from None
 
     def upload_asset(self, uri: str) -> None:
         """Put the asset object ``uri`` where cdk-assets puts it (done on demand: some assets are large)."""

@@ -17,22 +17,16 @@ Glue jobs", "Using Python libraries with AWS Glue", "Including Python files with
    (``rehearsal/awsglue_standin``, local PySpark; see its docstring for S3 and bookmarks) first on ``PYTHONPATH``.
    Job bookmarks persist between runs of one rehearsal (``<workdir>/glue-state``).
 
-The crawler (after the job succeeds, as the workflow's ``CONDITIONAL`` trigger starts it):
+4. After the job: the declared ``AWS::Glue::Table`` of its ``--curated_path`` must describe the Parquet objects it
+   wrote, and a crawler, when a conditional trigger starts one after the job, runs under its role
+   (``rehearsal.glue_catalog``).
 
-- The trigger must be activated (``StartOnCreation: true``; CloudFormation creates a conditional trigger in state
-  CREATED otherwise and it never fires).
-- The configuration is checked as ``CreateCrawler`` checks it: ``RecrawlBehavior: CRAWL_NEW_FOLDERS_ONLY`` requires
-  ``SchemaChangePolicy`` ``UpdateBehavior: LOG`` and ``DeleteBehavior: LOG`` (Glue developer guide, "Scheduling
-  incremental crawls": the option forces both to LOG; omitted, they default to UPDATE_IN_DATABASE /
-  DEPRECATE_IN_DATABASE).
-- Under the crawler role: it lists and reads the S3 targets, then writes its log stream (named after the crawler)
-  to ``/aws-glue/crawlers``, or, when its security configuration encrypts CloudWatch logs, to
-  ``/aws-glue/crawlers-role/<role name>-<security configuration name>`` (creating the group when missing), with
-  ``logs:CreateLogStream`` and ``logs:PutLogEvents``: a wrong log-group ARN in the role's policy fails as AccessDenied.
+One job per dataset (``read_jobs``): the data stack's jobs are told apart by the ``name`` of their
+``--dataset_schema`` document (``dataset_name``).
 
-Not emulated: the Data Catalog (tables, partitions, classifiers), the job's own CloudWatch log groups, metrics, Glue's
-workers (Spark runs ``local[2]``), KMS (keys are passed, not checked), bookmark encryption, the workflow's event
-batching. Reads ``data/<dataset>.csv`` from the repository as raw input data only (not deployed code).
+Not emulated: the job's own CloudWatch log groups, metrics, Glue's workers (Spark runs ``local[2]``), KMS (keys are
+passed, not checked), bookmark encryption, the workflow's event batching. Reads ``data/<dataset>.csv`` from the
+repository as raw input data only (not deployed code).
 """
 
 from __future__ import annotations
@@ -48,9 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from rehearsal.assembly import ACCOUNT, RehearsalError, Stack, resolved_properties
+from rehearsal.assembly import RehearsalError, Stack, resolved_properties
 from rehearsal.cloud import DENIALS
 from rehearsal.context import Rehearsal, clean_env, split_s3_uri
+from rehearsal.glue_catalog import (  # noqa: F401 (re-exported: the crawler was part of this module)
+    check_crawlers, check_table, rehearse_crawler, role_arn, security_configuration, validate_crawler,
+)
 
 STANDIN_DIR = Path(__file__).resolve().parent / "awsglue_standin"
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -74,18 +71,11 @@ class GlueJob:
     extra_files: list[str] = field(default_factory=list)
 
 
-def _role_arn(value: str) -> str:
-    return value if value.startswith("arn:") else f"arn:aws:iam::{ACCOUNT}:role/{value}"
-
-
 def _uris(value: Optional[str]) -> list[str]:
     return [u.strip() for u in (value or "").split(",") if u.strip()]
 
 
-def read_job(rh: Rehearsal, stack_suffix: str = "-data") -> GlueJob:
-    """The stack's single ``glueetl`` job, resolved."""
-    stack = rh.assembly.stack(stack_suffix)
-    logical, _ = stack.one("AWS::Glue::Job")
+def _job(rh: Rehearsal, stack: Stack, logical: str) -> GlueJob:
     props = resolved_properties(rh.assembly, stack, logical)
     command = props.get("Command") or {}
     if command.get("Name") != "glueetl":
@@ -98,7 +88,7 @@ def read_job(rh: Rehearsal, stack_suffix: str = "-data") -> GlueJob:
         stack=stack,
         logical_id=logical,
         name=rh.assembly.resolver.name(stack, logical),
-        role_arn=_role_arn(props["Role"]),
+        role_arn=role_arn(props["Role"]),
         glue_version=str(props.get("GlueVersion", "")),
         script_uri=command["ScriptLocation"],
         arguments=arguments,
@@ -108,13 +98,32 @@ def read_job(rh: Rehearsal, stack_suffix: str = "-data") -> GlueJob:
     )
 
 
-def _security_configuration(rh: Rehearsal, stack: Stack, name: Optional[str]) -> dict:
-    if not name:
-        return {}
-    for logical, res in stack.of_type("AWS::Glue::SecurityConfiguration").items():
-        if rh.assembly.resolver.name(stack, logical) == name:
-            return resolved_properties(rh.assembly, stack, logical).get("EncryptionConfiguration") or {}
-    raise RehearsalError(f"{stack.name}: no AWS::Glue::SecurityConfiguration named {name!r}")
+def read_jobs(rh: Rehearsal, stack_suffix: str = "-data") -> dict[str, GlueJob]:
+    """The stack's ``glueetl`` jobs, resolved, by dataset (in template order); two jobs of one dataset: an error."""
+    stack = rh.assembly.stack(stack_suffix)
+    jobs: dict[str, GlueJob] = {}
+    for logical in stack.of_type("AWS::Glue::Job"):
+        job = _job(rh, stack, logical)
+        dataset = dataset_name(job.arguments)
+        if dataset in jobs:
+            raise RehearsalError(f"{stack.name}: Glue jobs {jobs[dataset].name} and {job.name} both process dataset "
+                                 f"{dataset!r}")
+        jobs[dataset] = job
+    if not jobs:
+        raise RehearsalError(f"{stack.name}: no AWS::Glue::Job")
+    return jobs
+
+
+def read_job(rh: Rehearsal, stack_suffix: str = "-data", dataset: Optional[str] = None) -> GlueJob:
+    """The stack's job of ``dataset`` (None: the stack's only job)."""
+    jobs = read_jobs(rh, stack_suffix)
+    if dataset is None:
+        if len(jobs) != 1:
+            raise RehearsalError(f"{stack_suffix}: {len(jobs)} Glue jobs ({', '.join(jobs)}): name the dataset")
+        return next(iter(jobs.values()))
+    if dataset not in jobs:
+        raise RehearsalError(f"{stack_suffix}: no Glue job of dataset {dataset!r} (jobs of: {', '.join(jobs)})")
+    return jobs[dataset]
 
 
 def _download(s3: Any, uri: str, target_dir: Path) -> Path:
@@ -212,21 +221,76 @@ def _check_runtime(rh: Rehearsal, glue_version: str) -> dict:
     return info
 
 
+def _job_env(rh: Rehearsal, job: GlueJob, python_path: list[str]) -> dict[str, str]:
+    """The job process's environment: the role's credentials, the stand-in and staged modules, local Spark."""
+    state_dir = rh.workdir / "glue-state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    encryption = security_configuration(rh, job.stack, job.security_configuration)
+    s3_kms = next(
+        (e.get("KmsKeyArn") for e in encryption.get("S3Encryptions", []) if e.get("S3EncryptionMode") == "SSE-KMS"),
+        None,
+    )
+    return clean_env({
+        **rh.cloud.environ(job.role_arn),
+        "PYTHONPATH": ":".join([str(STANDIN_DIR), *python_path]),
+        "PYSPARK_PYTHON": rh.python,
+        "PYSPARK_DRIVER_PYTHON": rh.python,
+        "PYSPARK_SUBMIT_ARGS": "--master local[2] --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false "
+                               "--conf spark.sql.shuffle.partitions=2 --conf spark.default.parallelism=2 "
+                               "--conf spark.sql.session.timeZone=UTC pyspark-shell",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "REHEARSAL_GLUE_STATE_DIR": str(state_dir),
+        "TZ": "UTC",
+        **({"REHEARSAL_GLUE_S3_KMS_KEY": s3_kms} if s3_kms else {}),
+    })
+
+
+def _execute(rh: Rehearsal, job: GlueJob, run_id: str) -> tuple[dict, str, list]:
+    """Stage and run the job once (step 2 and 3 of the module docstring): (etl_counts, script name, denials)."""
+    run_dir = rh.scratch(f"glue-{run_id[:11]}")
+    script, python_path, cwd = stage_job(rh, job, run_dir)
+    argv = [rh.python, str(script), "--JOB_ID", f"j_{uuid.uuid5(uuid.NAMESPACE_URL, job.name).hex}",
+            "--JOB_RUN_ID", run_id, "--JOB_NAME", job.name]
+    for key, value in job.arguments.items():
+        argv += [key, value]
+    first_denial = len(DENIALS)
+    rh.log(f"glue: {job.name} ({job.glue_version}) {script.name} under {job.role_arn.rsplit('/', 1)[-1]}")
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=_job_env(rh, job, python_path), capture_output=True, text=True,
+                              timeout=JOB_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise RehearsalError(f"Glue job {job.name} did not finish within {JOB_TIMEOUT_SECONDS} s") from None
+    (run_dir / "stdout.log").write_text(proc.stdout)
+    (run_dir / "stderr.log").write_text(proc.stderr)
+    denials = DENIALS[first_denial:]
+    if proc.returncode != 0:
+        raise RehearsalError(_diagnose_failure(job, proc.stderr, denials))
+    counts = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("{") and '"etl_counts"' in line:
+            counts = json.loads(line)
+    if counts is None:
+        raise RehearsalError(f"Glue job {job.name} succeeded without its etl_counts log line")
+    return counts, script.name, denials
+
+
 def run_glue_job(
     rh: Rehearsal,
     stack_suffix: str = "-data",
     raw_files: Optional[dict[str, Path]] = None,
     *,
+    dataset: Optional[str] = None,
     crawl: bool = True,
 ) -> dict:
-    """Run the stack's Glue job as Glue does, then its crawler; return the summary (also ``rh.facts["glue"]``).
+    """Run the stack's Glue job of ``dataset`` (None: its only job) as Glue does, check the declared table against
+    what it wrote, then run its crawler if it has one; return the summary (also ``rh.facts["glue"][<dataset>]``).
 
     ``raw_files``: object name (under the job's ``--raw_path``) -> local file, uploaded with an admin client before
     the run (default: ``data/<dataset>.csv``). Raises :class:`RehearsalError` naming the defect when the job, the
-    trigger or the crawler would fail in AWS.
+    table, the trigger or the crawler would fail in AWS.
     """
     started = time.monotonic()
-    job = read_job(rh, stack_suffix)
+    job = read_job(rh, stack_suffix, dataset)
     if job.role_arn not in rh.cloud.roles:
         raise RehearsalError(f"{job.stack.name}/{job.logical_id}: role {job.role_arn} is not a role of the assembly")
     if crawl:  # what CloudFormation / CreateCrawler reject fails before anything runs
@@ -244,209 +308,30 @@ def run_glue_job(
 
     outputs = {k: args[k] for k in ("--curated_path", "--quarantine_path") if args.get(k)}
     before = {k: _list_keys(admin_s3, uri) for k, uri in outputs.items()}
-
     run_id = "jr_" + uuid.uuid4().hex
-    run_dir = rh.scratch(f"glue-{run_id[:11]}")
-    script, python_path, cwd = stage_job(rh, job, run_dir)
-    state_dir = rh.workdir / "glue-state"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    encryption = _security_configuration(rh, job.stack, job.security_configuration)
-    s3_kms = next(
-        (e.get("KmsKeyArn") for e in encryption.get("S3Encryptions", []) if e.get("S3EncryptionMode") == "SSE-KMS"),
-        None,
-    )
-    env = clean_env({
-        **rh.cloud.environ(job.role_arn),
-        "PYTHONPATH": ":".join([str(STANDIN_DIR), *python_path]),
-        "PYSPARK_PYTHON": rh.python,
-        "PYSPARK_DRIVER_PYTHON": rh.python,
-        "PYSPARK_SUBMIT_ARGS": "--master local[2] --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false "
-                               "--conf spark.sql.shuffle.partitions=2 --conf spark.default.parallelism=2 "
-                               "--conf spark.sql.session.timeZone=UTC pyspark-shell",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "REHEARSAL_GLUE_STATE_DIR": str(state_dir),
-        "TZ": "UTC",
-        **({"REHEARSAL_GLUE_S3_KMS_KEY": s3_kms} if s3_kms else {}),
-    })
-    argv = [rh.python, str(script), "--JOB_ID", f"j_{uuid.uuid5(uuid.NAMESPACE_URL, job.name).hex}",
-            "--JOB_RUN_ID", run_id, "--JOB_NAME", job.name]
-    for key, value in args.items():
-        argv += [key, value]
-    first_denial = len(DENIALS)
-    rh.log(f"glue: {job.name} ({job.glue_version}) {script.name} under {job.role_arn.rsplit('/', 1)[-1]}")
-    try:
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        raise RehearsalError(f"Glue job {job.name} did not finish within {JOB_TIMEOUT_SECONDS} s") from None
-    (run_dir / "stdout.log").write_text(proc.stdout)
-    (run_dir / "stderr.log").write_text(proc.stderr)
-    denials = DENIALS[first_denial:]
-    if proc.returncode != 0:
-        raise RehearsalError(_diagnose_failure(job, proc.stderr, denials))
-    counts = None
-    for line in proc.stdout.splitlines():
-        if line.startswith("{") and '"etl_counts"' in line:
-            counts = json.loads(line)
-    if counts is None:
-        raise RehearsalError(f"Glue job {job.name} succeeded without its etl_counts log line")
+    counts, script_name, denials = _execute(rh, job, run_id)
     written = {k: sorted(_list_keys(admin_s3, uri) - before[k]) for k, uri in outputs.items()}
     summary: dict[str, Any] = {
+        "dataset": dataset,
         "job_name": job.name,
         "job_run_id": run_id,
-        "script": script.name,
+        "script": script_name,
         "extra_py_files": [u.rsplit("/", 1)[-1] for u in job.extra_py_files],
         "runtime": runtime,
         "etl_counts": counts,
         "curated_keys": written.get("--curated_path", []),
         "quarantine_keys": written.get("--quarantine_path", []),
         "denials": [str(d) for d in denials],
+        "table": check_table(rh, job, written.get("--curated_path", [])),
     }
     if crawl:
         summary["crawler"] = rehearse_crawler(rh, job)
     summary["seconds"] = round(time.monotonic() - started, 1)
-    rh.facts.setdefault("glue", {})
-    rh.facts["glue"] = summary
-    rh.log(f"glue: {counts.get('rows_in')} rows in, {counts.get('rows_curated')} curated, "
+    rh.facts.setdefault("glue", {})[dataset] = summary
+    rh.log(f"glue: {dataset}: {counts.get('rows_in')} rows in, {counts.get('rows_curated')} curated, "
            f"{counts.get('rows_rejected')} rejected; {len(summary['curated_keys'])} curated objects "
            f"({summary['seconds']} s)")
     return summary
-
-
-# --- the crawler ------------------------------------------------------------------------------------------------------
-def validate_crawler(where: str, props: dict) -> None:
-    """What ``CreateCrawler`` rejects (and so the stack's deployment): see the module docstring."""
-    recrawl = (props.get("RecrawlPolicy") or {}).get("RecrawlBehavior", "CRAWL_EVERYTHING")
-    policy = props.get("SchemaChangePolicy") or {}
-    update = policy.get("UpdateBehavior", "UPDATE_IN_DATABASE")
-    delete = policy.get("DeleteBehavior", "DEPRECATE_IN_DATABASE")
-    if recrawl == "CRAWL_NEW_FOLDERS_ONLY" and (update, delete) != ("LOG", "LOG"):
-        raise RehearsalError(
-            f"{where}: RecrawlBehavior CRAWL_NEW_FOLDERS_ONLY with SchemaChangePolicy UpdateBehavior {update} / "
-            f"DeleteBehavior {delete}: Glue requires LOG for both (CreateCrawler fails, so does the deployment)"
-        )
-    if recrawl == "CRAWL_EVENT_MODE":
-        targets = (props.get("Targets") or {}).get("S3Targets") or []
-        if not any(t.get("EventQueueArn") for t in targets):
-            raise RehearsalError(f"{where}: RecrawlBehavior CRAWL_EVENT_MODE needs an S3 target with EventQueueArn")
-
-
-def _crawlers_after(rh: Rehearsal, stack: Stack, job_name: str) -> list[tuple[str, str, dict]]:
-    """(trigger logical id, crawler name, trigger props) of conditional triggers that start a crawler on success."""
-    found = []
-    for logical in stack.of_type("AWS::Glue::Trigger"):
-        props = resolved_properties(rh.assembly, stack, logical)
-        if props.get("Type") != "CONDITIONAL":
-            continue
-        conditions = (props.get("Predicate") or {}).get("Conditions") or []
-        if not any(c.get("JobName") == job_name and c.get("State") == "SUCCEEDED" for c in conditions):
-            continue
-        for action in props.get("Actions") or []:
-            if action.get("CrawlerName"):
-                found.append((logical, action["CrawlerName"], props))
-    return found
-
-
-def _logs_resources(rh: Rehearsal, role_name: str) -> list[str]:
-    iam = rh.cloud.admin("iam")
-    out: list[str] = []
-    for policy_name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
-        doc = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
-        doc = json.loads(doc) if isinstance(doc, str) else doc
-        statements = doc.get("Statement", [])
-        for s in statements if isinstance(statements, list) else [statements]:
-            actions = s.get("Action", [])
-            actions = actions if isinstance(actions, list) else [actions]
-            if any(a.lower().startswith("logs:") or a == "*" for a in actions):
-                res = s.get("Resource", [])
-                out.extend(res if isinstance(res, list) else [res])
-    return out
-
-
-def check_crawlers(rh: Rehearsal, job: GlueJob) -> list[tuple[str, str, str, dict]]:
-    """The crawlers the job's success starts: (trigger, crawler name, crawler logical id, resolved properties), each
-    trigger activated and each configuration one Glue accepts."""
-    stack = job.stack
-    crawlers = {rh.assembly.resolver.name(stack, lg): lg for lg in stack.of_type("AWS::Glue::Crawler")}
-    found = []
-    for trigger_logical, crawler_name, trigger in _crawlers_after(rh, stack, job.name):
-        if trigger.get("StartOnCreation") is not True:
-            raise RehearsalError(
-                f"{stack.name}/{trigger_logical}: the CONDITIONAL trigger has no StartOnCreation: true, so it is "
-                f"created deactivated and the crawler {crawler_name} never runs after {job.name}"
-            )
-        logical = crawlers.get(crawler_name)
-        if logical is None:
-            raise RehearsalError(f"{stack.name}/{trigger_logical}: starts crawler {crawler_name!r}, not in the stack")
-        props = resolved_properties(rh.assembly, stack, logical)
-        validate_crawler(f"{stack.name}/{logical}", props)
-        found.append((trigger_logical, crawler_name, logical, props))
-    return found
-
-
-def rehearse_crawler(rh: Rehearsal, job: GlueJob) -> dict:
-    """Run what each crawler started after the job does with its role (see the module docstring)."""
-    stack = job.stack
-    crawlers = check_crawlers(rh, job)
-    if not crawlers:
-        rh.log(f"glue: no conditional trigger starts a crawler after {job.name}")
-        return {}
-    results = {}
-    for trigger_logical, crawler_name, logical, props in crawlers:
-        where = f"{stack.name}/{logical}"
-        role_arn = _role_arn(props["Role"])
-        role_name = role_arn.rsplit("/", 1)[-1]
-        first_denial = len(DENIALS)
-        s3 = rh.cloud.client("s3", role_arn)
-        read = 0
-        try:
-            for target in (props.get("Targets") or {}).get("S3Targets") or []:
-                bucket, prefix = split_s3_uri(target["Path"])
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                    for obj in page.get("Contents", []):
-                        head = {"Range": "bytes=0-65535"} if obj.get("Size", 0) > 65536 else {}  # classifiers sample
-                        s3.get_object(Bucket=bucket, Key=obj["Key"], **head)["Body"].read()
-                        read += 1
-        except Exception as exc:  # noqa: BLE001
-            raise RehearsalError(
-                f"{where}: the crawler cannot read its S3 targets under its role: {exc}; "
-                + "; ".join(str(d) for d in DENIALS[first_denial:])
-            ) from None
-        encryption = _security_configuration(rh, stack, props.get("CrawlerSecurityConfiguration"))
-        cw_mode = (encryption.get("CloudWatchEncryption") or {}).get("CloudWatchEncryptionMode", "DISABLED")
-        if cw_mode == "SSE-KMS":
-            group = f"/aws-glue/crawlers-role/{role_name}-{props['CrawlerSecurityConfiguration']}"
-        else:
-            group = "/aws-glue/crawlers"
-        logs = rh.cloud.client("logs", role_arn)
-        try:
-            existing = rh.cloud.admin("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"]
-            if not any(g["logGroupName"] == group for g in existing):
-                logs.create_log_group(logGroupName=group)
-            try:
-                logs.create_log_stream(logGroupName=group, logStreamName=crawler_name)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
-            now = int(time.time() * 1000)
-            logs.put_log_events(
-                logGroupName=group,
-                logStreamName=crawler_name,
-                logEvents=[
-                    {"timestamp": now, "message": f"[rehearsal] BENCHMARK : Running Start Crawl for Crawler {crawler_name}"},
-                    {"timestamp": now + 1, "message": f"[rehearsal] BENCHMARK : Crawler read {read} objects"},
-                ],
-            )
-        except Exception as exc:  # noqa: BLE001
-            denials = DENIALS[first_denial:]
-            nameless = [r for r in _logs_resources(rh, role_name) if re.search(r":log-group:?$", r)]
-            detail = (
-                f"crawler logs IAM resource `{nameless[0]}` with no name (a log-group ARN must name the group, "
-                f"here {group})" if nameless else f"the crawler role may not write to {group}"
-            )
-            raise RehearsalError(
-                f"{where}: {detail}: {exc}" + ("; " + "; ".join(str(d) for d in denials) if denials else "")
-            ) from None
-        results[crawler_name] = {"objects_read": read, "log_group": group, "trigger": trigger_logical}
-    return results
 
 
 if __name__ == "__main__":  # pragma: no cover
