@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""CDK entry point: `cdk synth -c env=<name>` builds every stack of config/<name>.yaml (default: dev)."""
+"""CDK entry point: `cdk synth -c env=<name>` builds every stack of config/<name>.yaml (default: dev).
+
+`-c config_dir=<dir>` reads `<dir>/<name>.yaml` instead (e.g. a fork's configs kept elsewhere, or a test's)."""
 
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("SAGEMAKER_TELEMETRY_OPT_OUT", "true")
 
@@ -14,8 +17,10 @@ def main() -> int:
 
     app = cdk.App()
     env_name = app.node.try_get_context("env") or "dev"
+    config_dir = app.node.try_get_context("config_dir")
+    config_file = f"{config_dir or 'config'}/{env_name}.yaml"
     try:
-        config = load_config(env_name)
+        config = load_config(env_name, Path(config_dir) if config_dir else None)
     except ConfigError as exc:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 1
@@ -24,7 +29,7 @@ def main() -> int:
     try:
         build_app(config, app=app).synth()
     except ValueError as exc:  # a construct refused a value: say which, without a jsii stack trace
-        print(f"Synth error (config/{env_name}.yaml):\n{exc}", file=sys.stderr)
+        print(f"Synth error ({config_file}):\n{exc}", file=sys.stderr)
         return 1
     return 0
 

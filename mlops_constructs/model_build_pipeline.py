@@ -24,6 +24,7 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs import sagemaker_definition as sdk
+from mlops_constructs.pipeline_grants import SageMakerPipelineGrants, sagemaker_pipeline_arn
 from sagemaker_steps import pipeline_spec as spec_module
 from sagemaker_steps.model_spec import ModelSpec
 
@@ -51,13 +52,14 @@ class _StartPipelineTarget:
         return rule
 
 
-def _deterministic_tar_gz(files: Sequence[Path], dest: Path) -> Path:
-    """A tar.gz with fixed mtimes and owners, so the asset hash changes only when the code does."""
+def _deterministic_tar_gz(members: Mapping[str, Path], dest: Path) -> Path:
+    """A tar.gz of ``members`` (archive name -> file) with fixed mtimes and owners, so the asset hash changes only
+    when the code does."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(files):
+        for name, path in sorted(members.items()):
             data = path.read_bytes()
-            info = tarfile.TarInfo(name=path.name)
+            info = tarfile.TarInfo(name=name)
             info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
             tar.addfile(info, io.BytesIO(data))
     with gzip.GzipFile(filename="", mode="wb", fileobj=dest.open("wb"), mtime=0) as gz:
@@ -65,7 +67,7 @@ def _deterministic_tar_gz(files: Sequence[Path], dest: Path) -> Path:
     return dest
 
 
-class ModelBuildPipeline(Construct):
+class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
     """An ``AWS::SageMaker::Pipeline`` for one model, built from :mod:`sagemaker_steps.pipeline_spec` at synth time.
 
     Steps: Preprocess (processing; encoded splits, the Model Monitor baseline dataset and a data manifest with a
@@ -95,6 +97,11 @@ class ModelBuildPipeline(Construct):
     :param role: execution role. Default: a least-privilege role scoped to the buckets' prefixes, the key, the group.
     :param start_on_events: EventBridge event patterns that start the pipeline (e.g. Glue job succeeded). Default: none.
     :param schedule: EventBridge schedule expression. Default: none.
+    :param training_source_dir: the training job's source dir (a code location): a directory holding ``train.py``
+        (the script-mode entry point) and ``serve.py`` (the inference handlers train.py copies into the model as
+        ``code/serve.py``), with the contract of the shipped ``sagemaker_steps/train.py`` and ``serve.py``
+        (docs/FORKING.md, "Bring your own training code"). Every file under it is packed, sub-directories kept.
+        Default: the shipped train.py and serve.py.
     :param definition_cache_dir: directory where the generated definition is cached by everything it depends on, so a
         warm synth does not import the SageMaker SDK. Default: ``$MLOPS_DEFINITION_CACHE_DIR`` if set, else no cache.
     """
@@ -118,6 +125,7 @@ class ModelBuildPipeline(Construct):
         start_on_events: Sequence[events.EventPattern] = (),
         schedule: Optional[str] = None,
         definition_cache_dir: Optional[Union[str, Path]] = None,
+        training_source_dir: Optional[Union[str, Path]] = None,
     ) -> None:
         super().__init__(scope, id_)
         if len(pipeline_name) > 256 or not pipeline_name.replace("-", "").isalnum():
@@ -137,6 +145,11 @@ class ModelBuildPipeline(Construct):
         self.executions_prefix = f"{self.artifacts_prefix}{sdk.EXECUTIONS_PREFIX}/"
         self.job_tags = {"project": project, "environment": environment}
 
+        try:
+            #: Archive member name -> file of the training job's source dir.
+            self.training_source = spec_module.training_source(spec.framework, training_source_dir)
+        except ValueError as exc:
+            raise ValueError(f"ModelBuildPipeline training_source_dir: {exc}") from None
         self._stage_code()
         images, monitor_registry = self._image_locations()
         self.role: iam.IRole = role or iam.Role(
@@ -148,7 +161,7 @@ class ModelBuildPipeline(Construct):
         self.model_package_group_arn = stack.format_arn(
             service="sagemaker", resource="model-package-group", resource_name=model_package_group_name
         )
-        self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline", resource_name=pipeline_name)
+        self.pipeline_arn = sagemaker_pipeline_arn(self, pipeline_name)
         if role is None:
             self._grant_least_privilege(input_bucket, input_prefix, artifacts_bucket, encryption_key)
 
@@ -207,10 +220,9 @@ class ModelBuildPipeline(Construct):
             script = steps[name].script_path
             self.code_assets[steps[name].script] = s3_assets.Asset(self, f"{name}Code", path=str(script))
         tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
-        train_tar = _deterministic_tar_gz(
-            list(spec_module.training_source_files(self.spec.framework)), tmp / "sourcedir.tar.gz"
-        )
-        #: The training job's source dir (sourcedir.tar.gz).
+        train_tar = _deterministic_tar_gz(self.training_source, tmp / "sourcedir.tar.gz")
+        #: The training job's source dir (sourcedir.tar.gz); its content hash is part of ``code_digest``, so of the
+        #: definition cache key.
         self.train_source = s3_assets.Asset(self, "TrainSourceDir", path=str(train_tar))
         #: Digest of the deployed step code (the content hashes of its assets), recorded in every package.
         self.code_digest = "sha256:" + hashlib.sha256(
@@ -433,19 +445,6 @@ class ModelBuildPipeline(Construct):
         return [*job_log_groups[len(kinds):], *job_log_streams]
 
     # --- helpers -----------------------------------------------------------------------------------------------
-    def grant_start(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Start and watch executions of this pipeline."""
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[
-                "sagemaker:StartPipelineExecution",
-                "sagemaker:DescribePipeline",
-                "sagemaker:DescribePipelineExecution",
-                "sagemaker:ListPipelineExecutionSteps",
-            ],
-            resource_arns=[self.pipeline_arn, f"{self.pipeline_arn}/execution/*"],
-        )
-
     def metric_executions(self, status: str = "Failed", period: Duration = Duration.minutes(5)) -> cloudwatch.Metric:
         """Pipeline executions by status: Started, Succeeded, Failed, Stopped (namespace AWS/Sagemaker/ModelBuildingPipeline)."""
         return cloudwatch.Metric(

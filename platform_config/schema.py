@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -15,10 +16,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from platform_config.datasets import DATASET_NAME_PATTERN, DatasetConfig, check_model_dataset
 from platform_config.names import NAME_PATTERN, PARTS
 from sagemaker_steps.model_spec import METRICS, ModelSpec  # the one metric table (standard library only)
+from sagemaker_steps.pipeline_spec import SERVING_SCRIPT, TRAIN_SCRIPT
 
 # Names that end up in physical resource names (pipeline, model package group, endpoint, Glue job) must fit the
 # strictest of those services: SageMaker names allow [a-zA-Z0-9-] and 63 characters (rules in platform_config.names).
 _NAME_RE = re.compile(NAME_PATTERN)
+
+
+#: The repository root: ``models[].training`` directories are relative to it (the CDK app and the platform pipeline's
+#: synth run from it).
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+#: What a training source dir must hold at its top (sagemaker_steps.pipeline_spec.training_source checks the same).
+TRAINING_FILES = (TRAIN_SCRIPT, SERVING_SCRIPT)
+
+
+def _check_training(v: Optional[str]) -> Optional[str]:
+    """``models[].training``: a directory of the repository holding train.py and serve.py."""
+    if v is None:
+        return v
+    path = Path(v)
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError("must be a directory relative to the repository root, inside it (e.g. training/my_model); "
+                         "move the code into the repository")
+    directory = REPOSITORY_ROOT / path
+    if not directory.is_dir():
+        raise ValueError(f"no such directory under the repository root {REPOSITORY_ROOT}; create it with train.py "
+                         "and serve.py (docs/FORKING.md) or fix the path")
+    missing = [name for name in TRAINING_FILES if not (directory / name).is_file()]
+    if missing:
+        raise ValueError(f"the directory lacks {' and '.join(missing)}; add it (the training job runs train.py, "
+                         "which copies serve.py into the model; docs/FORKING.md)")
+    return path.as_posix()
 
 
 # Longest "<project>-<environment>-<model>-<stage>": it names the SageMaker endpoint (63 characters at most), the
@@ -186,6 +214,12 @@ class ModelConfig(_Strict):
         description="binary_classification only: the label is target == positive_label (for a string target).",
     )
     hyperparameters: dict[str, str | int | float] = Field(default_factory=dict)
+    training: Optional[str] = Field(
+        default=None,
+        min_length=1,
+        description="Your training code: a directory relative to the repository root holding train.py and serve.py "
+        "(script mode, the contract of sagemaker_steps/train.py and serve.py; docs/FORKING.md). Default: the shipped.",
+    )
     processing_instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     training_instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     pipeline_schedule: Optional[str] = None
@@ -206,6 +240,7 @@ class ModelConfig(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     _schedule = field_validator("pipeline_schedule")(classmethod(lambda cls, v: _check_schedule(v)))
+    _training = field_validator("training")(classmethod(lambda cls, v: _check_training(v)))
 
     @model_validator(mode="after")
     def _metric(self) -> "ModelConfig":
@@ -232,6 +267,11 @@ class ModelConfig(_Strict):
     @property
     def higher_is_better(self) -> bool:
         return METRICS[self.problem_type][self.metric]
+
+    @property
+    def training_dir(self) -> Optional[Path]:
+        """The absolute directory of ``training``, or None for the shipped training code."""
+        return REPOSITORY_ROOT / self.training if self.training is not None else None
 
     @property
     def spec(self) -> ModelSpec:

@@ -95,8 +95,19 @@ def pack_model_dir(model_dir: Path, tarball: Path) -> Path:
     return tarball
 
 
-def _run_script(step: spec.StepSpec, argv: list[str], env: dict[str, str], cwd: Path, log_dir: Path) -> None:
-    command = [sys.executable, str(step.script_path), *argv]
+def stage_training_source(members: dict[str, Path], source_dir: Path) -> Path:
+    """Copy the training source (archive member name -> file) to ``source_dir`` as SageMaker extracts
+    sourcedir.tar.gz to /opt/ml/code; return the entry point there (train.py runs next to its serve.py)."""
+    for name, path in members.items():
+        target = source_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return source_dir / spec.TRAIN_SCRIPT
+
+
+def _run_script(step: spec.StepSpec, argv: list[str], env: dict[str, str], cwd: Path, log_dir: Path,
+                script: Optional[Path] = None) -> None:
+    command = [sys.executable, str(script or step.script_path), *argv]
     log_path = log_dir / f"{step.name}.log"
     completed = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     log_path.write_text(f"$ {' '.join(command)}\n--- stdout ---\n{completed.stdout}\n--- stderr ---\n"
@@ -107,12 +118,16 @@ def _run_script(step: spec.StepSpec, argv: list[str], env: dict[str, str], cwd: 
         raise StepFailedError(step.name, completed.returncode, completed.stderr, log_path)
 
 
-def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, seed: int = 42) -> LocalRunResult:
+def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, seed: int = 42,
+                       training_source_dir: Optional[Path] = None) -> LocalRunResult:
     """Run Preprocess -> Train -> Evaluate -> CheckMetric locally on curated data, for the model ``model``.
 
     ``input_path``: a dir of curated Parquet (partitioned by ingest_date) and/or CSV, or one CSV file with
     snake_case columns. ``model``: the same spec the pipeline is built from (``ModelConfig.spec``; validated when
-    created). Raises StepFailedError when a script fails.
+    created). ``training_source_dir``: the team's training code (``models[].training``: train.py and serve.py);
+    default the shipped ones. The Train step runs train.py from a copy of the source dir (``Train/sourcedir/``), as
+    SageMaker runs it from /opt/ml/code. Raises StepFailedError when a script fails, ValueError for a source dir
+    without train.py or serve.py.
     """
     if not isinstance(model, ModelSpec):
         raise TypeError(f"run_local_pipeline model must be a sagemaker_steps.model_spec.ModelSpec, got {model!r}")
@@ -121,6 +136,7 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")
     steps = {s.name: s for s in spec.pipeline_steps(model.framework)}
+    training_source = spec.training_source(model.framework, training_source_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     log_dir = work_dir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -176,7 +192,10 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
 
         LOG.info("[%s] %s (%s) starting", step.name, step.script, step.container)
         started = time.perf_counter()
-        _run_script(step, argv, env, step_dir, log_dir)
+        script = None
+        if step.step_type == "Training":
+            script = stage_training_source(training_source, step_dir / "sourcedir")
+        _run_script(step, argv, env, step_dir, log_dir, script)
 
         if step.step_type == "Training":
             # SageMaker uploads /opt/ml/model as <output path>/model.tar.gz; downstream steps get that object.
@@ -246,6 +265,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="comma-separated columns that are not features")
     parser.add_argument("--hp", action="append", type=_hyperparameter, default=[], metavar="NAME=VALUE",
                         help="hyperparameter, repeatable (e.g. --hp max_depth=5 --hp num_round=100)")
+    parser.add_argument("--training-dir", type=Path, default=None,
+                        help="your training code: a directory holding train.py and serve.py (models[].training); "
+                             "default the shipped sagemaker_steps/train.py and serve.py")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model-name", default="model")
     parser.add_argument("--work-dir", type=Path, default=Path("build/local-pipeline"))
@@ -266,8 +288,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         input_path = curate_csv_for_local(input_path, args.work_dir / "curated")
         LOG.info("Curated %s -> %s (snake_case columns, Parquet by ingest_date)", args.input, input_path)
     try:
-        result = run_local_pipeline(input_path, args.work_dir, model, seed=args.seed)
-    except StepFailedError as exc:
+        result = run_local_pipeline(input_path, args.work_dir, model, seed=args.seed,
+                                    training_source_dir=args.training_dir)
+    except (StepFailedError, ValueError) as exc:
         LOG.error("%s", exc)
         return 2
     metrics = result.evaluation[f"{args.problem_type}_metrics"]

@@ -180,6 +180,8 @@ DATA_MANIFEST_FILE = "data_manifest.json"
 # code/serve.py, so model.tar.gz carries its inference code; the registered package's container environment points
 # the framework container's inference toolkit at it.
 SERVING_SCRIPT = "serve.py"
+#: The training entry point (``sagemaker_program``), at the top of the training source dir.
+TRAIN_SCRIPT = "train.py"
 SERVING_SUBMIT_DIRECTORY = "/opt/ml/model/code"
 
 
@@ -188,9 +190,40 @@ def serving_environment(framework: str = "xgboost") -> dict[str, str]:
     return {"SAGEMAKER_PROGRAM": SERVING_SCRIPT, "SAGEMAKER_SUBMIT_DIRECTORY": SERVING_SUBMIT_DIRECTORY}
 
 
-def training_source_files(framework: str = "xgboost") -> tuple[Path, ...]:
-    """The files of the training job's source dir: train.py (the entry point) and serve.py, which it packs."""
-    return (step_by_name(TRAIN, framework).script_path, SCRIPTS_DIR / SERVING_SCRIPT)
+#: Left out of a team's training source dir (``models[].training``): caches and editor/VCS files.
+_SOURCE_DIR_SKIPPED = ("__pycache__", ".")
+
+
+def training_source(framework: str = "xgboost", source_dir: Optional[Path] = None) -> dict[str, Path]:
+    """The training job's source dir as archive member name -> file (SageMaker extracts it to /opt/ml/code and runs
+    ``sagemaker_program``, train.py, from there; train.py copies serve.py from next to itself into the model).
+
+    ``source_dir`` None: the shipped train.py and serve.py. Otherwise a team's directory (``models[].training``):
+    every file under it, sub-directories kept, except ``__pycache__``, ``*.pyc`` and dot-files; it must hold
+    train.py and serve.py at its top (ValueError naming the missing file otherwise).
+    """
+    if source_dir is None:
+        return {SERVING_SCRIPT: SCRIPTS_DIR / SERVING_SCRIPT, TRAIN_SCRIPT: step_by_name(TRAIN, framework).script_path}
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise ValueError(f"training source dir {source_dir} is not a directory")
+    members = {
+        path.relative_to(source_dir).as_posix(): path
+        for path in sorted(source_dir.rglob("*"))
+        if path.is_file() and path.suffix != ".pyc"
+        and not any(part.startswith(_SOURCE_DIR_SKIPPED) for part in path.relative_to(source_dir).parts)
+    }
+    missing = [name for name in (TRAIN_SCRIPT, SERVING_SCRIPT) if name not in members]
+    if missing:
+        raise ValueError(f"training source dir {source_dir} lacks {' and '.join(missing)} at its top; the "
+                         f"training job runs {TRAIN_SCRIPT}, which packs {SERVING_SCRIPT} into the model")
+    return members
+
+
+def training_source_files(framework: str = "xgboost", source_dir: Optional[Path] = None) -> tuple[Path, ...]:
+    """The files of :func:`training_source` (train.py first)."""
+    members = training_source(framework, source_dir)
+    return (members[TRAIN_SCRIPT], *(path for name, path in members.items() if name != TRAIN_SCRIPT))
 
 PREPROCESS = "Preprocess"
 TRAIN = "Train"
@@ -231,7 +264,7 @@ def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
                   "objects with their SHA-256 and one content digest",
         ),
         StepSpec(
-            name=TRAIN, step_type="Training", script="train.py", container=training_container,
+            name=TRAIN, step_type="Training", script=TRAIN_SCRIPT, container=training_container,
             inputs=(
                 Channel("train", "/opt/ml/input/data/train", source="Preprocess.train", flag="--train",
                         env="SM_CHANNEL_TRAIN", content_type="text/csv"),

@@ -174,9 +174,12 @@ class PlatformApp:
             from platform_config import load_config
 
             name = config.names.stack("pipeline")
-            # The pipeline's own environment is this config (as loaded, overrides included); the others their files.
+            # The pipeline's own environment is this config (as loaded, overrides included); the others their files
+            # (in the directory `-c config_dir=<dir>` names, as app.py reads it; default config/).
+            config_dir = app.node.try_get_context("config_dir")
+            config_dir = Path(config_dir) if config_dir else None
             environment_configs = [
-                config if env_name == config.environment else load_config(env_name)
+                config if env_name == config.environment else load_config(env_name, config_dir)
                 for env_name in config.platform_pipeline.environments
             ]
             self.pipeline = PlatformPipelineStack(

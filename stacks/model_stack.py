@@ -79,6 +79,7 @@ class ModelStack(Stack):
             start_on_events=[glue_succeeded],
             schedule=model.pipeline_schedule,
             definition_cache_dir=code.ROOT / "build" / "definition-cache",  # a warm synth skips the SageMaker SDK
+            training_source_dir=model.training_dir,  # models[].training; None: the shipped train.py and serve.py
         )
         self.build.pipeline.add_resource_dependency(self.registry.group)
 
@@ -88,7 +89,7 @@ class ModelStack(Stack):
             "BuildCi",
             buildspec=code.MODEL_BUILD_BUILDSPEC,
             names=build_ci_names(config.names, model.name),
-            sagemaker_pipeline_name=name,
+            sagemaker_pipeline=self.build,
             connection_arn=source.connection_arn,
             repository=source.repository,
             branch=source.branch,
@@ -107,7 +108,7 @@ class ModelStack(Stack):
                 project=config.project,
                 environment=config.environment,
                 model_name=model.name,
-                model_package_group_name=name,
+                registry=self.registry,
                 stages=[DeployStage(s.name, s.account, s.region) for s in model.stages],
                 alarm_topic=alarm_topic,
                 alarm_topic_key=alarm_topic_key,
