@@ -2,10 +2,10 @@
 
 1. Stand-in account: moto on 127.0.0.1 with IAM authorization on; the stacks that `cdk deploy --all` creates
    (everything but the serving stacks) "deployed": buckets, roles with the templates' policies, groups, topics.
-2. Glue: the sample data uploaded to the raw zone; the data stack's ETL job run as Glue runs it (rehearsal.glue),
-   then its crawler.
-3. Trigger: the Glue "job succeeded" event matched against the model stack's EventBridge rules, which must start the
-   model's pipeline with the parameters the rule passes.
+2. Glue, per dataset: its sample (``data/<dataset>.csv``) uploaded to its raw prefix; its ETL job run as Glue runs
+   it (rehearsal.glue), the declared catalog table checked against what it wrote, then its crawler if it has one.
+3. Trigger, per model: the Glue "job succeeded" events matched against the model stack's EventBridge rules: exactly
+   one dataset's job must start the model's pipeline, with that job's curated prefix as ``InputDataUrl``.
 4. Model build: the pipeline executed from its synthesized definition (rehearsal.pipeline) under its role; a model
    package registered (PendingManualApproval).
 5. Approval, as a reviewer would; the deploy CD's Resolve build (rehearsal.codebuild) under its role.
@@ -13,8 +13,9 @@
    the stack selection and parameters; the rehearsal deploys that stack's resources and serves it
    (rehearsal.serving: the endpoint as the framework container's inference toolkit serves the package, the Lambda
    from its zips on Python 3.12, a Function URL), then the Smoke-<stage> build calls them under the smoke role.
-7. New data: a second upload, ETL and execution must retrain (no cache hit on new data).
-Every stage's time and findings go to ``<report dir>/rehearsal.json`` and ``summary.md``.
+7. New data: a second upload per dataset, its ETL, and every model's execution must retrain (no cache hit).
+Every stage's time and findings, and each model's metric as its condition step compared it, go to
+``<report dir>/rehearsal.json`` and ``summary.md``.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def rehearse(
 
 
 def _sample(rows: Optional[int], workdir: Path, dataset: str, offset: int = 0) -> dict[str, Path]:
+    """``data/<dataset>.csv`` (the sample named by the dataset), or ``rows`` of it from ``offset`` in a new file."""
     source = REPO / "data" / f"{dataset}.csv"
     if not source.exists():
         raise RehearsalError(f"no sample data for dataset {dataset!r}: {source} is missing")
@@ -158,14 +160,98 @@ def _sample(rows: Optional[int], workdir: Path, dataset: str, offset: int = 0) -
         return {f"{dataset}.csv": source}
     lines = source.read_text().splitlines()
     header, body = lines[0], lines[1:]
+    offset = min(offset, len(body) // 2)  # new data from a small sample too
     chosen = body[offset: offset + rows] if rows else body[offset:]
     target = workdir / f"{dataset}-{offset}.csv"
     target.write_text("\n".join([header, *chosen]) + "\n")
     return {target.name: target}
 
 
+def model_trigger(rh: Rehearsal, model_stack: Stack, jobs: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(dataset, pipeline parameters) of the one Glue job whose success starts the model's pipeline. The pipeline
+    must read what that job writes: an ``InputDataUrl`` other than the job's ``--curated_path`` is an error."""
+    found = {}
+    for dataset, job in jobs.items():
+        try:
+            found[dataset] = pipeline_trigger_parameters(rh, model_stack, job.name)
+        except RehearsalError:
+            continue
+    if len(found) != 1:
+        names = ", ".join(j.name for j in jobs.values())
+        raise RehearsalError(
+            f"{model_stack.name}: the pipeline starts on the success of {len(found)} of the Glue jobs ({names}), "
+            f"not exactly one: " + ("none of the EventBridge rules matches their names" if not found else
+                                    f"the jobs of {', '.join(found)}")
+        )
+    (dataset, params), = found.items()
+    curated = jobs[dataset].arguments.get("--curated_path")
+    if "InputDataUrl" in params and params["InputDataUrl"] != curated:
+        raise RehearsalError(f"{model_stack.name}: the rule on {jobs[dataset].name} passes InputDataUrl "
+                             f"{params['InputDataUrl']}, but the job writes {curated}")
+    return dataset, params
+
+
+def _etl(rh: Rehearsal, report: Report, jobs: dict[str, Any], rows: Optional[int], log, offset: int = 0) -> None:
+    from rehearsal import glue
+
+    for dataset, job in jobs.items():
+        title = (f"2. Glue ETL of {dataset} ({job.name}), as Glue runs it" if not offset
+                 else f"7. new data: Glue ETL of {dataset} again")
+        with report.stage(title, log) as st:
+            summary = glue.run_glue_job(rh, raw_files=_sample(rows, rh.workdir, dataset, offset), dataset=dataset)
+            counts = summary["etl_counts"]
+            st["etl"] = {k: counts.get(k) for k in ("rows_in", "rows_curated", "rows_rejected")}
+            st["table"] = summary["table"]["table"]
+            if summary.get("crawler"):
+                st["crawler"] = summary["crawler"]
+
+
+def _metric(run: Any) -> dict[str, Any]:
+    """The model's metric as the pipeline's condition step compared it."""
+    for name, info in run.steps.items():
+        if "metric" in info:
+            out = info.get("outputs") or {}
+            return {"name": out.get("metric_path"), "value": info["metric"], "comparison": out.get("comparison"),
+                    "threshold": out.get("right"), "step": name}
+    return {"value": run.metric}
+
+
+def _model(rh: Rehearsal, report: Report, model_stack: Stack, jobs: dict[str, Any], cache, serve: bool, log) -> tuple:
+    """Stages 3 to 6 of one model: trigger, execution, approval and Resolve, then each stage deployed and smoked."""
+    from rehearsal import codebuild, pipeline
+
+    with report.stage(f"3. {model_stack.name}: Glue success starts the pipeline", log) as st:
+        dataset, params = model_trigger(rh, model_stack, jobs)
+        st["dataset"], st["parameters"] = dataset, params
+    with report.stage(f"4. {model_stack.name}: pipeline execution", log) as st:
+        run = pipeline.run_pipeline(rh, model_stack, params, cache).check()
+        st["package"] = run.model_package_arn
+        st["metric"] = run.metric
+        rh.facts.setdefault("models", {})[model_stack.name.split("-model-", 1)[1]] = {
+            "dataset": dataset, "metric": _metric(run), "package": run.model_package_arn}
+    with report.stage(f"5. {model_stack.name}: approve, then the deploy CD resolves it", log) as st:
+        rh.cloud.admin("sagemaker").update_model_package(
+            ModelPackageArn=run.model_package_arn, ModelApprovalStatus="Approved"
+        )
+        variables: dict[str, dict[str, str]] = {}
+        resolved = codebuild.run_action(rh, model_stack, "Resolve", variables=variables).check()
+        if resolved.exported.get("MODEL_PACKAGE_ARN") != run.model_package_arn:
+            raise RehearsalError(
+                f"Resolve exported {resolved.exported.get('MODEL_PACKAGE_ARN')}, not the approved "
+                f"{run.model_package_arn}"
+            )
+        st["exported"] = resolved.exported
+    if serve:
+        with report.stage(f"5b. {model_stack.name}: manual approvals notify a topic", log) as st:
+            st["topics"] = check_manual_approvals(rh, model_stack)
+        for stage_name in _deploy_stages(model_stack):
+            with report.stage(f"6. {model_stack.name}: deploy and smoke-test {stage_name}", log) as st:
+                st.update(deploy_and_smoke(rh, model_stack, stage_name, variables))
+    return dataset, run, params
+
+
 def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log) -> None:
-    from rehearsal import codebuild, glue, pipeline
+    from rehearsal import glue, pipeline
 
     assembly, cloud = rh.assembly, rh.cloud
     core = [s for n, s in assembly.stacks.items() if "-serving-" not in n and not n.endswith("-pipeline")]
@@ -174,52 +260,21 @@ def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log)
         st["stacks"] = [s.name for s in core]
         st["roles"] = len(cloud.roles)
 
-    data_stack = assembly.stack("-data")
-    job = glue.read_job(rh)
-    dataset = glue.dataset_name(job.arguments)
-    with report.stage("2. Glue ETL job and crawler, as Glue runs them", log) as st:
-        summary = glue.run_glue_job(rh, raw_files=_sample(sample_rows, rh.workdir, dataset))
-        st["etl"] = {k: summary.get(k) for k in ("rows_in", "rows_curated", "rows_rejected") if k in summary} or summary
-
-    model_stacks = [s for n, s in assembly.stacks.items() if "-model-" in n]
+    jobs = glue.read_jobs(rh)
+    _etl(rh, report, jobs, sample_rows, log)
     cache = pipeline.PipelineCache()
-    runs: dict[str, Any] = {}
-    for model_stack in model_stacks:
-        with report.stage(f"3. {model_stack.name}: Glue success starts the pipeline", log) as st:
-            params = pipeline_trigger_parameters(rh, model_stack, job.name)
-            st["parameters"] = params
-        with report.stage(f"4. {model_stack.name}: pipeline execution", log) as st:
-            run = pipeline.run_pipeline(rh, model_stack, params, cache).check()
-            runs[model_stack.name] = (run, params)
-            st["package"] = run.model_package_arn
-            st["metric"] = run.metric
-        with report.stage(f"5. {model_stack.name}: approve, then the deploy CD resolves it", log) as st:
-            cloud.admin("sagemaker").update_model_package(
-                ModelPackageArn=run.model_package_arn, ModelApprovalStatus="Approved"
-            )
-            variables: dict[str, dict[str, str]] = {}
-            resolved = codebuild.run_action(rh, model_stack, "Resolve", variables=variables).check()
-            if resolved.exported.get("MODEL_PACKAGE_ARN") != run.model_package_arn:
-                raise RehearsalError(
-                    f"Resolve exported {resolved.exported.get('MODEL_PACKAGE_ARN')}, not the approved "
-                    f"{run.model_package_arn}"
-                )
-            st["exported"] = resolved.exported
-        if serve:
-            with report.stage(f"5b. {model_stack.name}: manual approvals notify a topic", log) as st:
-                st["topics"] = check_manual_approvals(rh, model_stack)
-            for stage_name in _deploy_stages(model_stack):
-                with report.stage(f"6. {model_stack.name}: deploy and smoke-test {stage_name}", log) as st:
-                    st.update(deploy_and_smoke(rh, model_stack, stage_name, variables))
+    runs = {}
+    for model_stack in [s for n, s in assembly.stacks.items() if "-model-" in n]:
+        runs[model_stack.name] = _model(rh, report, model_stack, jobs, cache, serve, log)
 
     if second_pass:
-        with report.stage("7. new data: ETL again, and every model retrains", log) as st:
-            glue.run_glue_job(rh, raw_files=_sample(sample_rows or 400, rh.workdir, dataset, offset=1000))
-            for model_stack in model_stacks:
-                first, params = runs[model_stack.name]
-                second = pipeline.run_pipeline(rh, model_stack, params, cache).check()
+        trained = {dataset: jobs[dataset] for dataset, _, _ in runs.values()}
+        _etl(rh, report, trained, sample_rows or 400, log, offset=1000)
+        with report.stage("7. new data: every model retrains", log) as st:
+            for name, (dataset, first, params) in runs.items():
+                second = pipeline.run_pipeline(rh, assembly.stacks[name], params, cache).check()
                 pipeline.check_new_data_retrains(first, second)
-                st[model_stack.name] = second.model_package_arn
+                st[name] = second.model_package_arn
 
 
 def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: dict[str, dict[str, str]]) -> dict:
@@ -334,6 +389,14 @@ def write_report(report: Report, report_dir: Path) -> None:
         lines += ["```", report.error, "```", ""]
     lines += ["| stage | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['stage']} | {s['status']} | {s.get('seconds', '')} |" for s in report.stages]
+    models = report.facts.get("models") or {}
+    if models:
+        lines += ["", "## Models", "", "| model | dataset | metric | value | condition | package |", "|---|---|---|---|---|---|"]
+        for model, info in models.items():
+            m = info["metric"]
+            value = f"{m['value']:.4f}" if isinstance(m.get("value"), (int, float)) else m.get("value")
+            lines.append(f"| {model} | {info['dataset']} | {m.get('name')} | {value} | "
+                         f"{m.get('comparison')} {m.get('threshold')} | {info['package']} |")
     denied = report.facts.get("access_denied") or []
     if denied:
         lines += ["", "## AccessDenied", ""] + [f"- {d}" for d in denied]

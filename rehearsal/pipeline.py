@@ -302,6 +302,10 @@ class _Execution(Expressions, JobSteps):
         left, right = self.evaluate(cond["LeftValue"]), self.evaluate(cond["RightValue"])
         values.setdefault("left", left)
         values.setdefault("right", right)
+        values.setdefault("comparison", kind)
+        path = (cond["LeftValue"].get("Std:JsonGet") or {}).get("Path") if isinstance(cond["LeftValue"], dict) else None
+        if path:
+            values.setdefault("metric_path", path)
         if isinstance(left, (int, float)) or isinstance(right, (int, float)):
             try:
                 left, right = float(left), float(right)
