@@ -1,24 +1,32 @@
-"""The platform loop on one machine: :func:`run_demo`.
+"""The platform loop on one machine, for every model of the config (or one): :func:`run_demo`.
 
 Every stage runs the project's real code; only AWS is stood in for, by an embedded moto server on 127.0.0.1
-(:mod:`demo.stages` has one function per stage):
+(:mod:`demo.stages` has one function per stage, :mod:`demo.serving` stage 6):
 
-1. stand-in AWS: moto server, fake credentials, the lake buckets and the model package group, named as the config
-   names them (buckets are CloudFormation-generated in AWS, so here they are ``<project>-<env>-<zone>-demo``);
-2. raw upload: ``data/abalone.csv`` (or its first ``sample`` rows) to ``s3://<raw>/<dataset>/abalone.csv``;
-3. Glue ETL: ``glue_jobs.etl_job.process`` (the job's own policy around ``etl_transform``) on local PySpark, the raw
-   object downloaded from the stand-in S3; curated Parquet and quarantine uploaded to the curated zone;
-4. model build: ``sagemaker_steps.local_runner.run_local_pipeline`` (same scripts, order and condition as the
-   SageMaker pipeline) on the curated objects; artifacts uploaded; a model package registered if the condition
-   passes, else the Fail step's message and :class:`DemoFailed`;
+1. stand-in AWS: moto server, fake credentials, the lake buckets and each model's package group, named as the
+   config names them (buckets are CloudFormation-generated in AWS, so here they are ``<project>-<env>-<zone>-demo``);
+
+then, per model, on its own dataset (``config.dataset_of(model)``):
+
+2. raw upload: ``data/<dataset>.csv`` (or a sample of its rows; a binary target keeps both classes) to
+   ``s3://<raw>/<dataset>/<dataset>.csv``;
+3. Glue ETL: ``glue_jobs.etl_job.process`` (the job's own policy around ``etl_transform``) with the dataset's schema
+   document (the job's ``--dataset_schema``) on local PySpark (one session for the run); curated Parquet and
+   quarantine uploaded to the curated zone;
+4. model build: ``sagemaker_steps.local_runner.run_local_pipeline`` with the model's spec (same scripts, order and
+   condition as the SageMaker pipeline) on the dataset's curated objects; artifacts uploaded; a model package
+   registered if the condition passes, else the Fail step's message (the model's loop stops there);
 5. approval and resolution: the package is approved as a reviewer would, then the deploy pipeline's
    ``cicd_scripts.resolve_approved_package`` resolves it;
-6. serving: the inference Lambda's handler (``lambda_src/inference/app.py``, INFERENCE_MODE=model) behind a local
-   ``ThreadingHTTPServer`` that speaks Lambda Function URL events (payload 2.0), called over real HTTP;
-7. report: ``metrics.json``, a plot and ``summary.md``.
+6. serving, as the config serves the model: the inference Lambda behind a local Function URL, and the endpoint's
+   handlers where ``endpoint.enabled``;
 
-Everything started here (moto server, HTTP server, Spark session and its JVM) is stopped in ``finally`` blocks, and
-the process environment is restored afterwards.
+and once:
+
+7. report: ``metrics.json``, ``summary.md`` and a plot per model.
+
+Everything started here (moto server, HTTP servers, Spark session and its JVM) is stopped in ``finally`` blocks, and
+the process environment is restored afterwards. :class:`DemoFailed` after the report when a model failed.
 """
 
 from __future__ import annotations
@@ -31,12 +39,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from demo import stages
+from demo import serving, stages
 from demo.aws import DEFAULT_REGION, UnsafeEnvironmentError, check_endpoint
 from demo.report import write_texts
-from demo.result import DemoFailed, DemoResult, Progress
+from demo.result import DemoFailed, DemoResult, DemoRun, Progress
 
-__all__ = ["DemoFailed", "DemoResult", "UnsafeEnvironmentError", "run_demo"]
+__all__ = ["DemoFailed", "DemoResult", "DemoRun", "UnsafeEnvironmentError", "run_demo"]
 
 
 def run_demo(
@@ -51,66 +59,92 @@ def run_demo(
     config_dir: Optional[Path] = None,
     out: Optional[TextIO] = None,
     spark: Any = None,
-) -> DemoResult:
-    """Run the seven stages; return a :class:`DemoResult`. Raises :class:`DemoFailed` when the model fails the
-    registration condition (after writing the report), :class:`UnsafeEnvironmentError` before doing anything when
-    ``endpoint_url`` (an already running stand-in; default: an embedded moto server) is not a loopback address.
-    ``spark``: a SparkSession to use (tests share one); by default a local one is started and stopped in stage 3.
+) -> DemoRun:
+    """Run the loop for every model of the config (``model_name``: that one only); return a :class:`DemoRun`.
+
+    Raises :class:`DemoFailed` when a model failed the registration condition or the ETL gate (after the other
+    models' loops and the report), :class:`UnsafeEnvironmentError` before doing anything when ``endpoint_url`` (an
+    already running stand-in; default: an embedded moto server) is not a loopback address. ``threshold`` overrides
+    one model's threshold, so it needs ``model_name`` when the config has several models. ``spark``: a SparkSession
+    to use (tests share one); by default a local one is started at the first ETL and stopped at the end.
     """
     if endpoint_url is not None:
         check_endpoint(endpoint_url)
     if sample is not None and sample < 1:
         raise ValueError(f"sample must be at least 1, got {sample}")
-    config, model = _config_and_model(env, config_dir, model_name)
-    result = _new_result(config, model, env, sample, threshold, report_dir)
-    progress = Progress(result, out or sys.stdout)
+    config, models = _config_and_models(env, config_dir, model_name)
+    if threshold is not None and len(models) > 1:
+        raise ValueError(f"a threshold override is for one model: choose it with --model (one of "
+                         f"{[m.name for m in models]})")
+    demo = _new_run(config, models, env, sample, threshold, report_dir)
+    progress = Progress(out or sys.stdout)
     started = time.perf_counter()
     with contextlib.ExitStack() as cleanup:
-        run = stages.Run(config=config, model=model, result=result, progress=progress, cleanup=cleanup,
-                         work=_work_dir(cleanup, work_dir), spark=spark)
+        loop = stages.Loop(config=config, result=demo, progress=progress, cleanup=cleanup,
+                           work=_work_dir(cleanup, work_dir), spark=spark)
         _quiet_werkzeug(cleanup)
-        progress.run(1, stages.stand_in_aws, run, endpoint_url)
-        progress.run(2, stages.upload_raw, run)
-        progress.run(3, stages.glue_etl, run)
-        progress.run(4, stages.build_model, run)
-        if not result.passed:
-            progress.run(7, stages.report, run)
-            result.exit_code = 1
-            result.total_seconds = round(time.perf_counter() - started, 2)
-            raise DemoFailed(result.fail_message or "the model did not meet the threshold", result)
-        progress.run(5, stages.approve_and_resolve, run)
-        progress.run(6, stages.serve_over_http, run)
-        progress.run(7, stages.report, run)
+        progress.run(1, demo.stage_seconds, stages.stand_in_aws, loop, endpoint_url, models)
+        for model, result in zip(models, demo.models):
+            _run_model(loop, model, result)
+        progress.run(7, demo.stage_seconds, stages.report, loop)
         # metrics.json and summary.md were written inside stage 7: write them again with its duration included
-        result.total_seconds = round(time.perf_counter() - started, 2)
-        write_texts(result, result.report_files)
-    result.exit_code = 0 if all(r.ok for r in result.requests) else 1
-    return result
+        demo.total_seconds = round(time.perf_counter() - started, 2)
+        write_texts(demo, demo.report_files)
+    demo.exit_code = 0 if demo.passed and all(r.ok for m in demo.models for r in m.requests) else 1
+    if not demo.passed:
+        raise DemoFailed("; ".join(r.fail_message or f"model {r.model} did not meet the threshold"
+                                   for r in demo.failed()), demo)
+    return demo
 
 
-def _config_and_model(env: str, config_dir: Optional[Path], model_name: Optional[str]) -> tuple[Any, Any]:
+def _run_model(loop: stages.Loop, model: Any, result: DemoResult) -> None:
+    """Stages 2 to 6 for one model; what it started (its serving environment, its server) stops before the next."""
+    serves = [kind for kind, on in (("endpoint", model.endpoint.enabled), ("Lambda", model.lambda_.enabled)) if on]
+    loop.progress.heading(f"== model {model.name}: dataset {result.dataset}, {model.problem_type} on "
+                          f"{model.target_column}, {result.metric} {'>=' if result.higher_is_better else '<='} "
+                          f"{result.threshold:g}, served from {' and '.join(serves) or 'batch only'}")
+    with contextlib.ExitStack() as cleanup:
+        run = stages.Run(loop=loop, model=model, result=result, cleanup=cleanup, work=loop.work / model.name)
+        loop.runs.append(run)
+        seconds = result.stage_seconds
+        try:
+            loop.progress.run(2, seconds, stages.upload_raw, run, label=model.name)
+            loop.progress.run(3, seconds, stages.glue_etl, run, label=model.name)
+        except DemoFailed as exc:  # the ETL gate: this model's loop stops here
+            result.passed, result.fail_message = False, str(exc)
+            return
+        loop.progress.run(4, seconds, stages.build_model, run, label=model.name)
+        if result.passed:
+            loop.progress.run(5, seconds, stages.approve_and_resolve, run, label=model.name)
+            loop.progress.run(6, seconds, serving.serve, run, label=model.name)
+
+
+def _config_and_models(env: str, config_dir: Optional[Path], model_name: Optional[str]) -> tuple[Any, list[Any]]:
     from platform_config import load_config
 
     config = load_config(env, config_dir)
     if model_name is None:
-        return config, config.models[0]
+        return config, list(config.models)
     models = {m.name: m for m in config.models}
     if model_name not in models:
         raise ValueError(f"model {model_name!r} is not in config/{env}.yaml; choose one of {sorted(models)}")
-    return config, models[model_name]
+    return config, [models[model_name]]
 
 
-def _new_result(config: Any, model: Any, env: str, sample: Optional[int], threshold: Optional[float],
-                report_dir: Path | str) -> DemoResult:
-    result = DemoResult(env=env, model=model.name, dataset=config.dataset_of(model).name, sample=sample,
-                        region=config.region or DEFAULT_REGION, problem_type=model.problem_type, metric=model.metric,
-                        threshold=float(model.threshold if threshold is None else threshold),
-                        higher_is_better=model.higher_is_better)
+def _new_run(config: Any, models: list[Any], env: str, sample: Optional[int], threshold: Optional[float],
+             report_dir: Path | str) -> DemoRun:
+    region = config.region or DEFAULT_REGION
+    demo = DemoRun(env=env, sample=sample, region=region, report_dir=Path(report_dir))
     # The demo's buckets stand in for the lake's (CloudFormation names those); the rest are the platform's names.
-    result.buckets = {zone: f"{config.prefix()}-{zone}-demo" for zone in ("raw", "curated", "artifacts")}
-    result.model_package_group = config.names.model_resource(model.name)
-    result.report_dir = Path(report_dir)
-    return result
+    demo.buckets = {zone: f"{config.prefix()}-{zone}-demo" for zone in ("raw", "curated", "artifacts")}
+    for model in models:
+        demo.models.append(DemoResult(
+            env=env, model=model.name, dataset=config.dataset_of(model).name, sample=sample, region=region,
+            buckets=demo.buckets, model_package_group=config.names.model_resource(model.name),
+            problem_type=model.problem_type, metric=model.metric,
+            threshold=float(model.threshold if threshold is None else threshold),
+            higher_is_better=model.higher_is_better))
+    return demo
 
 
 def _work_dir(cleanup: contextlib.ExitStack, work_dir: Optional[Path]) -> Path:

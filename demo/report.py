@@ -1,5 +1,5 @@
-"""Stage 7: the run's report: ``metrics.json`` (every number), a plot (predicted vs actual, or the ROC curve) and
-``summary.md``, plus the function's own log lines."""
+"""Stage 7: the run's report: ``metrics.json`` (every number, per model), ``summary.md`` (a table of the models, then
+one section each), and per model a plot (predicted vs actual, or the ROC curve) and the function's own log lines."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from demo.result import DemoResult
-
-PLOT_FILE = "plot.png"
+from demo.result import DemoResult, DemoRun, score
 
 
 def write_plot(predictions_csv: Path, problem_type: str, result: DemoResult, target: Path) -> Path:
@@ -57,26 +55,31 @@ def write_plot(predictions_csv: Path, problem_type: str, result: DemoResult, tar
     return target
 
 
-def write_report(result: DemoResult, report_dir: Path, predictions_csv: Optional[Path], lambda_log: Optional[Path]
-                 ) -> dict[str, Path]:
+def write_report(demo: DemoRun, report_dir: Path,
+                 sources: dict[str, tuple[Optional[Path], Optional[Path]]]) -> dict[str, Path]:
+    """Write the report; ``sources``: model -> (the evaluate step's predictions.csv, the Lambda's log), either may
+    be None. Returns every file written (the models' files are also in their ``files``)."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    if predictions_csv is not None and predictions_csv.is_file():
-        files["plot"] = write_plot(predictions_csv, result.problem_type, result, report_dir / PLOT_FILE)
-    if lambda_log is not None and lambda_log.is_file():
-        files["lambda_log"] = Path(shutil.copy2(lambda_log, report_dir / "lambda-logs.jsonl"))
-    files["metrics"] = report_dir / "metrics.json"
-    files["summary"] = report_dir / "summary.md"
-    result.report_files = dict(files)
-    write_texts(result, files)
-    return files
+    written: dict[str, Path] = {}
+    for result in demo.models:
+        predictions_csv, lambda_log = sources.get(result.model, (None, None))
+        result.files = {}
+        if predictions_csv is not None and predictions_csv.is_file():
+            result.files["plot"] = write_plot(predictions_csv, result.problem_type, result,
+                                              report_dir / f"plot-{result.model}.png")
+        if lambda_log is not None and lambda_log.is_file():
+            result.files["lambda_log"] = Path(shutil.copy2(lambda_log, report_dir / f"lambda-logs-{result.model}.jsonl"))
+        written.update({f"{kind} ({result.model})": path for kind, path in result.files.items()})
+    demo.report_files = {"metrics": report_dir / "metrics.json", "summary": report_dir / "summary.md"}
+    write_texts(demo, demo.report_files)
+    return {**written, **demo.report_files}
 
 
-def write_texts(result: DemoResult, files: dict[str, Path]) -> None:
-    """metrics.json and summary.md (the plot and the log are written once by ``write_report``)."""
-    metrics = {
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "env": result.env, "model": result.model, "dataset": result.dataset, "sample": result.sample,
+def model_metrics(result: DemoResult) -> dict:
+    """One model's part of metrics.json."""
+    return {
+        "model": result.model, "dataset": result.dataset, "problem_type": result.problem_type,
+        "raw_uri": result.raw_uri,
         "rows": {"in": result.rows_in, "curated": result.rows_curated, "rejected": result.rows_rejected},
         "metric": {"name": result.metric, "value": result.metric_value, "threshold": result.threshold,
                    "higher_is_better": result.higher_is_better, "passed": result.passed},
@@ -88,41 +91,100 @@ def write_texts(result: DemoResult, files: dict[str, Path]) -> None:
                     "git_commit": result.git_commit, "model_data_url": result.model_data_url,
                     "evaluation_uri": result.evaluation_uri, "metadata": result.package_metadata},
         "resolved": result.resolved, "resolve_exit_code": result.resolve_exit_code,
+        "serving": result.serving,
         "requests": [asdict(r) for r in result.requests],
         "batch_matches_evaluation": result.batch_matches_evaluation,
+        "endpoint_predictions": result.endpoint_predictions,
+        "endpoint_matches_evaluation": result.endpoint_matches_evaluation,
         "stage_seconds": result.stage_seconds,
-        "total_seconds": round(sum(result.stage_seconds.values()), 2),
+        "files": {k: v.name for k, v in result.files.items()},
+    }
+
+
+def write_texts(demo: DemoRun, files: dict[str, Path]) -> None:
+    """metrics.json and summary.md (the plots and logs are written once by ``write_report``)."""
+    metrics = {
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "env": demo.env, "sample": demo.sample, "passed": demo.passed,
+        "models": [model_metrics(r) for r in demo.models],
+        "stage_seconds": demo.stage_seconds,
+        "total_seconds": round(demo.all_seconds(), 2),
         "files": {k: v.name for k, v in files.items()},
     }
     files["metrics"].write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
-    files["summary"].write_text(summary_markdown(result, files), encoding="utf-8")
+    files["summary"].write_text(summary_markdown(demo, files), encoding="utf-8")
 
 
-def summary_markdown(result: DemoResult, files: dict[str, Path]) -> str:
-    comparison = ">=" if result.higher_is_better else "<="
-    verdict = "passed" if result.passed else "FAILED"
+def _verdict(result: DemoResult) -> str:
+    return "passed" if result.passed else "FAILED"
+
+
+def _serving_text(result: DemoResult) -> str:
+    serving = result.serving
+    if not serving:
+        return "-"
+    parts = (["endpoint"] if serving.get("endpoint") else []) + (
+        [f"Lambda ({serving['lambda']})"] if serving.get("lambda") else [])
+    return " and ".join(parts) or "batch only"
+
+
+def summary_markdown(demo: DemoRun, files: dict[str, Path]) -> str:
     lines = [
-        f"# Platform loop, run locally ({result.env}, model `{result.model}`)",
+        f"# Platform loop, run locally ({demo.env}, {len(demo.models)} model(s))",
         "",
         "Everything ran on this machine against a local moto stand-in for AWS; no AWS account was used.",
         "",
-        "## Data",
-        f"- Raw: `{result.raw_uri}` ({result.rows_in} rows"
-        + (f", sample of the first {result.sample}" if result.sample else "") + ")",
+        "| model | dataset | problem | metric | threshold | result | served from (config) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in demo.models:
+        value = "-" if r.metric_value is None else f"{r.metric_value:.4f}"
+        lines.append(f"| `{r.model}` | `{r.dataset}` | {r.problem_type} | {r.metric} = {value} | "
+                     f"{'>=' if r.higher_is_better else '<='} {r.threshold:g} | **{_verdict(r)}** | "
+                     f"{_serving_text(r)} |")
+    for r in demo.models:
+        lines += ["", f"## Model `{r.model}` (dataset `{r.dataset}`)", ""] + _model_section(r)
+    lines += ["", "## Timings", "", "| stage | " + " | ".join(r.model for r in demo.models) + " |",
+              "|---|" + "---|" * len(demo.models)]
+    for name, seconds in demo.stage_seconds.items():
+        if name.startswith("7."):
+            continue
+        lines.append(f"| {name} | {seconds:.1f} (shared) |" + " |" * (len(demo.models) - 1))
+    stage_names = [name for r in demo.models for name in r.stage_seconds]
+    for name in sorted(set(stage_names), key=stage_names.index):
+        lines.append(f"| {name} | " + " | ".join(
+            f"{r.stage_seconds[name]:.1f}" if name in r.stage_seconds else "-" for r in demo.models) + " |")
+    for name, seconds in demo.stage_seconds.items():
+        if name.startswith("7."):
+            lines.append(f"| {name} | {seconds:.1f} (shared) |" + " |" * (len(demo.models) - 1))
+    lines.append(f"| **total** | **{demo.all_seconds():.1f}** |" + " |" * (len(demo.models) - 1))
+    lines += ["", "## Files", f"- [metrics.json]({files['metrics'].name}): every number above, per model"]
+    for r in demo.models:
+        if "plot" in r.files:
+            lines.append(f"- [{r.files['plot'].name}]({r.files['plot'].name})")
+        if "lambda_log" in r.files:
+            lines.append(f"- [{r.files['lambda_log'].name}]({r.files['lambda_log'].name}): `{r.model}`'s function's "
+                         "own log lines (Powertools JSON logs and EMF metrics)")
+    return "\n".join(lines) + "\n"
+
+
+def _model_section(result: DemoResult) -> list[str]:
+    """One model's data, build, registry and serving lines."""
+    lines = [
+        f"- Raw: `{result.raw_uri}` ({result.rows_in} rows" + (f", sample of {result.sample}" if result.sample
+                                                              else "") + ")",
         f"- Glue ETL transform: {result.rows_in} rows in = {result.rows_curated} curated + "
         f"{result.rows_rejected} rejected (quarantine)",
-        "",
-        "## Model",
     ]
     if result.metric_value is not None:
         lines.append(f"- {result.metric} = {result.metric_value:.4f}; the condition needs {result.metric} "
-                     f"{comparison} {result.threshold:g}: **{verdict}**")
+                     f"{'>=' if result.higher_is_better else '<='} {result.threshold:g}: **{_verdict(result)}**")
     if result.fail_message:
-        lines.append(f"- Fail step: {result.fail_message}")
-    if "plot" in files:
+        lines.append(f"- Stopped: {result.fail_message}")
+    if "plot" in result.files:
+        plot = result.files["plot"].name
         kind = "predicted vs actual" if result.problem_type == "regression" else "ROC curve"
-        lines += ["", f"![{kind}]({files['plot'].name})", "", f"Plot: [{files['plot'].name}]({files['plot'].name})"]
-    lines += ["", "## Registry and deployment"]
+        lines += ["", f"![{result.model}: {kind}]({plot})", ""]
     if result.package_arn:
         lines += [
             f"- Package: `{result.package_arn}` (version {result.package_version}, group "
@@ -132,25 +194,28 @@ def summary_markdown(result: DemoResult, files: dict[str, Path]) -> str:
         ]
     else:
         lines.append("- Nothing registered.")
+    return lines + _serving_lines(result)
+
+
+def _serving_lines(result: DemoResult) -> list[str]:
+    if not result.serving:
+        return []
+    lines = [f"- Served from (config): {_serving_text(result)}; the demo called: "
+             f"{', '.join(result.serving.get('demo') or []) or 'nothing'}"]
+    if not result.serving.get("endpoint"):
+        lines.append("- No endpoint: `endpoint.enabled: false` in the config.")
+    elif result.endpoint_predictions is not None:
+        lines.append(f"- Endpoint handlers (model.tar.gz `code/serve.py`) on the batch: "
+                     f"{', '.join(f'{p:.3f}' for p in result.endpoint_predictions)}; equal to the evaluation step's "
+                     f"predictions.csv: {result.endpoint_matches_evaluation}")
     if result.requests:
-        lines += ["", "## Inference (Lambda handler behind a local Function URL)", "",
-                  "| request | status | expected | rows | latency (ms) | detail |", "|---|---|---|---|---|---|"]
+        lines += ["", "| request (Lambda behind a Function URL) | status | expected | rows | latency (ms) | detail |",
+                  "|---|---|---|---|---|---|"]
         for r in result.requests:
-            detail = r.error or (", ".join(f"{p:.3f}" if isinstance(p, float) else str(p)
-                                           for p in (r.predictions or [])[:5]))
+            detail = r.error or ", ".join(f"{score(p):.3f}" for p in (r.predictions or [])[:5])
             lines.append(f"| {r.name} | {r.status} | {r.expected} | {r.count if r.count is not None else '-'} | "
                          f"{r.latency_ms:.1f} | {detail} |")
         if result.batch_matches_evaluation is not None:
             lines += ["", f"Batch predictions equal the evaluation step's predictions.csv: "
                           f"{result.batch_matches_evaluation}"]
-    lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
-    for name, seconds in result.stage_seconds.items():
-        lines.append(f"| {name} | {seconds:.1f} |")
-    lines.append(f"| **total** | **{sum(result.stage_seconds.values()):.1f}** |")
-    lines += ["", "## Files", f"- [metrics.json]({files['metrics'].name}): every number above"]
-    if "plot" in files:
-        lines.append(f"- [{files['plot'].name}]({files['plot'].name})")
-    if "lambda_log" in files:
-        lines.append(f"- [{files['lambda_log'].name}]({files['lambda_log'].name}): the function's own log lines "
-                     "(Powertools JSON logs and EMF metrics)")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -1,11 +1,12 @@
-"""What a demo run produces (:class:`DemoResult`), how it stops on purpose (:class:`DemoFailed`), and its progress
-output: one ``[n/7] <stage>`` line per stage, indented detail lines, the stage's seconds."""
+"""What a demo run produces (:class:`DemoRun`, one :class:`DemoResult` per model), how it stops on purpose
+(:class:`DemoFailed`), and its progress output: one ``[n/7] <stage>`` line per stage (stages 2 to 6 once per model,
+the model's name in brackets), indented detail lines, the stage's seconds."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TextIO
 
@@ -15,17 +16,23 @@ STAGE_NAMES = (
     "Glue ETL (local PySpark)",
     "Model build (SageMaker pipeline steps)",
     "Approve and resolve",
-    "Serve the inference Lambda over HTTP",
+    "Serve (the inference Lambda over HTTP; the endpoint's handlers where enabled)",
     "Report",
 )
 
 
 class DemoFailed(RuntimeError):
-    """The loop stopped on purpose (the model failed the registration condition, or the ETL gate); has ``result``."""
+    """The loop stopped on purpose (a model failed the registration condition, or the ETL gate); has ``result`` (a
+    :class:`DemoRun` from :func:`demo.loop.run_demo`; the model's :class:`DemoResult` inside a stage)."""
 
-    def __init__(self, message: str, result: "DemoResult"):
+    def __init__(self, message: str, result: Any):
         super().__init__(message)
         self.result = result
+
+
+def score(prediction: Any) -> float:
+    """A prediction as one number: the value (regression) or P(positive) (binary: the Lambda's ``probability``)."""
+    return float(prediction["probability"] if isinstance(prediction, dict) else prediction)
 
 
 @dataclass
@@ -74,17 +81,17 @@ class DemoResult:
     package_status: Optional[str] = None
     package_metadata: dict = field(default_factory=dict)
     package_group_of_arn: Optional[str] = None
+    serving: dict[str, Any] = field(default_factory=dict)  # what the config serves and what the demo served
+    endpoint_predictions: Optional[list] = None  # the package's serve.py, as the endpoint runs it, on the batch
+    endpoint_matches_evaluation: Optional[bool] = None
     git_commit: str = "unknown"
     resolve_exit_code: Optional[int] = None
     resolved: dict = field(default_factory=dict)
     serving_url: str = ""
     requests: list[RequestResult] = field(default_factory=list)
     batch_matches_evaluation: Optional[bool] = None
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    total_seconds: float = 0.0
-    report_dir: Optional[Path] = None
-    report_files: dict[str, Path] = field(default_factory=dict)
-    exit_code: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # stages 2 to 6 of this model
+    files: dict[str, Path] = field(default_factory=dict)  # this model's files in the report (plot, Lambda log)
 
     def request(self, name: str) -> RequestResult:
         for r in self.requests:
@@ -92,36 +99,66 @@ class DemoResult:
                 return r
         raise KeyError(name)
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["report_dir"] = str(self.report_dir) if self.report_dir else None
-        data["report_files"] = {k: str(v) for k, v in self.report_files.items()}
-        return data
+
+@dataclass
+class DemoRun:
+    """A whole demo run: the shared stand-in and report, and one :class:`DemoResult` per model, in config order."""
+
+    env: str
+    sample: Optional[int]
+    region: str
+    buckets: dict[str, str] = field(default_factory=dict)
+    endpoint_url: str = ""
+    models: list[DemoResult] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # stages 1 and 7 (the models have 2 to 6)
+    total_seconds: float = 0.0
+    report_dir: Optional[Path] = None
+    report_files: dict[str, Path] = field(default_factory=dict)
+    exit_code: int = 0
+
+    def model(self, name: str) -> DemoResult:
+        for result in self.models:
+            if result.model == name:
+                return result
+        raise KeyError(name)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.models)
+
+    def failed(self) -> list[DemoResult]:
+        return [r for r in self.models if not r.passed]
+
+    def all_seconds(self) -> float:
+        return sum(self.stage_seconds.values()) + sum(sum(r.stage_seconds.values()) for r in self.models)
 
 
 class Progress:
-    """The console output of a run; records each stage's seconds in the result."""
+    """The console output of a run; records each stage's seconds in the given dict."""
 
-    def __init__(self, result: DemoResult, out: TextIO):
-        self.result = result
+    def __init__(self, out: TextIO):
         self.out = out
 
     def say(self, text: str) -> None:
         print(f"      {text}", file=self.out, flush=True)
 
+    def heading(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
     @contextlib.contextmanager
-    def stage(self, number: int) -> Iterator[None]:
+    def stage(self, number: int, seconds: dict[str, float], label: str = "") -> Iterator[None]:
         name = STAGE_NAMES[number - 1]
-        print(f"[{number}/{len(STAGE_NAMES)}] {name}", file=self.out, flush=True)
+        print(f"[{number}/{len(STAGE_NAMES)}] {name}" + (f" [{label}]" if label else ""), file=self.out, flush=True)
         started = time.perf_counter()
         try:
             yield
         finally:
-            seconds = time.perf_counter() - started
-            self.result.stage_seconds[f"{number}. {name}"] = round(seconds, 2)
-            print(f"      ({seconds:.1f} s)", file=self.out, flush=True)
+            elapsed = time.perf_counter() - started
+            seconds[f"{number}. {name}"] = round(elapsed, 2)
+            print(f"      ({elapsed:.1f} s)", file=self.out, flush=True)
 
-    def run(self, number: int, stage: Callable[..., None], *args: Any) -> None:
-        """Run one stage under its ``[n/7]`` heading."""
-        with self.stage(number):
+    def run(self, number: int, seconds: dict[str, float], stage: Callable[..., None], *args: Any,
+            label: str = "") -> None:
+        """Run one stage under its ``[n/7]`` heading; its seconds go to ``seconds``."""
+        with self.stage(number, seconds, label):
             stage(*args)

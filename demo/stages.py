@@ -1,24 +1,24 @@
-"""The seven stages of :func:`demo.loop.run_demo`, one function each, sharing a :class:`Run`.
+"""The seven stages of :func:`demo.loop.run_demo`, one function each: stages 1 and 7 once per run (on a
+:class:`Loop`), stages 2 to 6 once per model (on that model's :class:`Run`); stage 6 is in :mod:`demo.serving`.
 
 Every stage runs the project's real code; only AWS is stood in for (see :mod:`demo.aws`). A stage reports its
-progress with ``run.say`` and records what it found in ``run.result``; whatever it starts is stopped by
-``run.cleanup`` (the run's ``ExitStack``) or before it returns.
+progress with ``say`` and records what it found in its ``result``; whatever it starts is stopped by its ``cleanup``
+(an ``ExitStack``: the run's, or the model's for what must stop before the next model) or before it returns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import datetime as dt
 import io
 import json
-import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from demo.aws import (
     FAKE_ACCESS_KEY,
@@ -27,45 +27,69 @@ from demo.aws import (
     fake_aws_environ,
     make_client,
     patched_environ,
-    split_s3_uri,
     stand_in,
     upload_tree,
 )
-from demo.function_url import FunctionUrlServer, http_call, load_lambda_handler
 from demo.report import write_report
-from demo.result import DemoFailed, DemoResult, Progress, RequestResult
+from demo.result import DemoFailed, DemoResult, DemoRun, Progress
 
 REPO = Path(__file__).resolve().parent.parent
-RAW_DATASET_FILE = REPO / "data" / "abalone.csv"
+DATA_DIR = REPO / "data"
 
 
 @dataclass
-class Run:
-    """What the stages share: the config's model, the result being filled in, and the state one stage hands on."""
+class Loop:
+    """What every model's run shares: the config, the run's result, the stand-in's clients, the Spark session."""
 
     config: Any  # platform_config's typed config
-    model: Any  # the model's entry in it
-    result: DemoResult
+    result: DemoRun
     progress: Progress
-    cleanup: contextlib.ExitStack
+    cleanup: contextlib.ExitStack  # the whole run's
     work: Path
-    spark: Any = None  # a SparkSession to use; None: stage 3 starts and stops its own
+    spark: Any = None  # a SparkSession to use; None: the first ETL starts one, stopped when the run ends
     s3: Any = None
     sm: Any = None
-    raw_key: str = ""
-    pipeline: Any = None  # sagemaker_steps.local_runner.LocalRunResult
-    predictions_csv: Optional[Path] = None
-    lambda_log: Optional[Path] = None
+    runs: list["Run"] = dataclasses.field(default_factory=list)  # the models' runs so far, for the report
 
     def say(self, text: str) -> None:
         self.progress.say(text)
 
 
+@dataclass
+class Run:
+    """One model's loop (stages 2 to 6): its entry in the config, its result, and the state one stage hands on."""
+
+    loop: Loop
+    model: Any  # the model's entry in the config
+    result: DemoResult
+    cleanup: contextlib.ExitStack  # this model's: its serving environment and server stop before the next model
+    work: Path
+    raw_key: str = ""
+    pipeline: Any = None  # sagemaker_steps.local_runner.LocalRunResult
+    predictions_csv: Optional[Path] = None
+    lambda_log: Optional[Path] = None
+
+    @property
+    def config(self) -> Any:
+        return self.loop.config
+
+    @property
+    def s3(self) -> Any:
+        return self.loop.s3
+
+    @property
+    def sm(self) -> Any:
+        return self.loop.sm
+
+    def say(self, text: str) -> None:
+        self.loop.say(text)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Stand-in AWS
 # ---------------------------------------------------------------------------------------------------------------
-def stand_in_aws(run: Run, endpoint_url: Optional[str]) -> None:
-    """The moto stand-in, the fake-credentials environment, the lake buckets and the model package group."""
+def stand_in_aws(run: Loop, endpoint_url: Optional[str], models: list[Any]) -> None:
+    """The moto stand-in, the fake-credentials environment, the lake buckets and each model's package group."""
     from botocore.exceptions import ClientError
 
     result, region = run.result, run.result.region
@@ -86,58 +110,109 @@ def stand_in_aws(run: Run, endpoint_url: Optional[str]) -> None:
             if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
                 raise
         run.say(f"bucket s3://{bucket} ({zone} zone)")
-    try:
-        run.sm.create_model_package_group(
-            ModelPackageGroupName=result.model_package_group,
-            ModelPackageGroupDescription=f"Versions of {run.model.name} ({run.model.problem_type}, "
-                                         f"{run.model.framework})")
-    except ClientError as exc:
-        if "already exists" not in str(exc):
-            raise
-    run.say(f"model package group {result.model_package_group}")
+    for model, model_result in zip(models, result.models):
+        model_result.endpoint_url = result.endpoint_url
+        try:
+            run.sm.create_model_package_group(
+                ModelPackageGroupName=model_result.model_package_group,
+                ModelPackageGroupDescription=f"Versions of {model.name} ({model.problem_type}, {model.framework})")
+        except ClientError as exc:
+            if "already exists" not in str(exc):
+                raise
+        run.say(f"model package group {model_result.model_package_group}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # 2. Raw upload
 # ---------------------------------------------------------------------------------------------------------------
-def sample_csv(source: Path, target: Path, rows: Optional[int]) -> int:
-    """Copy the header and the first ``rows`` data lines (all for None); return the number of data lines."""
+def dataset_file(dataset: str) -> Path:
+    """The dataset's shipped raw CSV: ``data/<dataset>.csv``."""
+    path = DATA_DIR / f"{dataset}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no raw file for dataset {dataset!r}: the demo uploads {path.relative_to(REPO)}")
+    return path
+
+
+def sample_csv(source: Path, target: Path, rows: Optional[int], label_of: Optional[Callable[[str], Any]] = None
+               ) -> int:
+    """Copy the header and ``rows`` data lines (all for None); return the number of data lines.
+
+    Without ``label_of``, the first ``rows`` lines. With it (a binary target: line -> class), the first lines of
+    each class in the file's proportions, at least one of each, kept in file order: the sample has both classes.
+    """
     lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
     header, body = lines[0], [line for line in lines[1:] if line.strip()]
-    if rows is not None:
-        body = body[:rows]
+    if rows is not None and rows < len(body):
+        body = body[:rows] if label_of is None else _stratified(body, rows, label_of)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(header + "".join(body), encoding="utf-8")
     return len(body)
 
 
+def _stratified(body: list[str], rows: int, label_of: Callable[[str], Any]) -> list[str]:
+    by_class: dict[Any, list[int]] = {}
+    for index, line in enumerate(body):
+        by_class.setdefault(label_of(line), []).append(index)
+    quota = {c: max(1, round(rows * len(ix) / len(body))) for c, ix in by_class.items()}
+    while sum(quota.values()) > max(rows, len(quota)):  # rounding up: take the extra rows from the largest class
+        quota[max(quota, key=quota.get)] -= 1
+    while sum(quota.values()) < rows:
+        quota[max(by_class, key=lambda c: len(by_class[c]) - quota[c])] += 1
+    return [body[i] for i in sorted(i for c, ix in by_class.items() for i in ix[:quota[c]])]
+
+
+def _label_reader(run: Run, header: str) -> Optional[Callable[[str], Any]]:
+    """line -> the binary label of the model's target (None for regression): what the sample must keep both of."""
+    spec = run.model.spec
+    if spec.problem_type != "binary_classification":
+        return None
+    column = next(c for c in run.config.dataset_of(run.model).columns if c.name == spec.target)
+    index = next(csv.reader([header])).index(column.raw_name)
+
+    def label_of(line: str) -> Any:
+        value = next(csv.reader([line]))[index].strip()
+        if spec.positive_label is not None:
+            return value.upper() == spec.positive_label.upper()
+        try:
+            return float(value) >= float(spec.positive_threshold)
+        except ValueError:
+            return None
+
+    return label_of
+
+
 def upload_raw(run: Run) -> None:
-    """``data/abalone.csv`` (or its first ``sample`` rows) to ``s3://<raw>/<dataset>/abalone.csv``."""
+    """``data/<dataset>.csv`` (or a ``sample`` of its rows) to ``s3://<raw>/<dataset>/<dataset>.csv``."""
     result, sample = run.result, run.result.sample
-    local_raw = run.work / "upload" / RAW_DATASET_FILE.name
-    rows = sample_csv(RAW_DATASET_FILE, local_raw, sample)
-    run.raw_key = f"{result.dataset}/{RAW_DATASET_FILE.name}"
+    source = dataset_file(result.dataset)
+    local_raw = run.work / "upload" / source.name
+    with source.open(encoding="utf-8") as handle:
+        label_of = _label_reader(run, handle.readline())
+    rows = sample_csv(source, local_raw, sample, label_of)
+    run.raw_key = f"{result.dataset}/{source.name}"
     run.s3.upload_file(str(local_raw), result.buckets["raw"], run.raw_key)
     result.raw_uri = f"s3://{result.buckets['raw']}/{run.raw_key}"
-    run.say(f"{RAW_DATASET_FILE.relative_to(REPO)} ({rows} rows" + (f", first {sample}" if sample else "")
-            + f", {local_raw.stat().st_size} bytes) -> {result.raw_uri}")
+    how = ""
+    if sample and rows == sample:
+        how = f", a sample of {sample}" + (" keeping both classes of the target" if label_of else ": the first rows")
+    run.say(f"{source.relative_to(REPO)} ({rows} rows{how}, {local_raw.stat().st_size} bytes) -> {result.raw_uri}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # 3. Glue ETL
 # ---------------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _spark_session(run: Run):
+def _spark_session(loop: Loop) -> Any:
+    """The run's Spark session: the given one, or a local one started now and stopped when the run ends."""
     from demo.spark import local_spark
 
-    if run.spark is not None:
-        run.say(f"using the given Spark {run.spark.version} session")
-        yield run.spark
-        return
+    if loop.spark is not None:
+        loop.say(f"using the run's Spark {loop.spark.version} session")
+        return loop.spark
     started = time.perf_counter()
-    with patched_environ({"SPARK_LOCAL_IP": "127.0.0.1"}), local_spark("mlops-demo-etl") as spark:
-        run.say(f"local Spark {spark.version} (local[1], UI off) up in {time.perf_counter() - started:.1f} s")
-        yield spark
+    loop.cleanup.enter_context(patched_environ({"SPARK_LOCAL_IP": "127.0.0.1"}))
+    loop.spark = loop.cleanup.enter_context(local_spark("mlops-demo-etl"))
+    loop.say(f"local Spark {loop.spark.version} (local[1], UI off) up in {time.perf_counter() - started:.1f} s")
+    return loop.spark
 
 
 def glue_etl(run: Run) -> None:
@@ -146,7 +221,7 @@ def glue_etl(run: Run) -> None:
     from glue_jobs import etl_job, etl_transform
 
     result, dataset = run.result, run.result.dataset
-    raw_local = run.work / "glue" / "raw" / dataset / RAW_DATASET_FILE.name
+    raw_local = run.work / "glue" / "raw" / run.raw_key
     raw_local.parent.mkdir(parents=True)
     run.s3.download_file(result.buckets["raw"], run.raw_key, str(raw_local))
     curated_local = run.work / "glue" / "curated" / dataset
@@ -155,15 +230,15 @@ def glue_etl(run: Run) -> None:
     # The dataset schema document, as the Glue job receives it (--dataset_schema).
     schema = etl_transform.as_spec(run.config.dataset_of(run.model).schema_document())
     options = etl_job.JobOptions(ingest_date=dt.datetime.now(dt.timezone.utc).date())
-    with _spark_session(run) as spark:
-        raw_df = etl_transform.read_raw_csv(spark, str(raw_local), schema.format)
-        try:
-            summary = etl_job.process(
-                spark, raw_df, job_name=run.config.names.etl_job(dataset), dataset=schema,
-                curated_path=str(curated_local), quarantine_path=str(quarantine_local), options=options,
-                log=job_log.append)
-        except (etl_job.RejectRatioExceededError, etl_transform.SchemaError) as exc:
-            raise DemoFailed(f"Glue ETL: {exc}", result) from None
+    spark = _spark_session(run.loop)
+    raw_df = etl_transform.read_raw_csv(spark, str(raw_local), schema.format)
+    try:
+        summary = etl_job.process(
+            spark, raw_df, job_name=run.config.names.etl_job(dataset), dataset=schema,
+            curated_path=str(curated_local), quarantine_path=str(quarantine_local), options=options,
+            log=job_log.append)
+    except (etl_job.RejectRatioExceededError, etl_transform.SchemaError) as exc:
+        raise DemoFailed(f"Glue ETL of {dataset}: {exc}", result) from None
     result.rows_in = int(summary["rows_in"])
     result.rows_curated = int(summary["rows_curated"])
     result.rows_rejected = int(summary["rows_rejected"])
@@ -319,126 +394,12 @@ def approve_and_resolve(run: Run) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 6. The inference Lambda behind a local Function URL
-# ---------------------------------------------------------------------------------------------------------------
-def serve_over_http(run: Run) -> None:
-    """The resolved model in the inference Lambda's handler (INFERENCE_MODE=model) behind a local Function URL;
-    good and bad requests over HTTP; the batch's predictions compared with the evaluate step's."""
-    model_dir = _fetch_resolved_model(run)
-    run.lambda_log = run.work / "lambda-logs.jsonl"
-    log_stream = run.cleanup.enter_context(open(run.lambda_log, "w", encoding="utf-8"))
-    server = _start_function_url(run, model_dir, log_stream)
-    metadata = json.loads((model_dir / "model_metadata.json").read_text())
-    test_rows = decode_rows(run.pipeline.outputs["test"] / "test.csv", metadata, 5)
-    for name, body, expected, rows_expected in request_cases(test_rows, metadata):
-        status, payload, latency = http_call(server.url, body)
-        ok = status == 200 and payload.get("count") == rows_expected if expected == "200" else 400 <= status < 500
-        req = RequestResult(name=name, status=status, latency_ms=round(latency, 2), expected=expected, ok=ok,
-                            count=payload.get("count"), predictions=payload.get("predictions"),
-                            error=payload.get("error"), message=payload.get("message"))
-        run.result.requests.append(req)
-        if req.predictions is not None:
-            shown = ", ".join(f"{p:.3f}" if isinstance(p, float) else str(p) for p in req.predictions)
-            detail = f"predictions [{shown}]"
-        else:
-            detail = f"{req.error}: {req.message}"
-        run.say(f"POST {name:<16} -> {status} in {latency:6.1f} ms ({'ok' if ok else 'UNEXPECTED'}) {detail}")
-    _compare_batch_with_evaluation(run)
-    server.stop()
-    log_stream.flush()
-
-
-def _fetch_resolved_model(run: Run) -> Path:
-    """Download the resolved package's model.tar.gz and extract it (the Lambda's MODEL_LOCAL_PATH)."""
-    bucket, key = split_s3_uri(run.result.resolved["model_data_url"])
-    serving_dir = run.work / "serving"
-    serving_dir.mkdir()
-    tarball = serving_dir / "model.tar.gz"
-    run.s3.download_file(bucket, key, str(tarball))
-    model_dir = serving_dir / "model"
-    shutil.unpack_archive(str(tarball), str(model_dir), format="gztar", filter="data")
-    run.say(f"model {run.result.resolved['model_data_url']} extracted to MODEL_LOCAL_PATH")
-    return model_dir
-
-
-def _start_function_url(run: Run, model_dir: Path, log_stream: Any) -> FunctionUrlServer:
-    """The handler loaded with the model in its environment, served on 127.0.0.1 (both undone by run.cleanup)."""
-    run.cleanup.enter_context(patched_environ({
-        "INFERENCE_MODE": "model",
-        "MODEL_LOCAL_PATH": str(model_dir),
-        "MODEL_VERSION": run.result.package_arn,
-        "MAX_BATCH_ROWS": str(run.model.lambda_.max_batch_rows),
-        "MODEL_S3_URI": None, "ENDPOINT_NAME": None,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", "inference"),
-        "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MLOpsPlatform/Inference"),
-    }))
-    handler, runtime = load_lambda_handler(log_stream)
-    run.cleanup.callback(runtime.reset)
-    server = FunctionUrlServer(handler, run.config.names.serving_resource(run.model.name, "demo"), log_stream,
-                               getattr(runtime, "logger", None)).start()
-    run.cleanup.callback(server.stop)
-    run.result.serving_url = server.url
-    run.say(f"inference handler (lambda_src/inference/app.py, INFERENCE_MODE=model) behind a Function URL "
-            f"stand-in at {server.url}")
-    return server
-
-
-def decode_rows(test_csv: Path, metadata: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    """Request rows (raw feature values) back from the encoded test split: one-hot -> category, numeric as is."""
-    import pandas as pd
-
-    frame = pd.read_csv(test_csv).head(limit)
-    rows = []
-    for _, record in frame.iterrows():
-        row: dict[str, Any] = {}
-        for feature in metadata["features"]:
-            name = feature["name"]
-            if feature["type"] == "categorical":
-                hot = [c for c in feature["categories"] if float(record[f"{name}_{c}"]) == 1.0]
-                row[name] = hot[0] if hot else feature["categories"][0]
-            else:
-                row[name] = float(record[name])
-        rows.append(row)
-    return rows
-
-
-def request_cases(test_rows: list[dict[str, Any]], metadata: dict[str, Any]
-                  ) -> list[tuple[str, bytes, str, Optional[int]]]:
-    """(name, body, expected status class, rows expected): two good requests, four the function must refuse."""
-    missing = dict(test_rows[0])
-    missing.pop(metadata["features"][-1]["name"])
-    wrong_type = dict(test_rows[0])
-    numeric = next(f["name"] for f in metadata["features"] if f["type"] == "numeric")
-    wrong_type[numeric] = "not-a-number"
-    return [
-        ("one row", json.dumps({"instance": test_rows[0]}).encode(), "200", 1),
-        ("batch of 5", json.dumps({"instances": test_rows}).encode(), "200", len(test_rows)),
-        ("malformed JSON", b'{"instances": [{"sex": "M", ', "4xx", None),
-        ("missing feature", json.dumps({"instances": [missing]}).encode(), "4xx", None),
-        ("wrong type", json.dumps({"instances": [wrong_type]}).encode(), "4xx", None),
-        ("empty batch", json.dumps({"instances": []}).encode(), "4xx", None),
-    ]
-
-
-def _compare_batch_with_evaluation(run: Run) -> None:
-    batch = run.result.request("batch of 5")
-    if not batch.predictions or run.predictions_csv is None or not run.predictions_csv.is_file():
-        return
-    import pandas as pd
-
-    expected = pd.read_csv(run.predictions_csv)["predicted"].head(len(batch.predictions)).tolist()
-    run.result.batch_matches_evaluation = all(
-        abs(float(a) - float(b)) <= 1e-4 * max(1.0, abs(float(b))) for a, b in zip(batch.predictions, expected))
-    run.say(f"batch predictions equal the evaluation step's predictions.csv: {run.result.batch_matches_evaluation}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # 7. Report
 # ---------------------------------------------------------------------------------------------------------------
-def report(run: Run) -> None:
-    """metrics.json, the plot and summary.md (also for a run that stopped at the Fail step)."""
+def report(run: Loop) -> None:
+    """metrics.json, summary.md and each model's plot (also for a run in which a model stopped at the Fail step)."""
     result = run.result
-    write_report(result, result.report_dir, run.predictions_csv, run.lambda_log)
-    run.say(f"report{'' if result.passed else ' (failed run)'} in {result.report_dir}/: "
-            + ", ".join(p.name for p in result.report_files.values()))
+    files = write_report(result, result.report_dir,
+                         {r.result.model: (r.predictions_csv, r.lambda_log) for r in run.runs})
+    run.say(f"report{'' if result.passed else ' (a model failed)'} in {result.report_dir}/: "
+            + ", ".join(p.name for p in files.values()))
