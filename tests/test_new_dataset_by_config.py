@@ -91,8 +91,13 @@ def raw_csv(tmp_path_factory) -> Path:
 
 
 # --- synth ------------------------------------------------------------------------------------------------------
+# The tests sharing an expensive module fixture (the synthesized app; the curated data) run on one xdist worker each.
+SYNTH = pytest.mark.xdist_group("fork-app")
+LOCAL = pytest.mark.xdist_group("fork-local-pipeline")
+
+
 @pytest.fixture(scope="module")
-def synthesized(config_dir, tmp_path_factory):
+def fork_app(config_dir, tmp_path_factory):
     from stacks.app_builder import build_app
 
     config = load_config("dev", config_dir)
@@ -114,8 +119,9 @@ def staged_asset(outdir: Path, asset_hash: str) -> Path:
     raise AssertionError(f"asset {asset_hash} is not in the asset manifests of {outdir}")
 
 
-def test_the_new_dataset_gets_its_glue_job_with_its_schema_document(synthesized):
-    config, platform, _outdir, templates = synthesized
+@SYNTH
+def test_the_new_dataset_gets_its_glue_job_with_its_schema_document(fork_app):
+    config, platform, _outdir, templates = fork_app
     jobs = {
         r["Properties"]["Name"]: r["Properties"]
         for r in templates[config.names.stack("data")]["Resources"].values() if r["Type"] == "AWS::Glue::Job"
@@ -126,9 +132,10 @@ def test_the_new_dataset_gets_its_glue_job_with_its_schema_document(synthesized)
     assert config.names.etl_job("abalone") in jobs and config.names.etl_job("breast_cancer") in jobs
 
 
+@SYNTH
 @pytest.mark.parametrize("model", ["churn", "spend"])
-def test_each_new_model_has_its_stack_started_by_its_datasets_etl(synthesized, model):
-    config, _platform, _outdir, templates = synthesized
+def test_each_new_model_has_its_stack_started_by_its_datasets_etl(fork_app, model):
+    config, _platform, _outdir, templates = fork_app
     template = templates[config.names.model_stack(model)]
     pipelines = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::Pipeline"]
     assert [p["Properties"]["PipelineName"] for p in pipelines] == [config.names.model_resource(model)]
@@ -145,8 +152,9 @@ def archive_members(path: Path) -> dict[str, bytes]:
         return {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
 
 
-def test_the_custom_training_code_is_the_training_steps_source_dir(synthesized):
-    config, platform, outdir, templates = synthesized
+@SYNTH
+def test_the_custom_training_code_is_the_training_steps_source_dir(fork_app):
+    config, platform, outdir, templates = fork_app
     spend, churn = platform.models["spend"].build, platform.models["churn"].build
     custom = archive_members(staged_asset(outdir, spend.train_source.asset_hash))
     fixture = REPOSITORY_ROOT / CUSTOM_TRAINING
@@ -154,9 +162,10 @@ def test_the_custom_training_code_is_the_training_steps_source_dir(synthesized):
     shipped = archive_members(staged_asset(outdir, churn.train_source.asset_hash))
     assert shipped == {name: (REPO / "sagemaker_steps" / name).read_bytes() for name in ("serve.py", "train.py")}
     # The training step's sagemaker_submit_directory is that asset's object; the shipped model's is the shipped one.
-    spend_template = json.dumps(templates[config.names.model_stack("spend")])
-    assert f"{spend.train_source.asset_hash}.tar.gz" in spend_template
-    assert f"{churn.train_source.asset_hash}.tar.gz" not in spend_template
+    for model, build in (("spend", spend), ("churn", churn)):
+        text = json.dumps(templates[config.names.model_stack(model)])
+        submit_directory = text.split("sagemaker_submit_directory", 1)[1].split("SAGEMAKER_PROGRAM", 1)[0]
+        assert f"/{build.train_source.asset_hash}." in submit_directory, model
     # The training source is in the code digest, so in the definition cache key and the packages' CodeDigest.
     assert churn.code_digest == platform.models["abalone"].build.code_digest
     assert spend.code_digest != churn.code_digest
@@ -209,6 +218,7 @@ def model_of(config_dir: Path, name: str):
     return next(m for m in load_config("dev", config_dir).models if m.name == name)
 
 
+@LOCAL
 def test_the_shipped_training_registers_the_new_classifier(config_dir, curated, tmp_path):
     from sagemaker_steps.local_runner import run_local_pipeline
 
@@ -219,6 +229,7 @@ def test_the_shipped_training_registers_the_new_classifier(config_dir, curated, 
     assert [f["name"] for f in metadata["features"]] == ["plan", "tenure_months", "monthly_spend", "support_calls"]
 
 
+@LOCAL
 def test_the_local_runner_runs_the_teams_training_code(config_dir, curated, tmp_path):
     from sagemaker_steps.local_runner import run_local_pipeline
 
@@ -238,3 +249,12 @@ def test_the_local_runner_runs_the_teams_training_code(config_dir, curated, tmp_
         serve.predict_fn(serve.input_fn(row.encode(), "text/csv"), serve.model_fn(str(result.model_dir))), "text/csv"
     )
     assert content_type == "text/csv" and float(io.StringIO(body).readline()) > 60.0
+
+
+def test_app_reads_the_config_dir_context(tmp_path, monkeypatch, capsys):
+    """`cdk synth -c config_dir=<dir>` reads <dir>/<env>.yaml (here a directory without it: the one-line error)."""
+    import app
+
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"env": "dev", "config_dir": str(tmp_path)}))
+    assert app.main() == 1
+    assert f"{tmp_path}/dev.yaml: no such config file" in capsys.readouterr().err
