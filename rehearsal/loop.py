@@ -315,6 +315,9 @@ def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: d
             "InstanceType": "ml.m5.large"}])
         sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-rehearsal")
         extra_env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = deployment.endpoint.serve()
+    if targets.get("endpoint_name") and deployment.endpoint is None:
+        raise RehearsalError(f"{request['stack']}: the outputs name endpoint {targets['endpoint_name']}, which the "
+                             "stack does not serve")
     if targets.get("function_url"):
         if not deployment.function_url:
             raise RehearsalError(f"{request['stack']}: the outputs name a Function URL the stack does not serve")
@@ -325,7 +328,9 @@ def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: d
         rh, model_stack, f"Smoke-{stage}", variables=variables, secondary={"DeployOutput": smoke_input},
         extra_env=extra_env,
     ).check()
-    result = {"stack": request["stack"], "parameters": request["parameters"], "smoke": "passed"}
+    result = {"stack": request["stack"], "parameters": request["parameters"], "smoke": "passed",
+              "endpoint": deployment.endpoint.name if deployment.endpoint else None,
+              "function": deployment.function.name if deployment.function else None}
     if deployment.endpoint is not None and deployment.endpoint.data_capture:
         endpoint = deployment.endpoint
         if not endpoint.captured_records():
