@@ -185,15 +185,18 @@ class DeepLearningWorkstation(Construct):
         self.machine_image = ec2.MachineImage.from_ssm_parameter(
             ami_parameter_name, os=ec2.OperatingSystemType.LINUX, cached_in_context=False
         )
-        self.instance = self._instance(
-            parsed_type,
-            vpc_subnets=vpc_subnets,
-            root_device_name=root_device_name,
-            root_volume_size_gib=root_volume_size_gib,
-            encryption_key=encryption_key,
-            termination_protection=termination_protection,
-            http_put_response_hop_limit=http_put_response_hop_limit,
+        root_volume = ec2.BlockDevice(
+            device_name=root_device_name,
+            volume=ec2.BlockDeviceVolume.ebs(
+                root_volume_size_gib,
+                encrypted=True,
+                kms_key=encryption_key,
+                volume_type=ec2.EbsDeviceVolumeType.GP3,
+                delete_on_termination=True,
+            ),
         )
+        self.instance = self._instance(parsed_type, vpc_subnets, root_volume, termination_protection,
+                                       http_put_response_hop_limit)
         self.idle_alarm = self._idle_alarm(idle_minutes, idle_cpu_percent)
 
     def _default_vpc(self, flow_log_group: logs.ILogGroup) -> ec2.Vpc:
@@ -265,11 +268,8 @@ class DeepLearningWorkstation(Construct):
     def _instance(
         self,
         instance_type: ec2.InstanceType,
-        *,
         vpc_subnets: Optional[ec2.SubnetSelection],
-        root_device_name: str,
-        root_volume_size_gib: int,
-        encryption_key: Optional[kms.IKey],
+        root_volume: ec2.BlockDevice,
         termination_protection: bool,
         http_put_response_hop_limit: int,
     ) -> ec2.Instance:
@@ -288,18 +288,7 @@ class DeepLearningWorkstation(Construct):
             disable_api_termination=termination_protection,
             associate_public_ip_address=False,
             ssm_session_permissions=False,
-            block_devices=[
-                ec2.BlockDevice(
-                    device_name=root_device_name,
-                    volume=ec2.BlockDeviceVolume.ebs(
-                        root_volume_size_gib,
-                        encrypted=True,
-                        kms_key=encryption_key,
-                        volume_type=ec2.EbsDeviceVolumeType.GP3,
-                        delete_on_termination=True,
-                    ),
-                )
-            ],
+            block_devices=[root_volume],
         )
         # IMDSv2 only, set on the instance itself. ``require_imdsv2=True`` would do it through a launch template
         # named ``InstanceLaunchTemplate`` (fixed unless the ``@aws-cdk/aws-ec2:uniqueImdsv2TemplateName`` flag is
