@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 from aws_cdk import RemovalPolicy, Stack, Token
 from aws_cdk import aws_events as events
@@ -21,6 +21,17 @@ ACCOUNT_RE = re.compile(r"^\d{12}$")
 READ_GROUP_ACTIONS = ("sagemaker:DescribeModelPackageGroup",)
 READ_PACKAGE_ACTIONS = ("sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages")
 APPROVAL_STATE_CHANGE = "SageMaker Model Package State Change"
+GROUP_ARN_RE = re.compile(r"^(arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}):model-package-group/(.+)$")
+
+
+class IModelRegistry(Protocol):
+    """A model package group other constructs act on (e.g. the deploy CD reads its approved versions)."""
+
+    model_package_group_name: str
+    #: How SageMaker's APIs (``ListModelPackages``) find the group: its name in this account, its ARN in another.
+    group_reference: str
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant: ...
 
 
 class ModelRegistry(Construct):
@@ -29,8 +40,9 @@ class ModelRegistry(Construct):
     The resource policy (``AWS::SageMaker::ModelPackageGroup`` ``ModelPackageGroupPolicy``) follows SageMaker's
     cross-account registry pattern: ``DescribeModelPackageGroup`` on the group, ``DescribeModelPackage`` and
     ``ListModelPackages`` on its versions (``model-package/<group>/*``). A trusted account still needs an identity
-    policy of its own (e.g. :meth:`ModelDeployCd <mlops_constructs.model_cicd.ModelDeployCd>` with
-    ``model_package_group_arn``) and, to deploy, read access to the model data bucket and key (not granted here).
+    policy of its own (e.g. :class:`ModelDeployCd <mlops_constructs.model_cicd.ModelDeployCd>` given
+    :meth:`ModelRegistry.from_model_package_group_arn`) and, to deploy, read access to the model data bucket and key
+    (not granted here).
 
     :param model_package_group_name: physical name (1-63 letters, digits, hyphens).
     :param description: of the group. Default: none.
@@ -63,6 +75,7 @@ class ModelRegistry(Construct):
 
         stack = Stack.of(self)
         self.model_package_group_name = model_package_group_name
+        self.group_reference = model_package_group_name
         self.trusted_accounts = list(trusted_accounts)
         # SageMaker lower-cases resource names in ARNs.
         arn_name = model_package_group_name if Token.is_unresolved(model_package_group_name) else (
@@ -111,6 +124,11 @@ class ModelRegistry(Construct):
         """The group's ARN (a GetAtt, so a consumer in this stack is created after the group)."""
         return self.group.attr_model_package_group_arn
 
+    @staticmethod
+    def from_model_package_group_arn(model_package_group_arn: str) -> "ModelRegistryReference":
+        """A group made elsewhere, e.g. shared by another account's ``ModelRegistry`` ``trusted_accounts``."""
+        return ModelRegistryReference(model_package_group_arn)
+
     def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
         """Find and describe the group's versions (what ``cicd_scripts.resolve_approved_package`` calls)."""
         return grant_read_model_packages(grantee, self._group_arn, self.model_packages_arn)
@@ -136,6 +154,27 @@ class ModelRegistry(Construct):
             targets=[target] if target else None,
             **kwargs,
         )
+
+
+class ModelRegistryReference:
+    """A model package group by its literal ARN (in any account): what :class:`IModelRegistry` consumers need."""
+
+    def __init__(self, model_package_group_arn: str) -> None:
+        if Token.is_unresolved(model_package_group_arn):
+            raise ValueError("ModelRegistry model_package_group_arn must be a literal ARN (it names another account)")
+        match = GROUP_ARN_RE.match(model_package_group_arn)
+        if not match:
+            raise ValueError(
+                f"ModelRegistry model_package_group_arn {model_package_group_arn!r} is not a model package group ARN"
+            )
+        self.model_package_group_arn = self.group_reference = model_package_group_arn
+        self.model_package_group_name = match.group(2)
+        #: ``model-package/<group>/*`` in the group's account and region.
+        self.model_packages_arn = f"{match.group(1)}:model-package/{match.group(2).lower()}/*"
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Find and describe the group's versions (the group's resource policy must trust the grantee's account)."""
+        return grant_read_model_packages(grantee, self.model_package_group_arn, self.model_packages_arn)
 
 
 def approved_event_pattern(model_package_group_name: str) -> events.EventPattern:

@@ -6,21 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from aws_cdk import Duration, Stack, Token
+from aws_cdk import Duration, Token
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlops_constructs import compliance
-from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, arn_name, check_duration,
+from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, check_duration,
                                           codebuild_project, codebuild_stage, notify_failures, v2_pipeline)
 from mlops_constructs.cicd.source import PipelineSource, check_source
 from mlops_constructs.cicd.storage import PipelineStorage, StorageOptions
+from mlops_constructs.pipeline_grants import ISageMakerPipeline
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,13 @@ class ModelBuildCi(Construct):
 
     The build role may only ``DescribePipeline`` and ``StartPipelineExecution`` on that one SageMaker pipeline;
     with ``wait_for_execution`` also read its executions; with ``definition_file`` (upsert) also ``UpdatePipeline``
-    it and pass ``sagemaker_pipeline_role`` to SageMaker. It never creates pipelines (the model stack does).
+    it and pass its execution role to SageMaker: the pipeline's own ``grant_start``, ``grant_read_executions`` and
+    ``grant_update``. It never creates pipelines (the model stack does).
 
     :param names: physical names (:class:`BuildCiNames`).
-    :param sagemaker_pipeline_name: the SageMaker pipeline to start (created by the model stack).
+    :param sagemaker_pipeline: the SageMaker pipeline to start: a
+        :class:`~mlops_constructs.model_build_pipeline.ModelBuildPipeline`, or one made elsewhere
+        (:meth:`SageMakerPipelineReference.from_pipeline_name <mlops_constructs.pipeline_grants.SageMakerPipelineReference.from_pipeline_name>`).
     :param connection_arn: CodeConnections ARN. Default: none, the S3 source bucket is used.
     :param repository: ``owner/name``; with ``connection_arn`` only.
     :param branch: Default: ``main``.
@@ -81,9 +83,9 @@ class ModelBuildCi(Construct):
         Default: a new key with rotation, no access logs, everything retained, logs kept 90 days, artifacts 30.
     :param alarm_topic: failed executions are published here. Default: no notification.
     :param pipeline_stack_name: named in the error when the SageMaker pipeline does not exist yet.
-    :param definition_file: pipeline definition JSON (path in the source) to upsert before starting; needs
-        ``sagemaker_pipeline_role``. Default: none (start the pipeline as the model stack deployed it).
-    :param sagemaker_pipeline_role: the SageMaker pipeline's execution role, passed on upsert.
+    :param definition_file: pipeline definition JSON (path in the source) to upsert before starting; needs the
+        pipeline's execution role (``sagemaker_pipeline.role``). Default: none (start the pipeline as the model stack
+        deployed it).
     :param wait_for_execution: the build waits for the SageMaker execution and fails with it. Default: False.
     :param wait_timeout: with ``wait_for_execution``. Default: 60 minutes (the build timeout must exceed it).
     :param build_timeout: Default: 30 minutes (90 with ``wait_for_execution`` unless given).
@@ -98,7 +100,7 @@ class ModelBuildCi(Construct):
         id_: str,
         *,
         names: BuildCiNames,
-        sagemaker_pipeline_name: str,
+        sagemaker_pipeline: ISageMakerPipeline,
         connection_arn: Optional[str] = None,
         repository: Optional[str] = None,
         branch: str = "main",
@@ -108,7 +110,6 @@ class ModelBuildCi(Construct):
         alarm_topic: Optional[sns.ITopic] = None,
         pipeline_stack_name: Optional[str] = None,
         definition_file: Optional[str] = None,
-        sagemaker_pipeline_role: Optional[iam.IRole] = None,
         wait_for_execution: bool = False,
         wait_timeout: Duration = Duration.minutes(60),
         build_timeout: Optional[Duration] = None,
@@ -120,10 +121,11 @@ class ModelBuildCi(Construct):
         check_source(owner, connection_arn, repository)
         if trigger_file_paths and connection_arn is None:
             raise ValueError(f"{owner} trigger_file_paths filters pushes of a CodeConnections source; set connection_arn")
-        if (definition_file is None) != (sagemaker_pipeline_role is None):
+        pipeline_role = sagemaker_pipeline.role
+        if definition_file is not None and pipeline_role is None:
             raise ValueError(
-                f"{owner} definition_file and sagemaker_pipeline_role go together: upserting a pipeline definition "
-                "passes the role the pipeline runs as"
+                f"{owner} definition_file needs the SageMaker pipeline's execution role (sagemaker_pipeline.role): "
+                "upserting a pipeline definition passes the role the pipeline runs as"
             )
         build_timeout = _build_timeout(owner, build_timeout, wait_for_execution, wait_timeout)
 
@@ -140,69 +142,39 @@ class ModelBuildCi(Construct):
             bucket=self.source_bucket, object_key=self.source_object_key,
         )
 
-        self.sagemaker_pipeline_arn = Stack.of(self).format_arn(
-            service="sagemaker", resource="pipeline", resource_name=arn_name(sagemaker_pipeline_name)
-        )
+        self.sagemaker_pipeline = sagemaker_pipeline
+        pipeline_name = sagemaker_pipeline.pipeline_name
         self.project = codebuild_project(
             self,
             "Build",
             project_name=names.pipeline,
-            description=f"{names.label}: test the model code, then start SageMaker pipeline {sagemaker_pipeline_name}",
+            description=f"{names.label}: test the model code, then start SageMaker pipeline {pipeline_name}",
             buildspec=buildspec,
             key=self.key,
             log_group=self.log_group,
             timeout=build_timeout,
             compute_type=compute_type,
             environment_variables={
-                "SAGEMAKER_PIPELINE_NAME": sagemaker_pipeline_name,
+                "SAGEMAKER_PIPELINE_NAME": pipeline_name,
                 "PIPELINE_STACK": pipeline_stack_name or "",
                 "WAIT": "true" if wait_for_execution else "false",
                 "WAIT_TIMEOUT_MINUTES": str(wait_timeout.to_minutes()),
                 "DEFINITION_FILE": definition_file or "",
-                "PIPELINE_ROLE_ARN": sagemaker_pipeline_role.role_arn if sagemaker_pipeline_role else "",
+                "PIPELINE_ROLE_ARN": pipeline_role.role_arn if definition_file is not None else "",
             },
         )
-        self._grant_start(
-            upsert=definition_file is not None, wait=wait_for_execution, pipeline_role=sagemaker_pipeline_role
-        )
+        # The build role starts the one SageMaker pipeline; with upsert also updates it and passes its role to
+        # SageMaker only; with wait follows its executions.
+        sagemaker_pipeline.grant_start(self.project)
+        if definition_file is not None:
+            sagemaker_pipeline.grant_update(self.project)
+        if wait_for_execution:
+            sagemaker_pipeline.grant_read_executions(self.project)
         self._add_pipeline(branch, trigger_file_paths)
         self.failure_rule = notify_failures(self.pipeline, alarm_topic) if alarm_topic else None
 
         acknowledge_build_role(self.project, self.artifact_bucket, writes_artifacts=False)
         acknowledge_pipeline_role(self.pipeline, self.artifact_bucket, self.source.object_arns())
-
-    def _grant_start(self, *, upsert: bool, wait: bool, pipeline_role: Optional[iam.IRole]) -> None:
-        """The build role starts (with ``upsert`` also updates) the one SageMaker pipeline, with ``wait`` follows its
-        executions, and passes ``pipeline_role`` to SageMaker only."""
-        role = self.project.role
-        assert role is not None
-        sm_actions = ["sagemaker:DescribePipeline", "sagemaker:StartPipelineExecution"]
-        if upsert:
-            sm_actions.append("sagemaker:UpdatePipeline")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(sid="StartThisPipeline", actions=sm_actions, resources=[self.sagemaker_pipeline_arn])
-        )
-        if wait:
-            executions = f"{self.sagemaker_pipeline_arn}/execution/*"
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="FollowItsExecutions",
-                    actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
-                    resources=[executions],
-                )
-            )
-            compliance.acknowledge_wildcard_resources(
-                role,
-                [executions],
-                "Executions of this one SageMaker pipeline: their IDs are generated at start, so the ARN ends in a "
-                "wildcard under the pipeline's own ARN.",
-            )
-        if pipeline_role is not None:
-            passed_to = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-            role.add_to_principal_policy(iam.PolicyStatement(
-                sid="PassThePipelineRole", actions=["iam:PassRole"], resources=[pipeline_role.role_arn],
-                conditions=passed_to,
-            ))
 
     def _add_pipeline(self, branch: str, trigger_file_paths: Sequence[str]) -> None:
         source_output = codepipeline.Artifact("Source")

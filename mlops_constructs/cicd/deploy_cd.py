@@ -4,12 +4,11 @@ deploys and smoke-tests each serving stage, with a manual approval before the la
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from aws_cdk import Duration, Stack, Token
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
@@ -21,7 +20,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, arn_name, check_duration,
+from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, check_duration,
                                           codebuild_project, codebuild_stage, notify_failures, v2_pipeline)
 from mlops_constructs.cicd.deploy_stage import (
     DEFAULT_BOOTSTRAP_ROLES,
@@ -33,7 +32,7 @@ from mlops_constructs.cicd.deploy_stage import (
 )
 from mlops_constructs.cicd.source import PipelineSource, check_source
 from mlops_constructs.cicd.storage import PipelineStorage, StorageOptions
-from mlops_constructs.model_registry import approved_event_pattern, grant_read_model_packages
+from mlops_constructs.model_registry import IModelRegistry, approved_event_pattern
 
 RESOLVED_VARIABLES = (
     "PACKAGE_FOUND", "MODEL_PACKAGE_ARN", "MODEL_PACKAGE_VERSION", "MODEL_DATA_URL", "MODEL_IMAGE", "GIT_COMMIT",
@@ -123,23 +122,6 @@ def _deploy_timeout(owner: str, rollout_timeout: Duration, deploy_timeout: Optio
     return deploy_timeout
 
 
-def _packages_arn(stack: Stack, group_arn: str, group_name: str, explicit_arn: Optional[str]) -> str:
-    """``model-package/<group>/*`` in the group's account and region."""
-    if explicit_arn is None:
-        return stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{arn_name(group_name)}/*")
-    if Token.is_unresolved(explicit_arn):
-        raise ValueError("ModelDeployCd model_package_group_arn must be a literal ARN (it names another account)")
-    match = re.match(r"^(arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}):model-package-group/(.+)$", explicit_arn)
-    if not match:
-        raise ValueError(f"ModelDeployCd model_package_group_arn {explicit_arn!r} is not a model package group ARN")
-    if match.group(2).lower() != group_name.lower():
-        raise ValueError(
-            f"ModelDeployCd model_package_group_arn {explicit_arn!r} names group {match.group(2)!r}, "
-            f"not model_package_group_name {group_name!r}"
-        )
-    return f"{match.group(1)}:model-package/{match.group(2).lower()}/*"
-
-
 def _resolved(
     resolve: actions.CodeBuildAction, names: Sequence[str]
 ) -> dict[str, codebuild.BuildEnvironmentVariable]:
@@ -190,7 +172,10 @@ class ModelDeployCd(Construct):
     :param names: physical names (:class:`DeployCdNames`).
     :param project: :param environment: :param model_name: what the deploy synthesizes (``-c env=<environment>``,
         the serving stack of ``model_name`` and the stage).
-    :param model_package_group_name: the group whose approvals trigger the pipeline.
+    :param registry: the model package group whose approvals trigger the pipeline and whose versions Resolve reads
+        (its ``grant_read``): a :class:`~mlops_constructs.model_registry.ModelRegistry`, or a group shared by another
+        account (:meth:`ModelRegistry.from_model_package_group_arn
+        <mlops_constructs.model_registry.ModelRegistry.from_model_package_group_arn>`).
     :param stages: serving stages in order (names or :class:`DeployStage`); a manual approval precedes the last.
     :param alarm_topic: failed executions are published here.
     :param alarm_topic_key: the KMS key ``alarm_topic`` is encrypted with, when the topic is imported (a
@@ -201,8 +186,6 @@ class ModelDeployCd(Construct):
         baseline and the deploy passes it (``BaselineStatisticsUrl``, ``BaselineConstraintsUrl``). Default: True.
     :param lambda_mode: the serving stacks' Lambda inference mode, ``model`` (the deploy passes ``ModelDataUrl``) or
         ``endpoint_proxy``; None: no Lambda. Default: ``model``.
-    :param model_package_group_arn: the group's ARN when it lives in another account (shared by its
-        ``ModelRegistry`` ``trusted_accounts``). Default: the group of that name in this account.
     :param connection_arn: :param repository: :param branch: CodeConnections source (not triggered on push).
     :param source_bucket: S3 source instead (e.g. ``ModelBuildCi.source_bucket``), object
         ``names.source_object_key``.
@@ -233,7 +216,7 @@ class ModelDeployCd(Construct):
         project: str,
         environment: str,
         model_name: str,
-        model_package_group_name: str,
+        registry: IModelRegistry,
         stages: Sequence[Union[str, DeployStage]],
         alarm_topic: sns.ITopic,
         alarm_topic_key: Optional[kms.IKey] = None,
@@ -241,7 +224,6 @@ class ModelDeployCd(Construct):
         approval_topic_key: Optional[kms.IKey] = None,
         endpoint: bool = True,
         lambda_mode: Optional[str] = "model",
-        model_package_group_arn: Optional[str] = None,
         connection_arn: Optional[str] = None,
         repository: Optional[str] = None,
         branch: str = "main",
@@ -278,22 +260,20 @@ class ModelDeployCd(Construct):
         )
         self._buildspecs, self._compute_type = buildspecs, compute_type
 
+        self.registry = registry
+        group_name = registry.model_package_group_name
         self.resolve_project = self._project(
             "Resolve",
             names.resolve_project,
-            f"latest Approved version of model package group {model_package_group_name}",
+            f"latest Approved version of model package group {group_name}",
             "model_resolve.yml",
             Duration.minutes(10),
             {
-                "MODEL_PACKAGE_GROUP": model_package_group_arn or model_package_group_name,
+                "MODEL_PACKAGE_GROUP": registry.group_reference,
                 "REQUIRE_BASELINE": "true" if endpoint else "false",
             },
         )
-        group_arn = model_package_group_arn or stack.format_arn(
-            service="sagemaker", resource="model-package-group", resource_name=arn_name(model_package_group_name)
-        )
-        packages_arn = _packages_arn(stack, group_arn, model_package_group_name, model_package_group_arn)
-        grant_read_model_packages(self.resolve_project, group_arn, packages_arn)
+        registry.grant_read(self.resolve_project)
 
         qualifier = bootstrap_qualifier or self.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or (
             compliance.DEFAULT_QUALIFIER
@@ -318,8 +298,8 @@ class ModelDeployCd(Construct):
         self.approval_rule = events.Rule(
             self,
             "OnApproved",
-            description=f"A version of {model_package_group_name} was approved: run the deploy CD",
-            event_pattern=approved_event_pattern(model_package_group_name),
+            description=f"A version of {group_name} was approved: run the deploy CD",
+            event_pattern=approved_event_pattern(group_name),
             targets=[targets.CodePipeline(self.pipeline)],
         )
         self.failure_rule = notify_failures(self.pipeline, alarm_topic)

@@ -41,6 +41,7 @@ ModelBuildCi = partial(model_cicd.ModelBuildCi, buildspec=code.MODEL_BUILD_BUILD
                        names=build_ci_names(NAMES, "abalone"))
 ModelDeployCd = partial(model_cicd.ModelDeployCd, buildspecs=code.BUILDSPECS, names=deploy_cd_names(NAMES, "abalone"))
 from mlops_constructs.model_registry import ModelRegistry
+from mlops_constructs.pipeline_grants import SageMakerPipelineReference
 from platform_config import load_config
 from platform_config.schema import SourceRepoConfig
 from stacks.platform_pipeline_stack import PlatformPipelineStack
@@ -102,12 +103,12 @@ def synth(tmp_path_factory) -> Synth:
     c["approver"] = iam.Role(conn, "Approver", assumed_by=iam.AccountRootPrincipal())
     c["registry"].grant_approve(c["approver"])
     c["build"] = ModelBuildCi(
-        conn, "BuildCi", sagemaker_pipeline_name=GROUP,
+        conn, "BuildCi", sagemaker_pipeline=SageMakerPipelineReference.from_pipeline_name(conn, GROUP),
         connection_arn=CONNECTION, repository=REPOSITORY, trigger_file_paths=["sagemaker_steps/**"],
         alarm_topic=alarms, pipeline_stack_name="mlops-dev-model-abalone",
     )
     c["deploy"] = ModelDeployCd(
-        conn, "DeployCd", project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+        conn, "DeployCd", project="mlops", environment="dev", model_name="abalone", registry=c["registry"],
         stages=["staging", "prod"], alarm_topic=alarms, approval_topic=approvals,
         connection_arn=CONNECTION, repository=REPOSITORY, smoke_sample_file="data/smoke_sample.json",
     )
@@ -121,12 +122,14 @@ def synth(tmp_path_factory) -> Synth:
                            "logs to the lake's access-log bucket; only its name and key matter here.")
     pipeline_role = iam.Role(s3stack, "SageMakerPipelineRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
     c["build_s3"] = ModelBuildCi(
-        s3stack, "BuildCi", sagemaker_pipeline_name=GROUP,
-        definition_file="build/pipeline-definition.json", sagemaker_pipeline_role=pipeline_role,
+        s3stack, "BuildCi",
+        sagemaker_pipeline=SageMakerPipelineReference.from_pipeline_name(s3stack, GROUP, role=pipeline_role),
+        definition_file="build/pipeline-definition.json",
         wait_for_execution=True, wait_timeout=cdk.Duration.minutes(45),
     )
     c["deploy_s3"] = ModelDeployCd(
-        s3stack, "DeployCd", project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+        s3stack, "DeployCd", project="mlops", environment="dev", model_name="abalone",
+        registry=ModelRegistry(s3stack, "Registry", model_package_group_name=GROUP),
         stages=["staging", DeployStage("prod", account=OTHER_ACCOUNT, region="eu-west-1", smoke_role_arn=SMOKE_ROLE)],
         alarm_topic=alarms_s3, source_bucket=c["build_s3"].source_bucket,
         model_artifacts_bucket=artifacts, model_artifacts_key_pattern="models/abalone/*",
@@ -316,7 +319,7 @@ def test_imported_alarm_topic_key_is_granted_for_the_approval():
     stack = _stack()
     key = kms.Key.from_key_arn(stack, "K", f"arn:aws:kms:{REGION}:{PIPELINE_ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab")
     topic = sns.Topic.from_topic_arn(stack, "T", f"arn:aws:sns:{REGION}:{PIPELINE_ACCOUNT}:alarms")
-    ModelDeployCd(stack, "Cd", project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+    ModelDeployCd(stack, "Cd", project="mlops", environment="dev", model_name="abalone", registry=_registry(stack),
                   stages=["staging", "prod"], alarm_topic=topic, alarm_topic_key=key, connection_arn=CONNECTION,
                   repository=REPOSITORY, smoke_sample_file="data/sample.json")
     template = Template.from_stack(stack).to_json()
@@ -537,27 +540,34 @@ def test_s3_source_fallback_shared_by_build_and_deploy(synth):
 # ---------------------------------------------------------------------------------------------------------------
 # least privilege
 # ---------------------------------------------------------------------------------------------------------------
+def _sagemaker_and_pass_role(statements: list[dict]) -> dict[str, tuple[str, ...]]:
+    """Action -> rendered resources, for the SageMaker and iam:PassRole actions of a policy."""
+    return {a: tuple(sorted(_render(r) for r in _as_list(s["Resource"])))
+            for s in statements for a in _as_list(s["Action"]) if a.startswith(("sagemaker:", "iam:PassRole"))}
+
+
 def test_build_role_starts_exactly_one_sagemaker_pipeline(synth):
+    # The pipeline's own grant_start: describe and start the one pipeline, nothing else of SageMaker's.
     arn = f"arn:<AWS::Partition>:sagemaker:{REGION}:{PIPELINE_ACCOUNT}:pipeline/{GROUP}"
     statements = _statements(synth, "CicdConnection", "BuildCiBuildRole")
-    start = _by_sid(statements, "StartThisPipeline")
+    assert _sagemaker_and_pass_role(statements) == {
+        "sagemaker:DescribePipeline": (arn,), "sagemaker:StartPipelineExecution": (arn,),
+    }
+    (start,) = [s for s in statements if "sagemaker:StartPipelineExecution" in _as_list(s["Action"])]
     assert sorted(start["Action"]) == ["sagemaker:DescribePipeline", "sagemaker:StartPipelineExecution"]
-    assert _render(start["Resource"]) == arn
-    actions = {a for s in statements for a in _as_list(s["Action"])}
-    assert not {"iam:PassRole", "sagemaker:UpdatePipeline", "sagemaker:CreatePipeline"} & actions
-    assert not any(a.startswith("sagemaker:") for s in statements if s.get("Sid") != "StartThisPipeline"
-                   for a in _as_list(s["Action"]))
 
-    # Upsert and wait: UpdatePipeline, its executions, and passing only the pipeline's role to SageMaker.
+    # Upsert and wait (grant_update, grant_read_executions): UpdatePipeline, its executions, and passing only the
+    # pipeline's role to SageMaker.
     statements = _statements(synth, "CicdS3", "BuildCiBuildRole")
-    assert sorted(_by_sid(statements, "StartThisPipeline")["Action"]) == [
-        "sagemaker:DescribePipeline", "sagemaker:StartPipelineExecution", "sagemaker:UpdatePipeline",
-    ]
-    follow = _by_sid(statements, "FollowItsExecutions")
-    assert _render(follow["Resource"]) == f"{arn}/execution/*"
-    pass_role = _by_sid(statements, "PassThePipelineRole")
     role_id, _ = synth.one("CicdS3", "AWS::IAM::Role", "SageMakerPipelineRole")
-    assert pass_role["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    executions = f"{arn}/execution/*"
+    assert _sagemaker_and_pass_role(statements) == {
+        "sagemaker:DescribePipeline": (arn,), "sagemaker:StartPipelineExecution": (arn,),
+        "sagemaker:UpdatePipeline": (arn,),
+        "sagemaker:DescribePipelineExecution": (executions,), "sagemaker:ListPipelineExecutionSteps": (executions,),
+        "iam:PassRole": (f"<{role_id}.Arn>",),
+    }
+    (pass_role,) = [s for s in statements if "iam:PassRole" in _as_list(s["Action"])]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
@@ -621,6 +631,40 @@ def test_resolve_role_reads_only_the_model_package_group(synth):
     _, project = synth.one("CicdConnection", "AWS::CodeBuild::Project", "DeployCdResolve")
     env = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
     assert env == {"MODEL_PACKAGE_GROUP": GROUP, "REQUIRE_BASELINE": "true"}
+
+
+def test_resolve_role_reads_a_group_shared_by_another_account():
+    stack = _stack()
+    shared = f"arn:aws:sagemaker:eu-west-1:{OTHER_ACCOUNT}:model-package-group/Shared-Group"
+    cd = ModelDeployCd(stack, "Cd", **{**_deploy_props(stack),
+                                       "registry": ModelRegistry.from_model_package_group_arn(shared)})
+    template = Template.from_stack(stack).to_json()
+    statements = [s for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Policy"
+                  and "CdResolveRole" in k for s in v["Properties"]["PolicyDocument"]["Statement"]]
+    sagemaker = {a: s["Resource"] for s in statements for a in _as_list(s["Action"]) if a.startswith("sagemaker:")}
+    assert sagemaker == {
+        "sagemaker:DescribeModelPackageGroup": shared,
+        "sagemaker:DescribeModelPackage": f"arn:aws:sagemaker:eu-west-1:{OTHER_ACCOUNT}:model-package/shared-group/*",
+        "sagemaker:ListModelPackages": "*",
+    }
+    project = template["Resources"][stack.get_logical_id(cd.resolve_project.node.default_child)]
+    env = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert env["MODEL_PACKAGE_GROUP"] == shared
+    (rule,) = [v for k, v in template["Resources"].items() if v["Type"] == "AWS::Events::Rule" and "OnApproved" in k]
+    assert rule["Properties"]["EventPattern"]["detail"]["ModelPackageGroupName"] == ["Shared-Group"]
+
+
+@pytest.mark.parametrize("arn,message", [
+    (f"arn:aws:sagemaker:{REGION}:{OTHER_ACCOUNT}:model-package/other/1",
+     f"ModelRegistry model_package_group_arn 'arn:aws:sagemaker:{REGION}:{OTHER_ACCOUNT}:model-package/other/1' "
+     "is not a model package group ARN"),
+    (cdk.Fn.import_value("GroupArn"),
+     "ModelRegistry model_package_group_arn must be a literal ARN (it names another account)"),
+])
+def test_registry_reference_validation_messages(arn, message):
+    with pytest.raises(ValueError) as err:
+        ModelRegistry.from_model_package_group_arn(arn)
+    assert str(err.value) == message
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -731,19 +775,28 @@ def _stack() -> cdk.Stack:
     return cdk.Stack(cdk.App(), "Validation", env=cdk.Environment(account=PIPELINE_ACCOUNT, region=REGION))
 
 
+def _pipeline_ref(stack: cdk.Stack) -> SageMakerPipelineReference:
+    return SageMakerPipelineReference.from_pipeline_name(stack, GROUP)
+
+
+def _registry(stack: cdk.Stack) -> ModelRegistry:
+    return ModelRegistry(stack, "Registry", model_package_group_name=GROUP)
+
+
 def test_upsert_needs_the_pipeline_role_message():
+    stack = _stack()
     with pytest.raises(ValueError) as err:
-        ModelBuildCi(_stack(), "Ci", sagemaker_pipeline_name=GROUP,
-                     definition_file="definition.json")
+        ModelBuildCi(stack, "Ci", sagemaker_pipeline=_pipeline_ref(stack), definition_file="definition.json")
     assert str(err.value) == (
-        "ModelBuildCi definition_file and sagemaker_pipeline_role go together: upserting a pipeline definition "
-        "passes the role the pipeline runs as"
+        "ModelBuildCi definition_file needs the SageMaker pipeline's execution role (sagemaker_pipeline.role): "
+        "upserting a pipeline definition passes the role the pipeline runs as"
     )
 
 
 def test_build_timeout_must_exceed_the_wait_message():
     with pytest.raises(ValueError) as err:
-        ModelBuildCi(_stack(), "Ci", sagemaker_pipeline_name=GROUP,
+        stack = _stack()
+        ModelBuildCi(stack, "Ci", sagemaker_pipeline=_pipeline_ref(stack),
                      wait_for_execution=True, wait_timeout=cdk.Duration.minutes(60),
                      build_timeout=cdk.Duration.minutes(30))
     assert str(err.value) == (
@@ -760,9 +813,6 @@ def test_build_timeout_must_exceed_the_wait_message():
     ({"smoke_sample_file": None},
      "ModelDeployCd smoke test needs sample rows: give smoke_sample_file (JSON instances in the source) or "
      "model_artifacts_bucket (to read model_metadata.json from the approved package's model data)"),
-    ({"model_package_group_arn": f"arn:aws:sagemaker:{REGION}:{OTHER_ACCOUNT}:model-package-group/other"},
-     f"ModelDeployCd model_package_group_arn 'arn:aws:sagemaker:{REGION}:{OTHER_ACCOUNT}:model-package-group/other' "
-     f"names group 'other', not model_package_group_name '{GROUP}'"),
     ({"stages": [DeployStage("prod", smoke_role_arn="mlops-smoke")]},
      "ModelDeployCd stage 'prod' smoke_role_arn 'mlops-smoke' is not an IAM role ARN"),
     ({"connection_arn": None},
@@ -777,7 +827,7 @@ def test_build_timeout_must_exceed_the_wait_message():
 ])
 def test_deploy_cd_validation_messages(kwargs, message):
     stack = _stack()
-    props = dict(project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+    props = dict(project="mlops", environment="dev", model_name="abalone", registry=_registry(stack),
                  stages=["staging", "prod"], alarm_topic=sns.Topic(stack, "T"), connection_arn=CONNECTION,
                  repository=REPOSITORY, smoke_sample_file="data/sample.json")
     props.update(kwargs)
@@ -787,7 +837,7 @@ def test_deploy_cd_validation_messages(kwargs, message):
 
 
 def _deploy_props(stack: cdk.Stack) -> dict:
-    return dict(project="mlops", environment="dev", model_name="abalone", model_package_group_name=GROUP,
+    return dict(project="mlops", environment="dev", model_name="abalone", registry=_registry(stack),
                 stages=["staging", "prod"], alarm_topic=sns.Topic(stack, "T"), connection_arn=CONNECTION,
                 repository=REPOSITORY, smoke_sample_file="data/sample.json")
 
