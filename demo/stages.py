@@ -288,7 +288,8 @@ def build_model(run: Run) -> None:
     run.say(f"InputDataUrl s3://{result.buckets['curated']}/{result.dataset}/ ({fetched} object(s))")
     # The model's spec as the pipeline is built from it, with the run's threshold (--threshold overrides it).
     model_spec = dataclasses.replace(model.spec, threshold=result.threshold)
-    pipeline = run.pipeline = run_local_pipeline(pipeline_input, run.work / "pipeline", model_spec)
+    pipeline = run.pipeline = run_local_pipeline(pipeline_input, run.work / "pipeline", model_spec,
+                                                 training_source_dir=model.training_dir)  # models[].training
     result.step_seconds = {k: round(v, 2) for k, v in pipeline.durations.items()}
     result.evaluation = pipeline.evaluation
     result.metric_value = float(pipeline.metric_value)
