@@ -258,3 +258,15 @@ def test_app_reads_the_config_dir_context(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"env": "dev", "config_dir": str(tmp_path)}))
     assert app.main() == 1
     assert f"{tmp_path}/dev.yaml: no such config file" in capsys.readouterr().err
+
+
+def test_the_training_source_is_every_file_of_the_directory_and_needs_both_scripts(tmp_path):
+    from sagemaker_steps.pipeline_spec import training_source
+
+    for name in ("train.py", "serve.py", "lib/features.py", "__pycache__/train.cpython-311.pyc", ".env", "x.pyc"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert sorted(training_source("xgboost", tmp_path)) == ["lib/features.py", "serve.py", "train.py"]
+    (tmp_path / "serve.py").unlink()
+    with pytest.raises(ValueError, match=r"lacks serve.py at its top"):
+        training_source("xgboost", tmp_path)
