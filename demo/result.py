@@ -94,10 +94,7 @@ class DemoResult:
     files: dict[str, Path] = field(default_factory=dict)  # this model's files in the report (plot, Lambda log)
 
     def request(self, name: str) -> RequestResult:
-        for r in self.requests:
-            if r.name == name:
-                return r
-        raise KeyError(name)
+        return _named(self.requests, "name", name)
 
 
 @dataclass
@@ -117,10 +114,7 @@ class DemoRun:
     exit_code: int = 0
 
     def model(self, name: str) -> DemoResult:
-        for result in self.models:
-            if result.model == name:
-                return result
-        raise KeyError(name)
+        return _named(self.models, "model", name)
 
     @property
     def passed(self) -> bool:
@@ -131,6 +125,14 @@ class DemoRun:
 
     def all_seconds(self) -> float:
         return sum(self.stage_seconds.values()) + sum(sum(r.stage_seconds.values()) for r in self.models)
+
+
+def _named(items: list[Any], key: str, name: str) -> Any:
+    """The item whose ``key`` attribute is ``name``; KeyError if none."""
+    found = [item for item in items if getattr(item, key) == name]
+    if not found:
+        raise KeyError(name)
+    return found[0]
 
 
 class Progress:
