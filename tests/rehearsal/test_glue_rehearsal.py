@@ -72,6 +72,25 @@ def _rehearsal(outdir: Path, workdir: Path):
     return Rehearsal(assembly, cloud, workdir, log=lambda _: None), cloud
 
 
+def _glue_failure(outdir: Path, workdir: Path, raw_files: dict, dataset: str, **kwargs) -> str:
+    """The RehearsalError message of the dataset's Glue job run on ``raw_files`` (it must fail)."""
+    rh, cloud = _rehearsal(outdir, workdir)
+    try:
+        with pytest.raises(RehearsalError) as err:
+            run_glue_job(rh, raw_files=raw_files, dataset=dataset, **kwargs)
+    finally:
+        cloud.stop()
+    return str(err.value)
+
+
+def _breast_cancer_sample(tmp_path: Path, header: str = "") -> dict[str, Path]:
+    """20 rows of the breast_cancer sample under ``header`` (default: its own)."""
+    lines = (REPO / "data" / "breast_cancer.csv").read_text().splitlines()
+    path = tmp_path / "bc.csv"
+    path.write_text("\n".join([header or lines[0], *lines[1:21]]) + "\n")
+    return {"bc.csv": path}
+
+
 def _data_template(outdir: Path) -> tuple[Path, dict]:
     manifest = json.loads((outdir / "manifest.json").read_text())
     for artifact_id, artifact in manifest["artifacts"].items():
@@ -134,13 +153,7 @@ def test_extra_py_module_staged_under_its_hash_name_fails(assembly_copy, tmp_pat
     job["Properties"]["DefaultArguments"]["--extra-py-files"] = f"s3://{ASSETS}/{digest}.py"
     template_path.write_text(json.dumps(template))
 
-    rh, cloud = _rehearsal(assembly_copy, tmp_path / "work")
-    try:
-        with pytest.raises(RehearsalError) as err:
-            run_glue_job(rh, raw_files={"sample.csv": sample_csv}, dataset="abalone")
-    finally:
-        cloud.stop()
-    message = str(err.value)
+    message = _glue_failure(assembly_copy, tmp_path / "work", {"sample.csv": sample_csv}, "abalone")
     assert "import etl_transform" in message and f"{digest}.py" in message and "aws/aws-cdk#20481" in message
 
 
@@ -235,17 +248,7 @@ def test_a_declared_type_the_job_does_not_write_fails(assembly_copy, tmp_path, s
     column = next(c for c in table["StorageDescriptor"]["Columns"] if c["Name"] == "mean_radius")
     column["Type"] = "float"
     template_path.write_text(json.dumps(template))
-    lines = (REPO / "data" / "breast_cancer.csv").read_text().splitlines()
-    sample = tmp_path / "bc.csv"
-    sample.write_text("\n".join(lines[:21]) + "\n")
-
-    rh, cloud = _rehearsal(assembly_copy, tmp_path / "work")
-    try:
-        with pytest.raises(RehearsalError) as err:
-            run_glue_job(rh, raw_files={"bc.csv": sample}, dataset="breast_cancer")
-    finally:
-        cloud.stop()
-    message = str(err.value)
+    message = _glue_failure(assembly_copy, tmp_path / "work", _breast_cancer_sample(tmp_path), "breast_cancer")
     assert "the declared table mlops_dev.breast_cancer does not describe what Glue job mlops-dev-etl-breast_cancer " \
            "writes" in message
     assert "mean_radius declared float, written double" in message
@@ -254,18 +257,10 @@ def test_a_declared_type_the_job_does_not_write_fails(assembly_copy, tmp_path, s
 def test_a_breast_cancer_header_off_the_schema_fails(dev_assembly_dir, tmp_path):
     """The second dataset's job reads its own schema: a header with a renamed column fails the job, naming the
     missing and the unexpected column."""
-    lines = (REPO / "data" / "breast_cancer.csv").read_text().splitlines()
-    header = lines[0].replace("mean_texture", "mean_txture", 1)
-    assert header != lines[0]
-    sample = tmp_path / "bc.csv"
-    sample.write_text("\n".join([header, *lines[1:21]]) + "\n")
-
-    rh, cloud = _rehearsal(dev_assembly_dir, tmp_path / "work")
-    try:
-        with pytest.raises(RehearsalError) as err:
-            run_glue_job(rh, raw_files={"bc.csv": sample}, dataset="breast_cancer", crawl=False)
-    finally:
-        cloud.stop()
-    message = str(err.value)
+    header = (REPO / "data" / "breast_cancer.csv").read_text().splitlines()[0]
+    assert "mean_texture," in header
+    message = _glue_failure(dev_assembly_dir, tmp_path / "work",
+                            _breast_cancer_sample(tmp_path, header.replace("mean_texture,", "mean_txture,", 1)),
+                            "breast_cancer", crawl=False)
     assert "Glue job mlops-dev-etl-breast_cancer failed" in message
     assert "missing column(s): mean_texture" in message and "mean_txture" in message
