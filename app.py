@@ -12,10 +12,11 @@ os.environ.setdefault("SAGEMAKER_TELEMETRY_OPT_OUT", "true")
 from platform_config import ConfigError, load_config  # noqa: E402
 
 
-def main() -> int:
+def main(app=None) -> int:
+    """Synthesize ``app`` (default: a new ``cdk.App``, which reads the CLI's context)."""
     import aws_cdk as cdk
 
-    app = cdk.App()
+    app = app or cdk.App()
     env_name = app.node.try_get_context("env") or "dev"
     config_dir = app.node.try_get_context("config_dir")
     config_file = f"{config_dir or 'config'}/{env_name}.yaml"

@@ -251,12 +251,13 @@ def test_the_local_runner_runs_the_teams_training_code(config_dir, curated, tmp_
     assert content_type == "text/csv" and float(io.StringIO(body).readline()) > 60.0
 
 
-def test_app_reads_the_config_dir_context(tmp_path, monkeypatch, capsys):
+def test_app_reads_the_config_dir_context(tmp_path, capsys):
     """`cdk synth -c config_dir=<dir>` reads <dir>/<env>.yaml (here a directory without it: the one-line error)."""
+    import aws_cdk as cdk
+
     import app
 
-    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"env": "dev", "config_dir": str(tmp_path)}))
-    assert app.main() == 1
+    assert app.main(cdk.App(context={"env": "dev", "config_dir": str(tmp_path)})) == 1
     assert f"{tmp_path}/dev.yaml: no such config file" in capsys.readouterr().err
 
 
