@@ -57,3 +57,17 @@ def test_an_underived_resource_needs_the_action_on_some_resource():
                     "glue:GetTable", None)
     assert not evaluate(_policy({"Effect": "Allow", "Action": "glue:GetDatabase", "Resource": "*"}),
                         "glue:GetTable", None)
+
+
+def test_catalog_operations_need_the_catalog_the_database_and_the_table():
+    """"Specifying AWS Glue resource ARNs": GetTable and partition calls are authorized on all three."""
+    table = request_resources("glue", "glue:GetTable", "/", {}, b'{"DatabaseName": "db", "Name": "t"}')
+    glue = "arn:aws:glue:us-east-1:123456789012:"
+    assert table == [[f"{glue}catalog"], [f"{glue}database/db"], [f"{glue}table/db/t"]]
+    partitions = request_resources("glue", "glue:BatchCreatePartition", "/", {},
+                                   b'{"DatabaseName": "db", "TableName": "t", "PartitionInputList": []}')
+    assert partitions == table
+    without_table = {"Effect": "Allow", "Action": "glue:GetTable", "Resource": [f"{glue}catalog", f"{glue}database/db"]}
+    assert not evaluate(_policy(without_table), "glue:GetTable", table)
+    assert evaluate(_policy({**without_table, "Resource": [f"{glue}catalog", f"{glue}database/db", f"{glue}table/db/*"]}),
+                    "glue:GetTable", table)
