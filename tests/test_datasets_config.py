@@ -57,7 +57,6 @@ def _add_cancer(data, **model_changes):
     data["datasets"].append(json.loads(json.dumps(CANCER)))
     model = dict(CANCER_MODEL, **model_changes)
     data["models"].append({k: v for k, v in model.items() if v is not None})
-    data["models"][0]["dataset"] = "abalone"
 
 
 def test_schema_document_of_the_shipped_dataset():
@@ -74,30 +73,43 @@ def test_schema_document_of_the_shipped_dataset():
     assert json.loads(json.dumps(doc)) == doc
 
 
-def test_a_second_dataset_and_model_load_and_resolve(tmp_path):
+def test_the_dev_config_has_two_datasets_and_each_model_resolves_its_own():
+    config = load_config("dev")
+    assert [d.name for d in config.datasets] == ["abalone", "breast_cancer"]
+    assert [config.dataset_of(m).name for m in config.models] == ["abalone", "breast_cancer"]
+    assert [m.name for m in config.models_of(config.dataset("breast_cancer"))] == ["breast-cancer"]
+    cancer = config.models[1].spec
+    assert (cancer.positive_label, cancer.positive_threshold, cancer.metric) == ("M", None, "auc")
+
+
+def test_a_third_dataset_and_model_load_and_resolve(tmp_path):
     config = _load(tmp_path, _add_cancer)
-    cancer = config.models[1]
-    assert config.dataset_of(cancer).name == "cancer"
-    assert config.dataset_of(config.models[0]).name == "abalone"
+    assert config.dataset_of(config.models[-1]).name == "cancer"
+    assert config.models[-1].spec.exclude_columns == ("patient_id",)
     assert [m.name for m in config.models_of(config.dataset("cancer"))] == ["cancer"]
 
 
 def test_several_datasets_need_models_dataset(tmp_path):
-    def mutate(data):
-        _add_cancer(data)
-        del data["models"][0]["dataset"]
-
-    assert _error(tmp_path, mutate).endswith(
-        "dev.yaml: (top level): models 'abalone': set dataset to one of ['abalone', 'cancer'] (there are several "
-        "datasets)"
+    assert _error(tmp_path, lambda d: d["models"][0].pop("dataset")).endswith(
+        "dev.yaml: (top level): models 'abalone': set dataset to one of ['abalone', 'breast_cancer'] (there are "
+        "several datasets)"
     )
+
+
+def test_one_dataset_needs_no_models_dataset(tmp_path):
+    def mutate(data):
+        data["datasets"] = data["datasets"][:1]
+        data["models"] = data["models"][:1]
+        data["models"][0].pop("dataset")
+
+    assert _load(tmp_path, mutate).dataset_of(load_config("dev").models[0]).name == "abalone"
 
 
 def test_unknown_dataset(tmp_path):
     msg = _error(tmp_path, lambda d: d["models"][0].update(dataset="fish"))
     assert msg.endswith(
         "dev.yaml: (top level): models 'abalone': dataset: dataset 'fish' is not declared; declare it under datasets: "
-        "or use one of ['abalone']"
+        "or use one of ['abalone', 'breast_cancer']"
     )
 
 
