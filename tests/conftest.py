@@ -24,7 +24,11 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 #   concurrently with each other;
 # - an expensive session fixture: the synthesized dev and prod apps (tests/infra/conftest.py) take most of a worker's
 #   time to build; every test that reads them runs where they are built, so each app is synthesized once per run
-#   instead of once per worker.
+#   instead of once per worker;
+# - the rest by module: module-scoped fixtures (a Spark session, trained models, the demo's run) are built once, not
+#   once on each worker that gets one of the module's tests (most runtime modules have several). The largest module
+#   (test_glue_transform.py) then bounds the wall time from below; TEST_GROUPING=test distributes those tests one by
+#   one instead (for an A/B on a quiet machine: benchmarks/README.md).
 SERIAL_DIRS = {"rehearsal": "opt-ml"}
 SESSION_APPS = {"dev", "prod", "synthesized"}
 
@@ -35,7 +39,7 @@ def xdist_group(item) -> str | None:
         return SERIAL_DIRS[parts[0]]
     if SESSION_APPS & set(getattr(item, "fixturenames", ())):
         return "synthesized-apps"
-    return None
+    return "/".join(parts) if os.environ.get("TEST_GROUPING", "module") == "module" else None
 
 
 def pytest_collection_modifyitems(config, items):
