@@ -40,22 +40,29 @@ def _render(node: Any) -> str:
 
 def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
     """Acknowledge one finding on ``scope`` (and its children) with a specific reason."""
+    acknowledge_all(scope, [rule_id], reason)
+
+
+def acknowledge_all(scope: IConstruct, rule_ids: Iterable[str], reason: str) -> None:
+    """Acknowledge several findings on ``scope`` with one reason, in one call (each call is a jsii round trip)."""
     if len(reason) < 20:
-        raise ValueError(f"acknowledgement of {rule_id} needs a specific reason, got {reason!r}")
-    plugin_id = f"AwsSolutions::{rule_id}" if rule_id.startswith("AwsSolutions-") else rule_id
-    Validations.of(scope).acknowledge(Acknowledgment(id=plugin_id, reason=reason))
+        raise ValueError(f"acknowledgement of {list(rule_ids)} needs a specific reason, got {reason!r}")
+    acks = [
+        Acknowledgment(id=f"AwsSolutions::{rule_id}" if rule_id.startswith("AwsSolutions-") else rule_id, reason=reason)
+        for rule_id in rule_ids
+    ]
+    if acks:
+        Validations.of(scope).acknowledge(*acks)
 
 
 def acknowledge_wildcard_resources(scope: IConstruct, resources: Iterable[Any], reason: str) -> None:
     """Acknowledge ``AwsSolutions-IAM5`` for each resource (token or string) that ends in a deliberate wildcard."""
-    for resource in resources:
-        acknowledge(scope, f"AwsSolutions-IAM5[Resource::{render(scope, resource)}]", reason)
+    acknowledge_all(scope, [f"AwsSolutions-IAM5[Resource::{render(scope, r)}]" for r in resources], reason)
 
 
 def acknowledge_wildcard_actions(scope: IConstruct, actions: Iterable[str], reason: str) -> None:
     """Acknowledge ``AwsSolutions-IAM5`` for wildcard actions that CDK grant methods emit (e.g. ``s3:GetObject*``)."""
-    for action in actions:
-        acknowledge(scope, f"AwsSolutions-IAM5[Action::{action}]", reason)
+    acknowledge_all(scope, [f"AwsSolutions-IAM5[Action::{action}]" for action in actions], reason)
 
 
 def asset_bucket_objects(scope: IConstruct) -> str:

@@ -3,6 +3,8 @@ acknowledgements of the wildcards CDK's grants put in pipeline and build roles."
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -30,10 +32,16 @@ def load_buildspec(path: Path) -> codebuild.BuildSpec:
     """A buildspec file of the repository, inlined (``BuildSpec.from_object``) so the template shows it."""
     if not path.is_file():
         raise ValueError(f"buildspec {path} does not exist")
+    return codebuild.BuildSpec.from_object(copy.deepcopy(_buildspec_document(path, path.stat().st_mtime_ns)))
+
+
+@functools.lru_cache(maxsize=32)
+def _buildspec_document(path: Path, _mtime_ns: int) -> dict:
+    """The parsed buildspec, once per file version: every model's CI/CD reads the same few files."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or str(doc.get("version")) != "0.2" or "phases" not in doc:
         raise ValueError(f"buildspec {path} is not a CodeBuild buildspec (version 0.2 with phases)")
-    return codebuild.BuildSpec.from_object(doc)
+    return doc
 
 
 def check_duration(owner: str, name: str, value: Duration, low: int, high: int) -> int:

@@ -660,7 +660,7 @@ def test_resolve_role_reads_a_group_shared_by_another_account():
      "is not a model package group ARN"),
     (cdk.Fn.import_value("GroupArn"),
      "ModelRegistry model_package_group_arn must be a literal ARN (it names another account)"),
-])
+], ids=["not-a-group-arn", "token"])  # a token's text differs per process: xdist workers must collect the same ids
 def test_registry_reference_validation_messages(arn, message):
     with pytest.raises(ValueError) as err:
         ModelRegistry.from_model_package_group_arn(arn)
