@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from platform_config.datasets import DATASET_NAME_PATTERN, DatasetConfig, check_model_dataset
 from platform_config.names import NAME_PATTERN, PARTS
+from platform_config.network import IamConfig, NetworkConfig
 from sagemaker_steps.model_spec import METRICS, ModelSpec  # the one metric table (standard library only)
 from sagemaker_steps.pipeline_spec import SERVING_SCRIPT, TRAIN_SCRIPT
 
@@ -348,6 +349,10 @@ class PlatformConfig(_Strict):
         default_factory=list,
         description="Accounts (e.g. staging, prod) that may read this environment's model package groups.",
     )
+    network: NetworkConfig = Field(
+        default=NetworkConfig(), description="VPC of jobs, models, functions and Glue jobs; see platform_config.network."
+    )
+    iam: IamConfig = Field(default=IamConfig(), description="Permissions boundary and role path of every role.")
     sagemaker_job_log_groups: bool = Field(
         default=False,
         description=(
