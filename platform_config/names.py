@@ -29,6 +29,23 @@ MAX_ENDPOINT_NAME = 63
 
 LAKE_ZONES = ("raw", "curated", "artifacts")
 
+#: Interface VPC endpoints (``com.amazonaws.<region>.<name>``) a VPC the platform creates gets by default: the services
+#: its in-VPC components call. Who calls which: platform_config.network (the config default) explains each.
+VPC_INTERFACE_ENDPOINTS = (
+    "sagemaker.api",
+    "sagemaker.runtime",
+    "ecr.api",
+    "ecr.dkr",
+    "logs",
+    "monitoring",
+    "sts",
+    "kms",
+    "events",
+    "glue",
+)
+#: Attributes of the shared stack's network exports (:meth:`Names.network_export`).
+NETWORK_EXPORTS = ("vpc-id", "subnet-ids", "availability-zones", "workload-sg-id", "glue-sg-id")
+
 # The parts names are made of: (regular expression, maximum length). The config schema validates with these, so
 # every derived name fits the limits of the services that carry it.
 NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
@@ -72,6 +89,14 @@ class Names:
     def lake_export(self, zone: str, attribute: str) -> str:
         """``zone``: raw, curated, artifacts or key; ``attribute``: arn or name."""
         return f"{self.prefix}-lake-{zone}-{attribute}"
+
+    def network_export(self, attribute: str) -> str:
+        """The shared stack's network, when it creates the VPC: ``attribute`` is one of :data:`NETWORK_EXPORTS`
+        (``vpc-id``; ``subnet-ids`` and ``availability-zones``, comma-separated, in the same order; ``workload-sg-id``,
+        ``glue-sg-id``)."""
+        if attribute not in NETWORK_EXPORTS:
+            raise ValueError(f"unknown network export '{attribute}'; use one of {NETWORK_EXPORTS}")
+        return f"{self.prefix}-network-{attribute}"
 
     @property
     def alarm_topic_export(self) -> str:

@@ -30,34 +30,27 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from platform_config.names import VPC_INTERFACE_ENDPOINTS
+
 #: The interface endpoints a created VPC gets by default: what the platform's in-VPC components call (the SageMaker
 #: jobs and models, the inference functions and the Glue ETL jobs; the CI/CD projects do not run in the VPC).
 #:
-#: - ``sagemaker.api``: pipeline steps and notebooks that call SageMaker (e.g. describe a model package);
+#: - ``sagemaker.api``: in-VPC code that calls SageMaker (a custom train.py or step using the SageMaker SDK; the
+#:   shipped steps do not);
 #: - ``sagemaker.runtime``: the inference function's ``endpoint_proxy`` mode (InvokeEndpoint);
-#: - ``ecr.api``, ``ecr.dkr``: container images pulled through the VPC (a Lambda or a job with a private image);
-#:   image layers come from S3, through the gateway endpoint;
+#: - ``ecr.api``, ``ecr.dkr``: images pulled from inside the VPC (the workstation's Deep Learning containers; layers
+#:   come from S3, through the gateway endpoint). SageMaker and Lambda pull their own images on the service side;
 #: - ``logs``, ``monitoring``: Glue continuous logging and job metrics, Powertools/embedded metrics outside Lambda;
 #: - ``sts``: credentials of assumed roles (the SDKs' regional STS endpoint);
 #: - ``kms``: SSE-KMS data keys the clients request themselves (Glue's job bookmarks and its Spark writes);
-#: - ``events``: EventBridge PutEvents for components that publish platform events;
+#: - ``events``: EventBridge PutEvents from in-VPC code (none of the shipped code publishes; the platform's rules
+#:   match service events). Kept so a step that publishes works; drop it from the list to save an endpoint;
 #: - ``glue``: the Glue ETL job's Data Catalog calls (the Glue docs list it with S3 for jobs in a VPC).
 #:
 #: Not included, because no component inside the VPC calls them: ``codebuild``, ``codeconnections``, ``lambda`` (the
 #: CI/CD projects and the deploy pipeline run outside the VPC; nothing in the VPC invokes a function). Add ``xray``
 #: when the inference function's traces must not leave through Lambda's own path.
-DEFAULT_INTERFACE_ENDPOINTS = (
-    "sagemaker.api",
-    "sagemaker.runtime",
-    "ecr.api",
-    "ecr.dkr",
-    "logs",
-    "monitoring",
-    "sts",
-    "kms",
-    "events",
-    "glue",
-)
+DEFAULT_INTERFACE_ENDPOINTS = VPC_INTERFACE_ENDPOINTS
 #: The most AZs a region offers (us-east-1 has six); Fn::GetAZs cannot select more than the region has.
 MAX_AZ_COUNT = 6
 _ENDPOINT_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)*$")
