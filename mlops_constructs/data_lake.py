@@ -11,7 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from mlops_constructs.storage import access_logs_bucket, kms_bucket
+from mlops_constructs.storage import access_logs_bucket, kms_bucket, rotating_key
 
 ZONES = ("raw", "curated", "artifacts")
 
@@ -54,12 +54,8 @@ class DataLake(Construct):
                 f"DataLake raw_transition_to_ia must be at least 30 days (S3 Standard-IA minimum), got {ia_days}"
             )
 
-        self.key: kms.IKey = encryption_key or kms.Key(
-            self,
-            "Key",
-            description="Data lake key: raw, curated and artifacts zones",
-            enable_key_rotation=True,
-            removal_policy=removal_policy,
+        self.key: kms.IKey = encryption_key or rotating_key(
+            self, "Key", description="Data lake key: raw, curated and artifacts zones", removal_policy=removal_policy
         )
 
         # Server access logs cannot be delivered to a bucket encrypted with SSE-KMS: S3-managed keys are the only
@@ -141,20 +137,17 @@ class DataLake(Construct):
 
     def metric_bucket_size(self, zone: str, period: Duration = Duration.days(1)) -> cloudwatch.Metric:
         """Daily storage size of a zone (S3 storage metrics; StandardStorage)."""
-        return cloudwatch.Metric(
-            namespace="AWS/S3",
-            metric_name="BucketSizeBytes",
-            dimensions_map={"BucketName": self.bucket(zone).bucket_name, "StorageType": "StandardStorage"},
-            statistic="Average",
-            period=period,
-        )
+        return self._storage_metric(zone, "BucketSizeBytes", "StandardStorage", period)
 
     def metric_number_of_objects(self, zone: str, period: Duration = Duration.days(1)) -> cloudwatch.Metric:
         """Daily object count of a zone."""
+        return self._storage_metric(zone, "NumberOfObjects", "AllStorageTypes", period)
+
+    def _storage_metric(self, zone: str, name: str, storage_type: str, period: Duration) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace="AWS/S3",
-            metric_name="NumberOfObjects",
-            dimensions_map={"BucketName": self.bucket(zone).bucket_name, "StorageType": "AllStorageTypes"},
+            metric_name=name,
+            dimensions_map={"BucketName": self.bucket(zone).bucket_name, "StorageType": storage_type},
             statistic="Average",
             period=period,
         )

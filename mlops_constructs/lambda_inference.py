@@ -20,7 +20,7 @@ from constructs import Construct
 from mlops_constructs import compliance
 from mlops_constructs._arns import s3_object_arn  # noqa: F401 (also importable from here)
 from mlops_constructs._inference_api import API_RESOURCE, API_STAGE, rest_api
-from mlops_constructs.storage import allow_cloudwatch_logs
+from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 
 CODE_EXCLUDES = ["tests", "**/tests", "__pycache__", "**/__pycache__", "*.pyc", "requirements.txt"]
 LAYER_EXCLUDES = ["manifest.json", ".installed", ".staging*"]
@@ -139,12 +139,8 @@ class LambdaInference(Construct):
         self.metrics_namespace = metrics_namespace
 
         # --- logs ----------------------------------------------------------------------------------------------------
-        self.log_key: kms.IKey = log_encryption_key or kms.Key(
-            self,
-            "LogKey",
-            description="Inference function logs",
-            enable_key_rotation=True,
-            removal_policy=removal_policy,
+        self.log_key: kms.IKey = log_encryption_key or rotating_key(
+            self, "LogKey", description="Inference function logs", removal_policy=removal_policy
         )
         allow_cloudwatch_logs(self.log_key)
         self.log_group = logs.LogGroup(

@@ -14,6 +14,11 @@ from constructs import Construct
 from mlops_constructs import compliance
 
 
+def rotating_key(scope: Construct, id_: str, *, description: str, removal_policy: RemovalPolicy) -> kms.Key:
+    """A customer managed KMS key with yearly rotation: the key of every bucket, log group and topic built here."""
+    return kms.Key(scope, id_, description=description, enable_key_rotation=True, removal_policy=removal_policy)
+
+
 def allow_cloudwatch_logs(key: kms.IKey, *, sid: Optional[str] = None) -> None:
     """Let CloudWatch Logs of this account and region use ``key`` for log groups (no effect on imported keys).
 

@@ -398,14 +398,7 @@ class PlatformConfig(_Strict):
             raise ValueError("removal_policy 'destroy' is refused for environment 'prod'; use 'retain'")
         for m in self.models:
             for s in m.stages:
-                for attr in ("account", "region"):
-                    wanted, own = getattr(s, attr), getattr(self, attr)
-                    if wanted is not None and wanted != own:
-                        raise ValueError(
-                            f"models '{m.name}' stage '{s.name}' sets {attr} {wanted} but the environment's is "
-                            f"{own or 'unset'}: a serving stack reads the lake of its own environment; put that "
-                            "stage in the config of the environment (account) it runs in"
-                        )
+                self.check_stage_location(m, s)
         # Physical names other systems call: the endpoint, the inference function (contract C1), the monitor schedule.
         for m in self.models:
             for s in m.stages:
@@ -417,6 +410,17 @@ class PlatformConfig(_Strict):
                         "max 64, and the Model Monitor schedule): shorten the project, model or stage name"
                     )
         return self
+
+    def check_stage_location(self, model: ModelConfig, stage: StageConfig) -> None:
+        """A serving stage runs in the environment's account and region (it reads the lake of its own environment)."""
+        for attr in ("account", "region"):
+            wanted, own = getattr(stage, attr), getattr(self, attr)
+            if wanted is not None and wanted != own:
+                raise ValueError(
+                    f"models '{model.name}' stage '{stage.name}' sets {attr} {wanted} but the environment's is "
+                    f"{own or 'unset'}: a serving stack reads the lake of its own environment; put that "
+                    "stage in the config of the environment (account) it runs in"
+                )
 
     def dataset(self, name: str) -> DatasetConfig:
         """The dataset called ``name``; a ValueError naming the known ones otherwise."""

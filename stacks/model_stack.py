@@ -84,18 +84,22 @@ class ModelStack(Stack):
         self.build.pipeline.add_resource_dependency(self.registry.group)
 
         source = config.source
+        # What the build CI and the deploy CD share: the source repository, the topic and the pipeline storage.
+        common = dict(
+            connection_arn=source.connection_arn,
+            repository=source.repository,
+            branch=source.branch,
+            alarm_topic=alarm_topic,
+            storage=storage_options(config),
+        )
         self.build_ci = ModelBuildCi(
             self,
             "BuildCi",
             buildspec=code.MODEL_BUILD_BUILDSPEC,
             names=build_ci_names(config.names, model.name),
             sagemaker_pipeline=self.build,
-            connection_arn=source.connection_arn,
-            repository=source.repository,
-            branch=source.branch,
-            alarm_topic=alarm_topic,
             pipeline_stack_name=self.stack_name,
-            storage=storage_options(config),
+            **common,
         )
         # A model that serves nothing (no endpoint, no Lambda) has no serving stacks to deploy.
         self.deploy_cd = None
@@ -110,18 +114,14 @@ class ModelStack(Stack):
                 model_name=model.name,
                 registry=self.registry,
                 stages=[DeployStage(s.name, s.account, s.region) for s in model.stages],
-                alarm_topic=alarm_topic,
                 alarm_topic_key=alarm_topic_key,
                 endpoint=model.endpoint.enabled,
                 lambda_mode=model.lambda_.mode if model.lambda_.enabled else None,
-                connection_arn=source.connection_arn,
-                repository=source.repository,
-                branch=source.branch,
                 source_bucket=None if source.connection_arn else self.build_ci.source_bucket,
                 model_artifacts_bucket=buckets["artifacts"],
                 model_artifacts_key_pattern=f"{Names.model_artifacts_prefix(model.name)}*",
                 rollout_timeout=rollout_budget(model),
-                storage=storage_options(config),
+                **common,
             )
         self.monitoring = ModelMonitoring(
             self,

@@ -27,6 +27,7 @@ from constructs import Construct
 from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
+from mlops_constructs.storage import rotating_key
 from platform_config.names import Names
 from stacks import code_locations as code
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
@@ -132,14 +133,7 @@ class ServingStack(Stack):
                 f"model '{model.name}' has neither endpoint.enabled nor lambda.enabled: there is nothing to serve in "
                 f"stage '{stage.name}'; enable one, or do not build its serving stacks"
             )
-        for attr in ("account", "region"):
-            wanted, own = getattr(stage, attr), getattr(config, attr)
-            if wanted is not None and wanted != own:
-                raise ValueError(
-                    f"stage '{stage.name}' of model '{model.name}' sets {attr} {wanted}, but the data lake is in "
-                    f"{own or 'the environment default'}: a serving stack imports the lake's bucket and key, which "
-                    "works within one account and region only; deploy that stage from the config of its own environment"
-                )
+        config.check_stage_location(model, stage)  # it imports the lake's bucket and key: one account and region
         super().__init__(
             scope, id_, description=f"{config.prefix()}: serving of model {model.name} in stage {stage.name}", **kwargs
         )
@@ -155,12 +149,8 @@ class ServingStack(Stack):
         model_version = Fn.select(1, Fn.split(":model-package/", package_arn))
 
         # Serving logs are encrypted with a key of this stack (the lake key's policy belongs to the data stack).
-        self.key = kms.Key(
-            self,
-            "LogsKey",
-            description=f"Serving logs of {self.endpoint_name}",
-            enable_key_rotation=True,
-            removal_policy=removal_policy(config),
+        self.key = rotating_key(
+            self, "LogsKey", description=f"Serving logs of {self.endpoint_name}", removal_policy=removal_policy(config)
         )
         self.endpoint: Optional[RealtimeEndpoint] = None
         if model.endpoint.enabled:

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from mlops_constructs.glue_etl import GlueEtl
-from mlops_constructs.storage import allow_cloudwatch_logs
+from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
 from stacks.common import environment_tags, log_retention, removal_policy, alarm_topic_export, alarm_topic_key_export
@@ -77,11 +77,10 @@ class SharedStack(Stack):
         if manage_sagemaker_log_groups is None:
             manage_sagemaker_log_groups = config.sagemaker_job_log_groups
         if manage_sagemaker_log_groups:
-            self.logs_key = kms.Key(
+            self.logs_key = rotating_key(
                 self,
                 "SageMakerLogsKey",
                 description=f"{prefix}: SageMaker processing and training job logs",
-                enable_key_rotation=True,
                 removal_policy=removal_policy(config),
             )
             allow_cloudwatch_logs(self.logs_key)

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.storage import allow_cloudwatch_logs, kms_bucket, lifecycle_rule
+from mlops_constructs.storage import allow_cloudwatch_logs, kms_bucket, lifecycle_rule, rotating_key
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class PipelineStorage:
         prefix = options.access_logs_prefix
         self._access_logs_prefix = default_access_logs_prefix if prefix is None else prefix
         self._removal_policy = options.removal_policy
-        self.key: kms.IKey = options.encryption_key or kms.Key(
-            scope, "Key", description=key_description, enable_key_rotation=True, removal_policy=options.removal_policy
+        self.key: kms.IKey = options.encryption_key or rotating_key(
+            scope, "Key", description=key_description, removal_policy=options.removal_policy
         )
         self.artifact_bucket = self._bucket(
             "ArtifactsBucket",

@@ -7,10 +7,11 @@ from typing import Optional, Sequence
 from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+
+from mlops_constructs.storage import rotating_key
 
 
 class AlarmTopic(Construct):
@@ -36,12 +37,8 @@ class AlarmTopic(Construct):
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, id_)
-        self.key = kms.Key(
-            self,
-            "Key",
-            description=f"Alarm notifications {topic_name or ''}".strip(),
-            enable_key_rotation=True,
-            removal_policy=removal_policy,
+        self.key = rotating_key(
+            self, "Key", description=f"Alarm notifications {topic_name or ''}".strip(), removal_policy=removal_policy
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
