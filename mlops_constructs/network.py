@@ -32,7 +32,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from mlops_constructs.storage import allow_cloudwatch_logs
+from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 from platform_config.names import VPC_INTERFACE_ENDPOINTS
 
 HTTPS = ec2.Port.tcp(443)
@@ -187,9 +187,8 @@ class PlatformNetwork(Construct):
         self, log_key: Optional[kms.IKey], retention: logs.RetentionDays, removal_policy: RemovalPolicy
     ) -> None:
         if log_key is None:
-            log_key = kms.Key(
-                self, "FlowLogKey", description=f"{self.node.path}: VPC flow logs", enable_key_rotation=True,
-                removal_policy=removal_policy,
+            log_key = rotating_key(
+                self, "FlowLogKey", description=f"{self.node.path}: VPC flow logs", removal_policy=removal_policy
             )
             allow_cloudwatch_logs(log_key)
         self.flow_log_group = logs.LogGroup(

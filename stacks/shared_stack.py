@@ -1,16 +1,17 @@
 """`shared` stack: the alarm topic, failure notifications, the platform overview and, on request, the SageMaker job
-log groups."""
+log groups and the platform's VPC (``network.mode: create``)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from mlops_constructs.glue_etl import GlueEtl
+from mlops_constructs.network import PlatformNetwork
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
@@ -119,3 +120,36 @@ class SharedStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn, export_name=alarm_topic_export(config))
         CfnOutput(self, "AlarmTopicKeyArn", value=self.alarm_topic.key.key_arn,
                   export_name=alarm_topic_key_export(config))
+
+        #: The platform's VPC when the config creates one (``network.mode: create``); None otherwise.
+        self.network: Optional[PlatformNetwork] = None
+        if config.network.mode == "create":
+            self.network = _create_network(self, config)
+
+
+def _create_network(stack: Stack, config: PlatformConfig) -> PlatformNetwork:
+    """The VPC, its endpoints and the workload security groups, exported by name for the other stacks
+    (``Names.network_export``: subnet IDs and AZs comma-separated, in the same order)."""
+    settings = config.network
+    network = PlatformNetwork(
+        stack,
+        "Network",
+        az_count=settings.az_count,
+        cidr=settings.cidr,
+        interface_endpoints=settings.interface_endpoints,
+        s3_prefix_list_id=settings.s3_prefix_list_id,
+        flow_logs=settings.flow_logs,
+        log_retention=log_retention(config),
+        removal_policy=removal_policy(config),
+    )
+    exports = {
+        "vpc-id": network.vpc.vpc_id,
+        "subnet-ids": Fn.join(",", network.subnet_ids),
+        "availability-zones": Fn.join(",", network.availability_zones),
+        "workload-sg-id": network.workload_security_group.security_group_id,
+        "glue-sg-id": network.glue_security_group.security_group_id,
+    }
+    for attribute, value in exports.items():
+        output_id = "Network" + "".join(part.capitalize() for part in attribute.split("-"))
+        CfnOutput(stack, output_id, value=value, export_name=config.names.network_export(attribute))
+    return network
