@@ -90,29 +90,25 @@ def test_create_field_in_existing_mode(tmp_path):
     )
 
 
-def test_existing_without_subnets(tmp_path):
-    network = {k: v for k, v in EXISTING.items() if k != "subnets"}
-    assert _error(tmp_path, network=network) == (
-        "network: mode existing needs subnets: two or more {id, availability_zone} in distinct AZs; add them"
-    )
-    assert _error(tmp_path, network={**EXISTING, "subnets": SUBNETS[:1]}) == (
-        "network: mode existing needs subnets: two or more {id, availability_zone} in distinct AZs; add them"
-    )
+_NO_SUBNETS = "network: mode existing needs subnets: two or more {id, availability_zone} in distinct AZs; add them"
 
 
-def test_existing_subnets_in_one_az(tmp_path):
-    subnets = [SUBNETS[0], {**SUBNETS[1], "availability_zone": "eu-west-1a"}]
-    assert _error(tmp_path, network={**EXISTING, "subnets": subnets}) == (
-        "network: subnets must be in distinct Availability Zones, got ['eu-west-1a', 'eu-west-1a']; keep one subnet "
-        "per AZ"
-    )
-
-
-def test_existing_without_vpc_id(tmp_path):
-    network = {k: v for k, v in EXISTING.items() if k != "vpc_id"}
-    assert _error(tmp_path, network=network) == (
-        "network: mode existing needs vpc_id; set vpc_id: vpc-... (the landing zone's VPC)"
-    )
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"subnets": None}, _NO_SUBNETS),
+        ({"subnets": SUBNETS[:1]}, _NO_SUBNETS),
+        ({"vpc_id": None}, "network: mode existing needs vpc_id; set vpc_id: vpc-... (the landing zone's VPC)"),
+        (
+            {"subnets": [SUBNETS[0], {**SUBNETS[1], "availability_zone": "eu-west-1a"}]},
+            "network: subnets must be in distinct Availability Zones, got ['eu-west-1a', 'eu-west-1a']; keep one "
+            "subnet per AZ",
+        ),
+    ],
+)
+def test_existing_mode_mistakes(tmp_path, change, message):
+    network = {k: v for k, v in {**EXISTING, **change}.items() if v is not None}  # None: the field is left out
+    assert _error(tmp_path, network=network) == message
 
 
 def test_vpc_mode_needs_the_s3_prefix_list(tmp_path):
