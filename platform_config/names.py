@@ -99,6 +99,11 @@ class Names:
         return f"{self.prefix}-network-{attribute}"
 
     @property
+    def boundary_export(self) -> str:
+        """The ARN of the permissions boundary the shared stack defines (``iam.permissions_boundary: create``)."""
+        return f"{self.prefix}-permissions-boundary-arn"
+
+    @property
     def alarm_topic_export(self) -> str:
         return f"{self.prefix}-alarm-topic-arn"
 
@@ -145,6 +150,12 @@ class Names:
     @property
     def platform_pipeline(self) -> str:
         return f"{self.prefix}-platform"
+
+    @property
+    def boundary_path(self) -> str:
+        """The IAM path of the permissions boundary the platform defines (``iam.permissions_boundary: create``):
+        the boundary policy is the only policy under it, and roles may only be given a boundary under it."""
+        return f"/{self.prefix}-boundary/"
 
     # --- S3 layout -----------------------------------------------------------------------------------------------
     @staticmethod

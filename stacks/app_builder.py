@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from mlops_constructs.permissions import BoundaryPolicy, apply_role_rules
 from platform_config import PlatformConfig
 from platform_config.names import SERVING_CONTEXT
 from stacks.common import LakeReferences, tag
@@ -55,6 +57,36 @@ def stack_environment(config: PlatformConfig) -> Optional[cdk.Environment]:
     if config.account or config.region:
         return cdk.Environment(account=config.account, region=config.region)
     return None
+
+
+def apply_iam_rules(
+    stack: cdk.Stack, config: PlatformConfig, *, shared: Optional[SharedStack] = None, own_boundary: bool = False
+) -> None:
+    """The config's ``iam`` rules on every role of ``stack``: ``permissions_boundary`` and ``role_path``.
+
+    ``create``: the shared stack's own boundary policy in the shared stack; in the environment's other stacks, the
+    policy's ARN imported by its export name (``Names.boundary_export``), after the shared stack when it is in the
+    same app or stage; with ``own_boundary``, a :class:`BoundaryPolicy` of the stack's own under the same path (the
+    platform pipeline stack: it is deployed before any of its stages creates the shared stack). Nothing set: the
+    stack is left as it is.
+    """
+    settings = config.iam
+    boundary: Optional[iam.IManagedPolicy] = None
+    if settings.permissions_boundary == "create":
+        if shared is not None and stack is shared:
+            boundary = shared.boundary.policy
+        elif own_boundary:
+            boundary = BoundaryPolicy(stack, "PermissionsBoundary", path=config.names.boundary_path).policy
+        else:
+            arn = cdk.Fn.import_value(config.names.boundary_export)
+            boundary = iam.ManagedPolicy.from_managed_policy_arn(stack, "PermissionsBoundaryImport", arn)
+            if shared is not None:
+                stack.add_dependency(shared, "imports the permissions boundary")
+    elif settings.permissions_boundary is not None:
+        boundary = iam.ManagedPolicy.from_managed_policy_arn(
+            stack, "PermissionsBoundaryImport", settings.permissions_boundary
+        )
+    apply_role_rules(stack, boundary=boundary, role_path=settings.role_path)
 
 
 class EnvironmentStacks:
@@ -149,6 +181,7 @@ class EnvironmentStacks:
 
     def _register(self, part: str, stack: cdk.Stack, model: Optional[str] = None) -> None:
         tag(stack, self.config, model)
+        apply_iam_rules(stack, self.config, shared=getattr(self, "shared", None))
         self.stacks[part] = stack
 
 
@@ -192,6 +225,7 @@ class PlatformApp:
                 stack_name=name,
             )
             tag(self.pipeline, config)
+            apply_iam_rules(self.pipeline, config, own_boundary=True)
             self.stacks["pipeline"] = self.pipeline
         if nag:
             cdk.Validations.of(self.app).add_plugins(AwsSolutionsChecks(self.app))

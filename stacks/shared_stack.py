@@ -12,6 +12,7 @@ from constructs import Construct
 
 from mlops_constructs.glue_etl import GlueEtl
 from mlops_constructs.network import PlatformNetwork
+from mlops_constructs.permissions import BoundaryPolicy
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 from mlops_constructs.monitoring import AlarmTopic, FailureEvents, ModelMonitoring, PlatformOverview
 from platform_config import PlatformConfig
@@ -120,6 +121,15 @@ class SharedStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn, export_name=alarm_topic_export(config))
         CfnOutput(self, "AlarmTopicKeyArn", value=self.alarm_topic.key.key_arn,
                   export_name=alarm_topic_key_export(config))
+
+        #: The permissions boundary the platform defines (``iam.permissions_boundary: create``), exported by name for
+        #: the environment's other stacks (``Names.boundary_export``); None otherwise. The app builder applies it.
+        self.boundary: Optional[BoundaryPolicy] = None
+        if config.iam.permissions_boundary == "create":
+            self.boundary = BoundaryPolicy(self, "PermissionsBoundary", path=config.names.boundary_path,
+                                           description=f"{prefix}: permissions boundary of the platform's roles")
+            CfnOutput(self, "PermissionsBoundaryArn", value=self.boundary.policy.managed_policy_arn,
+                      export_name=config.names.boundary_export)
 
         #: The platform's VPC when the config creates one (``network.mode: create``); None otherwise.
         self.network: Optional[PlatformNetwork] = None
