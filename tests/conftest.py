@@ -42,9 +42,15 @@ def xdist_group(item) -> str | None:
     return "/".join(parts) if os.environ.get("TEST_GROUPING", "module") == "module" else None
 
 
-def pytest_collection_modifyitems(config, items):
-    import pytest
+import pytest  # noqa: E402
 
+
+# tryfirst: xdist's worker reads the xdist_group marks in its own pytest_collection_modifyitems (it appends
+# "@<group>" to the node id); a mark added after that hook would be ignored and the group would not hold.
+# (pytest 9.2 with xdist 3.8 ignores every group: pytest now keeps the node id in Node._id, and xdist still writes
+# Node._nodeid; requirements-dev.txt pins pytest 8.4 for that reason, and a test checks that groups hold.)
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
     for item in items:
         group = xdist_group(item)
         if group and not item.get_closest_marker("xdist_group"):
