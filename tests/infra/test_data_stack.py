@@ -12,10 +12,50 @@ import pytest
 from aws_cdk.assertions import Match
 
 from mlops_constructs.glue_etl import PY_MODULES_ZIP, package_python_modules
+from platform_config import load_config
 from stacks.model_stack import etl_job_name
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "datasets"
+# The datasets of config/dev.yaml, each a test case (read at collection: every xdist worker collects the same list).
+DEV_DATASETS = [d.name for d in load_config("dev").datasets]
+
+
+def _etl_ids(synth, dataset: str) -> set[str]:
+    """Logical IDs of the resources of ``dataset``'s ETL construct in the data stack."""
+    from aws_cdk import CfnElement
+
+    stack = synth.stacks["data"]
+    return {stack.resolve(stack.get_logical_id(e)) for e in stack.etls[dataset].node.find_all()
+            if isinstance(e, CfnElement)}
+
+
+def _etl_resources(synth, dataset: str, cfn_type: str) -> dict[str, dict]:
+    ids = _etl_ids(synth, dataset)
+    return {k: v for k, v in synth.resources("data", cfn_type).items() if k in ids}
+
+
+def _job(synth, dataset: str) -> dict:
+    """The Glue job of ``dataset`` (the one job of its ETL, named ``<prefix>-etl-<dataset>``)."""
+    ((_, job),) = _etl_resources(synth, dataset, "AWS::Glue::Job").items()
+    assert job["Properties"]["Name"] == synth.config.names.etl_job(dataset)
+    return job
+
+
+def test_each_dev_dataset_has_its_own_etl_and_nothing_glue_is_outside_them(dev):
+    assert set(dev.stacks["data"].etls) == set(DEV_DATASETS) and len(DEV_DATASETS) >= 2
+    id_sets = [_etl_ids(dev, d) for d in DEV_DATASETS]
+    assert all(not (a & b) for i, a in enumerate(id_sets) for b in id_sets[i + 1:])  # disjoint
+    owned = set().union(*id_sets)
+    for cfn_type in ("AWS::Glue::Job", "AWS::Glue::Table", "AWS::Glue::SecurityConfiguration",
+                     "AWS::Glue::Workflow", "AWS::Glue::Trigger", "AWS::Logs::LogGroup"):
+        assert set(dev.resources("data", cfn_type)) <= owned, cfn_type
+    jobs = {j["Properties"]["Name"] for j in dev.resources("data", "AWS::Glue::Job").values()}
+    assert jobs == {dev.config.names.etl_job(d) for d in DEV_DATASETS}
+    # Every model's build pipeline waits for the job of its own dataset.
+    for model in dev.config.models:
+        assert etl_job_name(dev.config, model) == dev.config.names.etl_job(dev.config.dataset_of(model).name)
+        assert etl_job_name(dev.config, model) in jobs, model.name
 
 
 def test_four_buckets_all_versioned_retained_and_private(synthesized):
@@ -75,15 +115,19 @@ def test_key_rotates_and_is_retained(synthesized):
     assert key["DeletionPolicy"] == "Retain"
 
 
-def test_glue_job_runs_glue_5_with_security_configuration_and_bookmarks(dev):
-    template = dev.assertions("data")
-    template.has_resource_properties(
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_glue_job_runs_glue_5_with_security_configuration_and_bookmarks(dev, dataset):
+    from aws_cdk.assertions import Template
+
+    ((sec_id, sec),) = _etl_resources(dev, dataset, "AWS::Glue::SecurityConfiguration").items()
+    ((job_id, job),) = _etl_resources(dev, dataset, "AWS::Glue::Job").items()
+    Template.from_json({"Resources": {job_id: job}}).has_resource_properties(
         "AWS::Glue::Job",
         {
             "GlueVersion": "5.0",
-            "Name": etl_job_name(dev.config, dev.config.models[0]),  # the name the model stacks' EventBridge rules match
+            "Name": dev.config.names.etl_job(dataset),  # the name the model stacks' EventBridge rules match
             "Command": {"Name": "glueetl", "PythonVersion": "3"},
-            "SecurityConfiguration": {"Ref": Match.string_like_regexp("EtlSecurityConfiguration")},
+            "SecurityConfiguration": {"Ref": sec_id},  # its own ETL's
             "WorkerType": "G.1X",
             "NumberOfWorkers": 2,
             "DefaultArguments": Match.object_like(
@@ -91,23 +135,23 @@ def test_glue_job_runs_glue_5_with_security_configuration_and_bookmarks(dev):
                     "--job-bookmark-option": "job-bookmark-enable",
                     # The whole schema document, compact JSON with sorted keys: the job's only dataset argument.
                     "--dataset_schema": json.dumps(
-                        dev.config.datasets[0].schema_document(), sort_keys=True, separators=(",", ":")
+                        dev.config.dataset(dataset).schema_document(), sort_keys=True, separators=(",", ":")
                     ),
                     "--extra-py-files": Match.any_value(),
                 }
             ),
         },
     )
-    (sec,) = dev.resources("data", "AWS::Glue::SecurityConfiguration").values()
     enc = sec["Properties"]["EncryptionConfiguration"]
     assert enc["S3Encryptions"][0]["S3EncryptionMode"] == "SSE-KMS"
     assert enc["CloudWatchEncryption"]["CloudWatchEncryptionMode"] == "SSE-KMS"
     assert enc["JobBookmarksEncryption"]["JobBookmarksEncryptionMode"] == "CSE-KMS"
 
 
-def test_glue_5_job_has_no_continuous_logging_arguments(dev):
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_glue_5_job_has_no_continuous_logging_arguments(dev, dataset):
     # Glue 5.0 logs in real time by itself; the continuous-logging arguments are documented for 4.0 and earlier.
-    (job,) = dev.resources("data", "AWS::Glue::Job").values()
+    job = _job(dev, dataset)
     assert job["Properties"]["GlueVersion"] == "5.0"
     args = job["Properties"]["DefaultArguments"]
     assert not [a for a in args if a.startswith(("--enable-continuous", "--continuous-log"))], sorted(args)
@@ -130,14 +174,25 @@ def test_catalog_table_declared_from_the_schema_and_workflow_without_crawler(dev
     assert dev.config.datasets[0].triggers.schedule in schedules
 
 
+def test_each_dev_dataset_is_triggered_as_its_config_says(dev):
+    rules = dev.resources("data", "AWS::Events::Rule")
+    for dataset in dev.config.datasets:
+        own = [r["Properties"] for k, r in rules.items() if k in _etl_ids(dev, dataset.name)]
+        uploads = [r["EventPattern"]["detail"]["object"]["key"] for r in own if "EventPattern" in r]
+        schedules = [r["ScheduleExpression"] for r in own if "ScheduleExpression" in r]
+        assert uploads == ([[{"prefix": f"{dataset.name}/"}]] if dataset.triggers.raw_upload else []), dataset.name
+        assert schedules == ([dataset.triggers.schedule] if dataset.triggers.schedule else []), dataset.name
+
+
 def _table_columns(document: dict) -> list[dict]:
     glue_types = {"string": "string", "double": "double", "integer": "int"}
     return [{"Name": c["name"], "Type": glue_types[c["type"]]} for c in document["columns"]]
 
 
-def test_curated_table_columns_match_the_document(dev):
-    document = dev.config.datasets[0].schema_document()
-    (table,) = dev.resources("data", "AWS::Glue::Table").values()
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_curated_table_columns_match_the_document(dev, dataset):
+    document = dev.config.dataset(dataset).schema_document()
+    (table,) = _etl_resources(dev, dataset, "AWS::Glue::Table").values()
     table_input = table["Properties"]["TableInput"]
     assert table_input["Name"] == document["name"] and table_input["TableType"] == "EXTERNAL_TABLE"
     descriptor = table_input["StorageDescriptor"]
@@ -147,7 +202,9 @@ def test_curated_table_columns_match_the_document(dev):
     assert descriptor["OutputFormat"] == "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
     serde = descriptor["SerdeInfo"]["SerializationLibrary"]
     assert serde == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-    assert json.dumps(descriptor["Location"]).endswith('/abalone/"]]}')
+    assert json.dumps(descriptor["Location"]).endswith(f'/{dataset}/"]]}}')
+    (database,) = dev.resources("data", "AWS::Glue::Database")  # one catalog database for every dataset's table
+    assert table["Properties"]["DatabaseName"] == {"Ref": database}
     params = table_input["Parameters"]
     assert params["classification"] == "parquet" and params["projection.enabled"] == "true"
     assert params["projection.ingest_date.format"] == "yyyy-MM-dd"
@@ -165,18 +222,18 @@ def test_workflow_triggers_are_active_and_valid(synthesized):
             assert "EventBatchingCondition" not in props, logical_id
 
 
-def test_glue_log_groups_have_retention_and_encryption(dev):
-    groups = dev.resources("data", "AWS::Logs::LogGroup")
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_glue_log_groups_have_retention_and_encryption(dev, dataset):
+    groups = _etl_resources(dev, dataset, "AWS::Logs::LogGroup")
     assert len(groups) == 2  # the job's output and error (no crawler by default)
     for logical_id, group in groups.items():
         assert group["Properties"]["RetentionInDays"] == 30, logical_id
         assert "KmsKeyId" in group["Properties"], logical_id
 
 
-def test_job_role_is_scoped_to_dataset_prefixes(dev):
-    policies = [
-        p for k, p in dev.resources("data", "AWS::IAM::Policy").items() if "JobRole" in k
-    ]
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_job_role_is_scoped_to_dataset_prefixes(dev, dataset):
+    policies = [p for k, p in _etl_resources(dev, dataset, "AWS::IAM::Policy").items() if "JobRole" in k]
     (policy,) = policies
     resources = []
     for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -184,8 +241,10 @@ def test_job_role_is_scoped_to_dataset_prefixes(dev):
         resources.extend(res if isinstance(res, list) else [res])
     rendered = [str(r) for r in resources]
     assert not any(r.endswith("Arn']}/*']]}") for r in rendered)
-    assert any("/abalone/*" in r for r in rendered)
-    assert any("/quarantine/abalone/*" in r for r in rendered)
+    assert any(f"/{dataset}/*" in r for r in rendered)
+    assert any(f"/quarantine/{dataset}/*" in r for r in rendered)
+    for other in set(DEV_DATASETS) - {dataset}:  # no access to another dataset's objects
+        assert not any(f"/{other}/" in r for r in rendered), other
 
 
 # --- physical names: nothing retained can block the next deployment -------------------------------------------------
@@ -205,9 +264,10 @@ def _refs(value) -> set[str]:
     return found
 
 
-def test_retained_log_groups_are_named_after_generated_role_names(dev):
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_retained_log_groups_are_named_after_generated_role_names(dev, dataset):
     template = dev.template("data")["Resources"]
-    groups = dev.resources("data", "AWS::Logs::LogGroup")
+    groups = _etl_resources(dev, dataset, "AWS::Logs::LogGroup")
     for logical_id, group in groups.items():
         assert group["DeletionPolicy"] == "Retain", logical_id
         name = group["Properties"]["LogGroupName"]
@@ -216,14 +276,19 @@ def test_retained_log_groups_are_named_after_generated_role_names(dev):
         roles = [r for r in _refs(name) if template[r]["Type"] == "AWS::IAM::Role"]
         assert roles, (logical_id, name)
         assert all("RoleName" not in template[r]["Properties"] for r in roles)
+        assert set(roles) <= _etl_ids(dev, dataset), roles  # its own job's role
     rendered = sorted(json.dumps(g["Properties"]["LogGroupName"]) for g in groups.values())
     assert sum("/aws-glue/jobs/" in r for r in rendered) == 2  # output and error of the encrypted job logs
     assert sum("/aws-glue/crawlers-role/" in r for r in rendered) == 0
 
 
 def test_no_fixed_name_for_security_configuration_or_triggers(dev):
-    (sec,) = dev.resources("data", "AWS::Glue::SecurityConfiguration").values()
-    assert sec["Properties"]["Name"] != f"{dev.config.prefix()}-etl"  # generated from the construct path
+    configurations = dev.resources("data", "AWS::Glue::SecurityConfiguration").values()
+    names = [sec["Properties"]["Name"] for sec in configurations]
+    assert len(names) == len(DEV_DATASETS) == len(set(names))  # one per dataset's ETL, each its own name
+    for name in names:
+        assert name != f"{dev.config.prefix()}-etl"  # generated from the construct path
+        assert not name.startswith(f"{dev.config.prefix()}-etl-")
     assert all("Name" not in t["Properties"] for t in dev.resources("data", "AWS::Glue::Trigger").values())
     # Catalog metadata is deleted with the stack (the table is declared again), so its fixed name never blocks a
     # redeploy.
@@ -242,18 +307,25 @@ def _resources(statement: dict) -> list:
     return res if isinstance(res, list) else [res]
 
 
-def test_job_may_write_and_encrypt_its_log_groups(dev):
-    (logs_statement,) = [s for s in _statements(dev, "JobRole") if s.get("Sid") == "JobLogs"]
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_job_may_write_and_encrypt_its_log_groups(dev, dataset):
+    statements = [s for k, p in _etl_resources(dev, dataset, "AWS::IAM::Policy").items() if "JobRole" in k
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (logs_statement,) = [s for s in statements if s.get("Sid") == "JobLogs"]
     assert {"logs:AssociateKmsKey", "logs:CreateLogStream", "logs:PutLogEvents"} <= set(logs_statement["Action"])
     rendered = [json.dumps(r) for r in _resources(logs_statement)]
     assert len(rendered) == 4  # output and error: group and streams
     assert not any("Fn::GetAtt" in r for r in rendered)  # GetAtt Arn ends in ":*" and misses the group itself
+    # Its own job's two log groups, not another dataset's.
+    referenced = set().union(*(_refs(r) for r in _resources(logs_statement))) - {
+        "AWS::Partition", "AWS::Region", "AWS::AccountId"}
+    assert referenced == set(_etl_resources(dev, dataset, "AWS::Logs::LogGroup")), rendered
 
 
 # --- the ETL code as Glue stages it -------------------------------------------------------------------------------
-def _job_asset_paths(synth) -> tuple[Path, Path]:
+def _job_asset_paths(synth, dataset: str) -> tuple[Path, Path]:
     """Local files of the job's script and --extra-py-files assets, found through the stack's asset manifest."""
-    (job,) = synth.resources("data", "AWS::Glue::Job").values()
+    job = _job(synth, dataset)
     script_key = json.dumps(job["Properties"]["Command"]["ScriptLocation"]).split("/")[-1].split('"')[0]
     extra_key = json.dumps(job["Properties"]["DefaultArguments"]["--extra-py-files"]).split("/")[-1].split('"')[0]
     stack = synth.stacks["data"]
@@ -266,8 +338,9 @@ def _job_asset_paths(synth) -> tuple[Path, Path]:
     return by_key[script_key], by_key[extra_key]
 
 
-def test_extra_py_files_is_a_zip_of_the_job_modules(dev):
-    script, modules = _job_asset_paths(dev)
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_extra_py_files_is_a_zip_of_the_job_modules(dev, dataset):
+    script, modules = _job_asset_paths(dev, dataset)
     assert script.read_bytes() == (REPO / "glue_jobs" / "etl_job.py").read_bytes()
     assert modules.suffix == ".zip"
     with zipfile.ZipFile(modules) as archive:
@@ -278,16 +351,21 @@ def test_extra_py_files_is_a_zip_of_the_job_modules(dev):
 
 def test_extra_py_files_asset_hash_depends_on_content_only(dev, prod):
     # Two syntheses write the zip to different temporary directories: same code, same S3 object.
+    # Every dataset's job runs the same code: one script and one zip object for all of them.
     keys = []
     for synth in (dev, prod):
-        (job,) = synth.resources("data", "AWS::Glue::Job").values()
-        keys.append(json.dumps(job["Properties"]["DefaultArguments"]["--extra-py-files"]).split("/")[-1])
-    assert keys[0] == keys[1] and ".zip" in keys[0]
+        jobs = synth.resources("data", "AWS::Glue::Job").values()
+        assert len(jobs) == len(synth.config.datasets)
+        for job in jobs:
+            keys.append(json.dumps(job["Properties"]["DefaultArguments"]["--extra-py-files"]).split("/")[-1])
+    assert len(keys) == len(DEV_DATASETS) + len(prod.config.datasets)
+    assert len(set(keys)) == 1 and ".zip" in keys[0]
 
 
-def test_etl_job_imports_etl_transform_as_glue_stages_it(dev, tmp_path):
+@pytest.mark.parametrize("dataset", DEV_DATASETS)
+def test_etl_job_imports_etl_transform_as_glue_stages_it(dev, tmp_path, dataset):
     # Glue runs the script asset by its <hash>.py name with each --extra-py-files object on sys.path.
-    script, modules = _job_asset_paths(dev)
+    script, modules = _job_asset_paths(dev, dataset)
     staged_script = tmp_path / "0123abcd.py"
     staged_script.write_bytes(script.read_bytes())
     staged_zip = tmp_path / "4567cdef.zip"
@@ -361,15 +439,18 @@ def test_fixture_documents_are_what_the_config_builds():
 
 @pytest.fixture(scope="module")
 def two_datasets(dev):
-    """The dev data stack with a second dataset (breast_cancer: schedule only, no raw-upload trigger)."""
+    """The dev data stack with its second dataset from the fixture document and other triggers (breast_cancer:
+    schedule only, no raw-upload trigger)."""
     from aws_cdk import App
     from aws_cdk.assertions import Template
 
     from stacks.data_stack import DataStack
 
+    first, *others = dev.config.datasets
+    assert [d.name for d in others] == ["breast_cancer"]  # the case below replaces dev's second dataset
     second = _dataset_config(json.loads((FIXTURES / "breast_cancer.json").read_text()),
                              raw_upload=False, schedule="rate(1 day)")
-    config = dev.config.model_copy(update={"datasets": [*dev.config.datasets, second]})
+    config = dev.config.model_copy(update={"datasets": [first, second]})
     app = App(context=json.loads((REPO / "cdk.json").read_text())["context"])  # the app's feature flags
     stack = DataStack(app, "data", config=config)
     return stack, Template.from_stack(stack).to_json()["Resources"]
