@@ -81,7 +81,7 @@ def apply_iam_rules(
             arn = cdk.Fn.import_value(config.names.boundary_export)
             boundary = iam.ManagedPolicy.from_managed_policy_arn(stack, "PermissionsBoundaryImport", arn)
             if shared is not None:
-                stack.add_dependency(shared, "imports the permissions boundary")
+                stack.add_stack_dependency(shared, "imports the permissions boundary")
     elif settings.permissions_boundary is not None:
         boundary = iam.ManagedPolicy.from_managed_policy_arn(
             stack, "PermissionsBoundaryImport", settings.permissions_boundary
