@@ -171,21 +171,32 @@ def test_thresholds_follow_the_config(synth):
     assert pipeline["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
-def test_the_etl_job_has_one_alarm_in_the_data_stack(dev):
-    """The Glue job is shared by every model: its alarm lives once, with the job, not in each model stack."""
+def test_each_etl_job_has_one_alarm_in_the_data_stack(dev):
+    """A Glue job is shared by every model of its dataset: its alarm lives once, with the job, not in each model
+    stack. One alarm per dataset's job, none for anything else."""
     glue = {
         name: res["Properties"]
         for name, res in dev.all_resources("AWS::CloudWatch::Alarm").items()
         if "numFailedTasks" in json.dumps(res["Properties"])
     }
-    (where, alarm), = glue.items()
-    assert where.startswith(dev.stacks["data"].stack_name + "/")
-    assert alarm["AlarmName"] == "mlops-dev-etl-abalone-failed-tasks"
-    assert alarm["Threshold"] == dev.config.data_lake.etl_failed_tasks_alarm
-    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert "AlarmTopic" in json.dumps(alarm["AlarmActions"]) or "alarm" in json.dumps(alarm["AlarmActions"])
-    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-    assert dims["JobRunId"] == "ALL" and dims["Type"] == "count"
+    data = dev.template("data")["Resources"]
+    by_job: dict[str, list] = {}
+    for where, alarm in glue.items():
+        assert where.startswith(dev.stacks["data"].stack_name + "/"), where
+        (job_ref,) = [d["Value"] for d in alarm["Dimensions"] if d["Name"] == "JobName"]
+        job = data[job_ref["Ref"]]  # the job of the same stack
+        assert job["Type"] == "AWS::Glue::Job"
+        by_job.setdefault(job["Properties"]["Name"], []).append(alarm)
+    jobs = [dev.config.names.etl_job(d.name) for d in dev.config.datasets]
+    assert len(jobs) == 2 and set(by_job) == set(jobs)  # abalone and breast_cancer
+    for job in jobs:
+        (alarm,) = by_job[job]
+        assert alarm["AlarmName"] == f"{job}-failed-tasks"
+        assert alarm["Threshold"] == dev.config.data_lake.etl_failed_tasks_alarm
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert "AlarmTopic" in json.dumps(alarm["AlarmActions"]) or "alarm" in json.dumps(alarm["AlarmActions"])
+        dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        assert dims["JobRunId"] == "ALL" and dims["Type"] == "count"
 
 
 def test_topic_encrypted_and_subscribed(synth):
@@ -218,10 +229,17 @@ def test_failure_rules_have_readable_messages(synth):
         transformer = target["InputTransformer"]
         assert transformer["InputPathsMap"] and "<" in transformer["InputTemplate"]
     glue = by_type["Glue Job State Change"]["EventPattern"]["detail"]
-    assert glue == {"jobName": ["mlops-dev-etl-abalone"], "state": ["FAILED", "TIMEOUT", "ERROR"]}
+    config = synth["config"]
+    # Every dataset's job and every model's pipeline, nothing else.
+    jobs = [config.names.etl_job(d.name) for d in config.datasets]
+    assert glue == {"jobName": jobs, "state": ["FAILED", "TIMEOUT", "ERROR"]}
     pipeline = by_type["SageMaker Model Building Pipeline Execution Status Change"]
     assert pipeline["EventPattern"]["detail"]["currentPipelineExecutionStatus"] == ["Failed"]
-    assert "mlops-dev-abalone" in json.dumps(pipeline["EventPattern"]["detail"]["pipelineArn"])
+    arns = [json.dumps(a) for a in pipeline["EventPattern"]["detail"]["pipelineArn"]]
+    expected = [config.names.model_resource(m.name) for m in config.models]
+    assert len(arns) == len(expected) == 2
+    for arn, name in zip(arns, expected):
+        assert arn.endswith(f':pipeline/{name}"]]}}'), (arn, name)
     assert "$.detail.pipelineExecutionArn" in json.dumps(pipeline["Targets"])
 
 
