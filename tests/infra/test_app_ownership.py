@@ -91,30 +91,40 @@ def default_app(tmp_path_factory):
 
 def test_default_synth_has_no_serving_stack_and_needs_no_parameter(default_app):
     names = sorted(s.stack_name for s in default_app.stacks)
-    assert names == ["mlops-dev-data", "mlops-dev-model-abalone", "mlops-dev-shared"], names
+    # One model stack per model of the config (abalone, breast-cancer), no serving stack.
+    assert names == ["mlops-dev-data", "mlops-dev-model-abalone", "mlops-dev-model-breast-cancer",
+                     "mlops-dev-shared"], names
+    cfg = load_config("dev")
+    assert names == sorted([cfg.names.stack("data"), cfg.names.stack("shared"),
+                            *(cfg.names.model_stack(m.name) for m in cfg.models)])
     for stack in default_app.stacks:
         for name, param in stack.template.get("Parameters", {}).items():
             assert "Default" in param, f"{stack.stack_name} parameter {name} has no default: cdk deploy --all needs it"
 
 
-def test_serving_context_selects_one_stack(tmp_path):
+@pytest.mark.parametrize("selection, stack", [
+    ("abalone/staging", "mlops-dev-serving-abalone-staging"),
+    ("breast-cancer/prod", "mlops-dev-serving-breast-cancer-prod"),  # Lambda only
+])
+def test_serving_context_selects_one_stack(tmp_path, selection, stack):
     cfg = load_config("dev")
     assembly = build_app(
-        cfg, outdir=tmp_path, nag=False, extra_context={"serving": "abalone/staging"}
+        cfg, outdir=tmp_path, nag=False, extra_context={"serving": selection}
     ).synth()
     serving = [s.stack_name for s in assembly.stacks if "-serving-" in s.stack_name]
-    assert serving == ["mlops-dev-serving-abalone-staging"]
+    assert serving == [stack]
 
 
 def test_serving_context_all_and_errors():
     cfg = load_config("dev")
-    assert serving_selection("all", cfg) == {("abalone", "staging"), ("abalone", "prod")}
+    assert serving_selection("all", cfg) == {("abalone", "staging"), ("abalone", "prod"),
+                                             ("breast-cancer", "staging"), ("breast-cancer", "prod")}
     assert serving_selection(None, cfg) == set()
     with pytest.raises(ValueError) as exc:
         serving_selection("abalone/qa", cfg)
     assert str(exc.value) == (
         "-c serving=abalone/qa: 'abalone/qa' is not a served model/stage of config/dev.yaml; use 'all' or one of: "
-        "abalone/prod, abalone/staging"
+        "abalone/prod, abalone/staging, breast-cancer/prod, breast-cancer/staging"
     )
 
 
