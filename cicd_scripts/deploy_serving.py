@@ -24,8 +24,13 @@ dependencies included; the model deploy pipeline must not redeploy shared stacks
 pipeline's placeholder for an absent value) counts as not given.
 
 Then reads the outputs file (``{"<stack>": {"EndpointName": ..., "FunctionUrl": ...}}``) and writes the targets file
-for ``smoke_test --targets-file``: ``{"stack_name", "stage", "model_package_arn", "endpoint_name", "function_url"}``
-(an absent output is null; at least one must exist).
+for ``smoke_test --targets-file``: ``{"stack_name", "stage", "model_package_arn", "endpoint_name", "function_url"}``.
+The serving configuration decides which targets there are: ``EndpointName`` exactly when ``--endpoint`` is given,
+``FunctionUrl`` exactly when ``--lambda-mode`` is ``model`` or ``endpoint_proxy``; the other target is null, so a
+Lambda-only model is smoke-tested through its function only and an endpoint-only one through its endpoint only. A
+missing expected output, or an output of a target the configuration does not have (the deploy CD and the serving stack
+were built from different configs), fails the deploy. Given neither flag, the outputs decide (an absent output is
+null; at least one must exist).
 
 Exit codes: 0 deployed; 1 ``cdk deploy`` failed or the outputs are unusable; 2 invalid arguments.
 """
@@ -151,8 +156,11 @@ def _find_output(outputs: Mapping[str, Any], name: str, stack: str) -> Optional[
 
 
 def read_targets(outputs_file: str, stack: str, *, endpoint_output: str = ENDPOINT_OUTPUT,
-                 function_url_output: str = FUNCTION_URL_OUTPUT) -> dict[str, Optional[str]]:
-    """``{"endpoint_name", "function_url"}`` from a ``cdk deploy --outputs-file`` document."""
+                 function_url_output: str = FUNCTION_URL_OUTPUT, endpoint: Optional[bool] = None,
+                 function: Optional[bool] = None) -> dict[str, Optional[str]]:
+    """``{"endpoint_name", "function_url"}`` from a ``cdk deploy --outputs-file`` document. ``endpoint`` and
+    ``function`` say whether the serving stack has an endpoint and a function (None: not known, the outputs decide);
+    each known one must match the outputs."""
     path = Path(outputs_file)
     if not path.is_file():
         raise ScriptError(f"cdk deploy wrote no outputs file '{outputs_file}'")
@@ -168,6 +176,23 @@ def read_targets(outputs_file: str, stack: str, *, endpoint_output: str = ENDPOI
         "endpoint_name": _find_output(outputs, endpoint_output, stack),
         "function_url": _find_output(outputs, function_url_output, stack),
     }
+    for key, name, expected, what, setting in (
+        ("endpoint_name", endpoint_output, endpoint, "an endpoint", "--endpoint (ENDPOINT_ENABLED)"),
+        ("function_url", function_url_output, function, "a Lambda function",
+         "--lambda-mode (LAMBDA_MODE)"),
+    ):
+        if expected is None:
+            continue
+        if expected and not targets[key]:
+            raise ScriptError(
+                f"stack '{stack}' has no output '{name}' (outputs: {sorted(outputs)}), but it serves {what} "
+                f"({setting}): the serving stack must export it for the smoke test"
+            )
+        if not expected and targets[key]:
+            raise ScriptError(
+                f"stack '{stack}' has output '{name}', but the deploy is configured without {what} ({setting}): "
+                "the deploy CD and the serving stack come from different configs; deploy the model stack first"
+            )
     if not any(targets.values()):
         raise ScriptError(
             f"stack '{stack}' has neither output '{endpoint_output}' nor '{function_url_output}' "
@@ -269,8 +294,13 @@ def main(argv: Optional[Sequence[str]] = None, *, runner: Runner = subprocess_ru
         code = runner(cmd, {**os.environ, **CDK_ENV})
         if code != 0:
             raise ScriptError(f"cdk deploy of stack '{stack}' failed with exit code {code} (see its output above)")
+        # The serving configuration (the deploy CD passes both): which targets the stack has. Neither given: the
+        # outputs decide.
+        configured = args.endpoint or args.lambda_mode != "none"
         targets = read_targets(args.outputs_file, stack, endpoint_output=args.endpoint_output,
-                               function_url_output=args.function_url_output)
+                               function_url_output=args.function_url_output,
+                               endpoint=args.endpoint if configured else None,
+                               function=args.lambda_mode != "none" if configured else None)
         doc = {"stack_name": stack, "stage": args.stage, "model_package_arn": arn, **targets}
         write_json_file(args.targets_file, doc)
         print(json.dumps(doc, indent=2), flush=True)

@@ -1090,3 +1090,131 @@ def test_python_dash_m_exit_codes():
     assert bad.returncode == 2
     assert bad.stderr.strip() == (
         "ERROR: --git-commit 'nope' is not a git commit SHA: expected 7 to 40 hexadecimal characters")
+
+
+# ==================================================================================================================
+# One stage of each serving shape, as the Deploy-<stage> and Smoke-<stage> builds chain them: buildspecs/model_deploy.yml
+# runs deploy_serving with the deploy CD's ENDPOINT_ENABLED and LAMBDA_MODE, model_smoke.yml runs smoke_test on the
+# smoke-targets.json it wrote. A Lambda-only model (dev's breast-cancer) has no endpoint: no baseline parameters, no
+# EndpointName output, smoke-tested through its function only; an endpoint-only model the other way round.
+# ==================================================================================================================
+BC_STACK = "mlops-dev-serving-breast-cancer-staging"
+BC_PACKAGE_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/mlops-dev-breast-cancer/2"
+BC_MODEL_URL = "s3://artifacts/breast-cancer/v2/model.tar.gz"
+BC_METADATA = {
+    "framework": "xgboost",
+    "problem_type": "binary_classification",
+    "target": "diagnosis",
+    "features": [{"name": "mean_radius", "type": "numeric"}, {"name": "mean_texture", "type": "numeric"}],
+    "encoded_columns": ["mean_radius", "mean_texture"],
+    "positive_threshold": 0.5,
+}
+BUILDSPECS = Path(__file__).resolve().parents[2] / "buildspecs"
+
+
+def deploy_build_argv(tmp_path: Path, **env: str) -> list[str]:
+    """The deploy_serving arguments buildspecs/model_deploy.yml's build command passes for the project's ``env``
+    and the Resolve variables (its ``python`` is a stand-in that records them)."""
+    import yaml
+
+    spec = yaml.safe_load((BUILDSPECS / "model_deploy.yml").read_text())
+    (command,) = spec["phases"]["build"]["commands"]
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > deploy-argv.txt\n')
+    python.chmod(0o755)
+    base = {"PATH": os.environ["PATH"], "PROJECT": "mlops", "ENVIRONMENT": "dev", "MODEL_DATA_URL": "none",
+            "BASELINE_STATISTICS_URL": "none", "BASELINE_CONSTRAINTS_URL": "none"}
+    done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env={**base, **env}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "deploy-argv.txt").read_text().splitlines()
+    assert argv[:2] == ["-m", "cicd_scripts.deploy_serving"]
+    return argv[2:]
+
+
+def test_lambda_only_stage_deploys_and_is_smoke_tested_through_its_function_only(tmp_path, capsys):
+    argv = deploy_build_argv(tmp_path, MODEL="breast-cancer", STAGE="staging", ENDPOINT_ENABLED="false",
+                             LAMBDA_MODE="model", MODEL_PACKAGE_ARN=BC_PACKAGE_ARN, MODEL_DATA_URL=BC_MODEL_URL)
+    assert "--endpoint" not in argv
+    with FunctionUrlServer(lambda_like(lambda rows: [{"probability": 0.9, "label": 1}] * len(rows))) as server:
+        # The outputs the Lambda-only serving stack declares (tests/infra/test_serving.py checks the template).
+        cdk = FakeCdk({BC_STACK: {"FunctionUrl": server.url, "FunctionAliasArn": f"arn:aws:lambda:{REGION}:"
+                                                                                 f"{ACCOUNT}:function:f:live"}})
+        assert deploy_serving.main(argv, runner=cdk) == 0, capsys.readouterr().err
+        ((cmd, _),) = cdk.calls
+        assert cmd[3] == BC_STACK and "serving=breast-cancer/staging" in cmd
+        # Only the parameters the Lambda-only stack declares: no baseline (CloudFormation would reject them).
+        assert _parameters(cmd) == [f"ModelPackageArn={BC_PACKAGE_ARN}", f"ModelDataUrl={BC_MODEL_URL}"]
+        targets = json.loads((tmp_path / "smoke-targets.json").read_text())
+        assert targets == {"stack_name": BC_STACK, "stage": "staging", "model_package_arn": BC_PACKAGE_ARN,
+                           "endpoint_name": None, "function_url": server.url}
+        capsys.readouterr()
+        (tmp_path / "model_metadata.json").write_text(json.dumps(BC_METADATA))
+        code = smoke_test.main(["--targets-file", "smoke-targets.json", "--metadata-file", "model_metadata.json"],
+                               sagemaker=Unreachable(), runtime=Unreachable())
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report == {"rows": 3, "failed": [], "passed": sorted(
+        [f"function URL {server.url}", f"function URL {server.url} rejects a malformed request"])}
+    good, bad = server.requests
+    assert json.loads(good["body"])["instances"][0] == {"mean_radius": 0.5, "mean_texture": 0.5}
+
+
+def test_endpoint_only_stage_deploys_and_is_smoke_tested_through_its_endpoint_only(tmp_path, capsys):
+    argv = deploy_build_argv(tmp_path, MODEL="abalone", STAGE="staging", ENDPOINT_ENABLED="true", LAMBDA_MODE="none",
+                             MODEL_PACKAGE_ARN=PACKAGE_ARN, MODEL_DATA_URL=MODEL_URL, BASELINE_STATISTICS_URL=STATS,
+                             BASELINE_CONSTRAINTS_URL=CONSTRAINTS)
+    assert "--endpoint" in argv
+    cdk = FakeCdk({STACK: {"EndpointName": ENDPOINT, "DataCaptureUri": "s3://artifacts/data-capture/",
+                           "DeployedBaselineStatisticsUrl": STATS, "DeployedBaselineConstraintsUrl": CONSTRAINTS}})
+    assert deploy_serving.main(argv, runner=cdk) == 0, capsys.readouterr().err
+    ((cmd, _),) = cdk.calls
+    assert _parameters(cmd) == [f"ModelPackageArn={PACKAGE_ARN}", f"BaselineStatisticsUrl={STATS}",
+                                f"BaselineConstraintsUrl={CONSTRAINTS}"]
+    targets = json.loads((tmp_path / "smoke-targets.json").read_text())
+    assert (targets["endpoint_name"], targets["function_url"]) == (ENDPOINT, None)
+    capsys.readouterr()
+    (tmp_path / "model_metadata.json").write_text(json.dumps(METADATA))
+    sm = boto3.client("sagemaker", region_name=REGION)
+    rt = boto3.client("sagemaker-runtime", region_name=REGION)
+    with Stubber(sm) as sm_stub, Stubber(rt) as rt_stub:
+        sm_stub.add_response("describe_endpoint", endpoint_status("InService"), {"EndpointName": ENDPOINT})
+        expect_invoke("9.5,10.25,11.0")(rt_stub)
+        code = smoke_test.main(["--targets-file", "smoke-targets.json", "--metadata-file", "model_metadata.json",
+                                "--poll-seconds", "0"], sagemaker=sm, runtime=rt)
+        sm_stub.assert_no_pending_responses()
+        rt_stub.assert_no_pending_responses()
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out) == {"rows": 3, "passed": [f"endpoint {ENDPOINT}"], "failed": []}
+
+
+@pytest.mark.parametrize("flags, outputs, message", [
+    # Lambda only, but the stack also outputs an endpoint: the deploy CD and the serving stack disagree.
+    (["--lambda-mode", "model"], {"FunctionUrl": FUNCTION_URL, "EndpointName": ENDPOINT},
+     f"stack '{STACK}' has output 'EndpointName', but the deploy is configured without an endpoint (--endpoint "
+     "(ENDPOINT_ENABLED)): the deploy CD and the serving stack come from different configs; deploy the model stack "
+     "first"),
+    # Lambda only, and no function URL: nothing the configuration serves could be smoke-tested.
+    (["--lambda-mode", "model"], {"FunctionAliasArn": "arn"},
+     f"stack '{STACK}' has no output 'FunctionUrl' (outputs: ['FunctionAliasArn']), but it serves a Lambda function "
+     "(--lambda-mode (LAMBDA_MODE)): the serving stack must export it for the smoke test"),
+    # Endpoint and Lambda, but no endpoint output: the endpoint must not go untested.
+    (["--endpoint", "--lambda-mode", "model"], {"FunctionUrl": FUNCTION_URL},
+     f"stack '{STACK}' has no output 'EndpointName' (outputs: ['FunctionUrl']), but it serves an endpoint "
+     "(--endpoint (ENDPOINT_ENABLED)): the serving stack must export it for the smoke test"),
+    # Endpoint only, but a function URL output.
+    (["--endpoint", "--lambda-mode", "none"], {"EndpointName": ENDPOINT, "FunctionUrl": FUNCTION_URL},
+     f"stack '{STACK}' has output 'FunctionUrl', but the deploy is configured without a Lambda function "
+     "(--lambda-mode (LAMBDA_MODE)): the deploy CD and the serving stack come from different configs; deploy the "
+     "model stack first"),
+])
+def test_deploy_targets_follow_the_serving_configuration(flags, outputs, message, capsys, tmp_path):
+    cdk = FakeCdk({STACK: outputs})
+    code = deploy_serving.main(["--project", "mlops", "--environment", "dev", "--model", "abalone", "--stage",
+                                "staging", "--model-package-arn", PACKAGE_ARN, "--model-data-url", MODEL_URL,
+                                "--baseline-statistics-url", STATS, "--baseline-constraints-url", CONSTRAINTS,
+                                *flags], runner=cdk)
+    assert code == 1 and len(cdk.calls) == 1
+    assert stderr_error(capsys) == message
+    assert not (tmp_path / "smoke-targets.json").exists()
