@@ -675,18 +675,49 @@ def test_app_serving_stacks_monitor_data_quality_and_notify_failures_except_no_d
         assert "mlops-dev-alarm-topic-arn" in json.dumps(rule["Properties"]["Targets"])
 
 
-def test_deploy_script_and_serving_stacks_agree_on_names(dev):
-    """What cicd_scripts.deploy_serving passes and reads is what the serving stacks declare and output."""
+def test_deploy_script_and_serving_stacks_agree_on_names(dev, tmp_path):
+    """What cicd_scripts.deploy_serving passes and reads, configured as the model stack's deploy CD configures it
+    (ENDPOINT_ENABLED, LAMBDA_MODE), is what each serving stack declares and outputs: an endpoint-and-Lambda model
+    (abalone) and a Lambda-only one (breast-cancer, no EndpointName output, no baseline parameters)."""
     from cicd_scripts import deploy_serving
 
-    checked = 0
+    checked = set()
     for part, stack in dev.stacks.items():
         if not part.startswith("serving-"):
             continue
         model, stage = part[len("serving-"):].rsplit("-", 1)
         assert stack.stack_name == deploy_serving.serving_stack_name("mlops", "dev", model, stage)
         template = dev.templates[stack.stack_name]
-        assert {deploy_serving.MODEL_PACKAGE_PARAMETER, deploy_serving.MODEL_DATA_PARAMETER} <= set(template["Parameters"])
-        assert {deploy_serving.ENDPOINT_OUTPUT, deploy_serving.FUNCTION_URL_OUTPUT} <= set(template["Outputs"])
-        checked += 1
-    assert checked == 2  # staging and prod
+        # The deploy CD's Deploy-<stage> and Smoke-<stage> projects in the model stack.
+        projects = [r["Properties"] for r in dev.resources(f"model-{model}", "AWS::CodeBuild::Project").values()]
+        envs = [{v["Name"]: v["Value"] for v in p["Environment"].get("EnvironmentVariables", [])} for p in projects]
+        (deploy_env,) = [e for e in envs if e.get("STAGE") == stage and "ENDPOINT_ENABLED" in e]
+        (smoke_env,) = [e for e in envs if e.get("STAGE") == stage and "SERVING_STACK" in e]
+        assert smoke_env["SERVING_STACK"] == stack.stack_name
+        assert (deploy_env["PROJECT"], deploy_env["ENVIRONMENT"], deploy_env["MODEL"]) == ("mlops", "dev", model)
+        endpoint, lambda_mode = deploy_env["ENDPOINT_ENABLED"] == "true", deploy_env["LAMBDA_MODE"]
+        config = next(m for m in dev.config.models if m.name == model)
+        assert endpoint == config.endpoint.enabled
+        assert lambda_mode == (config.lambda_.mode if config.lambda_.enabled else "none")
+        # Parameters: exactly the ones the script passes for this configuration (every resolved value given).
+        passed = deploy_serving.serving_parameters(
+            endpoint=endpoint, lambda_mode=lambda_mode, model_data_url="s3://b/model.tar.gz",
+            baseline_statistics_url="s3://b/statistics.json", baseline_constraints_url="s3://b/constraints.json")
+        assert set(template["Parameters"]) - {"BootstrapVersion"} == {
+            deploy_serving.MODEL_PACKAGE_PARAMETER, *passed}, stack.stack_name
+        # Outputs: the smoke targets of this configuration, and no other.
+        outputs = set(template["Outputs"])
+        assert (deploy_serving.ENDPOINT_OUTPUT in outputs) == endpoint, stack.stack_name
+        assert (deploy_serving.FUNCTION_URL_OUTPUT in outputs) == (lambda_mode != "none"), stack.stack_name
+        outputs_file = tmp_path / f"{stack.stack_name}.json"
+        outputs_file.write_text(json.dumps({stack.stack_name: {k: f"value-of-{k}" for k in outputs}}))
+        targets = deploy_serving.read_targets(str(outputs_file), stack.stack_name, endpoint=endpoint,
+                                              function=lambda_mode != "none")
+        assert targets == {
+            "endpoint_name": f"value-of-{deploy_serving.ENDPOINT_OUTPUT}" if endpoint else None,
+            "function_url": f"value-of-{deploy_serving.FUNCTION_URL_OUTPUT}" if lambda_mode != "none" else None,
+        }
+        checked.add((model, stage, endpoint, lambda_mode))
+    # Both dev models, staging and prod: one with an endpoint and a Lambda, one Lambda only.
+    assert checked == {("abalone", "staging", True, "model"), ("abalone", "prod", True, "model"),
+                       ("breast-cancer", "staging", False, "model"), ("breast-cancer", "prod", False, "model")}
