@@ -243,7 +243,8 @@ class FakeCloud:
             s3.put_bucket_logging(Bucket=self.buckets[zone], BucketLoggingStatus={"LoggingEnabled": {
                 "TargetBucket": self.buckets["access-logs"], "TargetPrefix": f"{zone}/"}})
         sm = self.aws("sagemaker")
-        sm.create_model_package_group(ModelPackageGroupName=self.names.pipeline)
+        for m in self.names.all_models:  # each model stack's package group (moto: by API, see above)
+            sm.create_model_package_group(ModelPackageGroupName=self.group(m))
         sm.create_pipeline(PipelineName=self.names.pipeline, RoleArn=f"arn:aws:iam::{ACCOUNT}:role/pipeline",
                            PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
                            ClientRequestToken="t" * 32)
@@ -265,11 +266,17 @@ class FakeCloud:
     def after_cloudformation_ListStackResources(self, params: dict, parsed: dict) -> None:  # noqa: N802
         """moto lists a resource it has no model for as a blank row: fill in what CloudFormation reports for the
         model stack's package group (its physical id is the group's ARN, what Ref returns)."""
+        stack = params["StackName"].split("/")[1] if params["StackName"].startswith("arn:") else params["StackName"]
         for r in parsed.get("StackResourceSummaries", []):
-            if not r.get("ResourceType") and "-model-" in params["StackName"]:
+            if not r.get("ResourceType") and "-model-" in stack:
+                group = self.group(stack.split("-model-", 1)[1])  # this model stack's own group
                 r.update(LogicalResourceId="RegistryGroup", ResourceType="AWS::SageMaker::ModelPackageGroup",
-                         PhysicalResourceId=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/"
-                                            f"{self.names.pipeline}")
+                         PhysicalResourceId=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{group}")
+
+    def group(self, model: str) -> str:
+        """The model package group of ``model`` (``<prefix>-<model>``, the model stack's RegistryGroup)."""
+        assert model in self.names.all_models, model
+        return self.names.platform.model_resource(model)
 
     # --- S3: the raw upload starts the ETL (EventBridge) ----------------------------------------------------------
     def after_s3_PutObject(self, params: dict, parsed: dict) -> None:  # noqa: N802
@@ -369,7 +376,9 @@ class FakeCloud:
         return {}
 
     def stub_sagemaker_DeleteModelPackageGroup(self, params: dict) -> dict:  # noqa: N802
-        assert self.deleted_packages, "the packages go before their group"
+        left = [p["ModelPackageArn"] for p in self.aws("sagemaker").list_model_packages(
+            ModelPackageGroupName=params["ModelPackageGroupName"])["ModelPackageSummaryList"]]
+        assert set(left) <= set(self.deleted_packages), f"the packages go before their group: {left}"
         self.deleted_groups.append(params["ModelPackageGroupName"])
         return {}
 
@@ -523,12 +532,16 @@ def test_full_run_approves_invokes_reports_and_tears_down_all(world, tmp_path: P
     left = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert not left & set(cloud.buckets.values()), left
     assert cloud.aws("logs").describe_log_groups()["logGroups"] == []
-    assert cloud.deleted_packages == [cloud.package_arn] and cloud.deleted_groups == [names.pipeline]
+    # Every model stack's group (abalone's holds the run's package, breast-cancer's none), each once.
+    groups = [cloud.group(m) for m in names.all_models]
+    assert names.pipeline in groups and len(groups) == len(config.models) == 2
+    assert cloud.deleted_packages == [cloud.package_arn] and sorted(cloud.deleted_groups) == sorted(groups)
     kms = cloud.aws("kms")
     states = [kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] for k in kms.list_keys()["Keys"]]
     assert states and set(states) == {"PendingDeletion"}
     removed = {(r["type"], r["id"]) for r in doc["teardown"]["removed"]}
-    assert ("bucket", cloud.buckets["raw"]) in removed and ("model package group", names.pipeline) in removed
+    assert ("bucket", cloud.buckets["raw"]) in removed
+    assert all(("model package group", g) in removed for g in groups)
     raw_note = next(r["note"] for r in doc["teardown"]["removed"] if r["id"] == cloud.buckets["raw"])
     assert raw_note.startswith("4 object versions")  # old.csv x2, its delete marker, the e2e upload
     assert doc["teardown"]["errors"] == []
