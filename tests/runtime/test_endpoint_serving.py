@@ -15,6 +15,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from sagemaker_steps.local_runner import LocalRunResult, run_local_pipeline, snake_case  # noqa: E402
+from sagemaker_steps.model_spec import ModelSpec  # noqa: E402
 
 ABALONE = REPO / "data" / "abalone.csv"
 SERVE_PY = REPO / "sagemaker_steps" / "serve.py"
@@ -48,17 +49,17 @@ def subsample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def xgb_run(subsample, tmp_path_factory) -> LocalRunResult:
-    return run_local_pipeline(subsample, tmp_path_factory.mktemp("serving-xgb"), target_column="rings",
-                              problem_type="regression", framework="xgboost", metric="rmse", threshold=10.0,
-                              hyperparameters={"max_depth": 3, "eta": 0.3, "num_round": 20})
+    model = ModelSpec(name="model", target="rings", problem_type="regression", framework="xgboost", metric="rmse",
+                      threshold=10.0, hyperparameters={"max_depth": 3, "eta": 0.3, "num_round": 20})
+    return run_local_pipeline(subsample, tmp_path_factory.mktemp("serving-xgb"), model)
 
 
 @pytest.fixture(scope="module")
 def sklearn_binary_run(subsample, tmp_path_factory) -> LocalRunResult:
-    return run_local_pipeline(subsample, tmp_path_factory.mktemp("serving-sklearn"), target_column="rings",
-                              problem_type="binary_classification", framework="sklearn", metric="auc",
-                              threshold=0.5, positive_threshold=10,
-                              hyperparameters={"max_depth": 2, "eta": 0.2, "num_round": 20})
+    model = ModelSpec(name="model", target="rings", problem_type="binary_classification", framework="sklearn",
+                      metric="auc", threshold=0.5, positive_threshold=10,
+                      hyperparameters={"max_depth": 2, "eta": 0.2, "num_round": 20})
+    return run_local_pipeline(subsample, tmp_path_factory.mktemp("serving-sklearn"), model)
 
 
 @pytest.fixture(scope="module")
