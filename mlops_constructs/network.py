@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from aws_cdk import Fn, RemovalPolicy, Tags
@@ -44,6 +45,50 @@ def _selection_kwargs(selection: ec2.SubnetSelection) -> dict:
     return {name: getattr(selection, name) for name in _SELECTION_FIELDS if getattr(selection, name) is not None}
 
 
+@dataclass(frozen=True)
+class WorkloadPlacement:
+    """Where a workload without an L2 VPC prop runs (a SageMaker model, job or job definition, a Glue connection):
+    the IDs its ``VpcConfig`` names, resolved from a construct's ``vpc`` / ``vpc_subnets`` / ``security_groups``."""
+
+    subnet_ids: tuple[str, ...]
+    availability_zones: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+
+    def vpc_config(self) -> dict[str, list[str]]:
+        """The SageMaker ``VpcConfig`` shape: ``{"SecurityGroupIds": [...], "Subnets": [...]}``."""
+        return {"SecurityGroupIds": list(self.security_group_ids), "Subnets": list(self.subnet_ids)}
+
+
+def workload_placement(
+    owner: str,
+    vpc: Optional[ec2.IVpc],
+    vpc_subnets: Optional[ec2.SubnetSelection],
+    security_groups: Optional[Sequence[ec2.ISecurityGroup]],
+) -> Optional[WorkloadPlacement]:
+    """The placement of ``owner``'s workload from its VPC props; None without ``vpc`` (public networking).
+
+    ``vpc_subnets`` defaults to the VPC's private subnets (CDK's default selection); ``security_groups`` are required
+    with a VPC: the platform creates none with open egress (pass :attr:`PlatformNetwork.workload_security_group`).
+    A ``ValueError`` naming the prop and the fix otherwise.
+    """
+    if vpc is None:
+        for name, value in (("vpc_subnets", vpc_subnets), ("security_groups", security_groups)):
+            if value:
+                raise ValueError(f"{owner}: {name} is set but vpc is not; pass vpc too, or remove {name}")
+        return None
+    if not security_groups:
+        raise ValueError(f"{owner}: vpc needs security_groups (e.g. PlatformNetwork.workload_security_group: HTTPS "
+                         "to the VPC endpoints and S3 only); pass at least one")
+    selected = vpc.select_subnets(**_selection_kwargs(vpc_subnets or ec2.SubnetSelection()))
+    if not selected.subnet_ids:
+        raise ValueError(f"{owner}: vpc_subnets selects no subnet of the VPC; select its private subnets")
+    return WorkloadPlacement(
+        subnet_ids=tuple(selected.subnet_ids),
+        availability_zones=tuple(s.availability_zone for s in selected.subnets),
+        security_group_ids=tuple(g.security_group_id for g in security_groups),
+    )
+
+
 class PlatformNetwork(Construct):
     """A private network for the platform's workloads.
 
@@ -59,7 +104,7 @@ class PlatformNetwork(Construct):
     :param s3_prefix_list_id: the region's S3 managed prefix list (``pl-...``), the workloads' S3 egress destination.
         Default: none, and HTTPS to any IPv4 address instead (see the module docstring).
     :param https_egress: where workloads reach AWS APIs when this construct creates no interface endpoints (a landing
-        zone's central endpoints are often outside the VPC's CIDR). Default: any IPv4 address.
+        zone's central endpoints are often outside the VPC's CIDR): one or more peers. Default: any IPv4 address.
     :param flow_logs: flow logs (all traffic) of a created VPC to a new log group. Default True.
     :param log_key: KMS key of the flow log group. Default: a new key with rotation.
     :param log_retention: of the flow log group. Default one year.
@@ -78,7 +123,7 @@ class PlatformNetwork(Construct):
         interface_endpoints: Optional[Sequence[str]] = None,
         s3_gateway_endpoint: Optional[bool] = None,
         s3_prefix_list_id: Optional[str] = None,
-        https_egress: Optional[ec2.IPeer] = None,
+        https_egress: Optional[ec2.IPeer | Sequence[ec2.IPeer]] = None,
         flow_logs: bool = True,
         log_key: Optional[kms.IKey] = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
@@ -118,7 +163,9 @@ class PlatformNetwork(Construct):
         if interface_endpoints:
             self._add_interface_endpoints(interface_endpoints)
         else:
-            self._allow_https(https_egress or ec2.Peer.any_ipv4(), "AWS APIs through the network's own endpoints")
+            peers = https_egress if isinstance(https_egress, (list, tuple)) else [https_egress] if https_egress else []
+            for peer in peers or [ec2.Peer.any_ipv4()]:
+                self._allow_https(peer, "AWS APIs through the landing zone's endpoints")
 
         self.s3_endpoint: Optional[ec2.GatewayVpcEndpoint] = None
         if s3_gateway_endpoint is None:

@@ -56,7 +56,7 @@ MAX_AZ_COUNT = 6
 _ENDPOINT_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)*$")
 _MODE_FIELDS = {
     "create": ("az_count", "cidr", "interface_endpoints", "flow_logs"),
-    "existing": ("vpc_id", "subnets", "security_group_ids", "create_endpoints"),
+    "existing": ("vpc_id", "subnets", "security_group_ids", "create_endpoints", "api_egress_cidrs"),
 }
 
 _MODE_FIXES = {
@@ -120,6 +120,11 @@ class NetworkConfig(_Strict):
     create_endpoints: bool = Field(
         default=False, description="Create the interface endpoints in the existing VPC (the landing zone's usually do)."
     )
+    api_egress_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Where the landing zone's AWS API endpoints are (IPv4 CIDRs; HTTPS only). Required with "
+        "create_endpoints false: the workload groups allow no egress to 0.0.0.0/0.",
+    )
 
     @field_validator("az_count")
     @classmethod
@@ -152,6 +157,18 @@ class NetworkConfig(_Strict):
             raise ValueError(f"repeats a service: {v}; list each once")
         if "s3" in v:
             raise ValueError("lists s3; remove it (S3 goes through the gateway endpoint the VPC always gets)")
+        return v
+
+    @field_validator("api_egress_cidrs")
+    @classmethod
+    def _egress(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                network = ipaddress.IPv4Network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not an IPv4 network in CIDR notation; use e.g. 10.0.0.0/16") from None
+            if network.prefixlen == 0:
+                raise ValueError(f"'{cidr}' opens egress to every address; name the endpoints' network instead")
         return v
 
     @field_validator("security_group_ids")
@@ -192,6 +209,9 @@ class NetworkConfig(_Strict):
         ids = [s.id for s in self.subnets]
         if len(set(ids)) != len(ids):
             raise ValueError(f"subnets repeat an ID: {ids}; list each subnet once")
+        if not self.create_endpoints and not self.api_egress_cidrs:
+            raise ValueError("mode existing needs create_endpoints: true or api_egress_cidrs (the CIDRs of the "
+                             "landing zone's interface endpoints, reached on HTTPS); set one")
 
     @property
     def enabled(self) -> bool:

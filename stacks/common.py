@@ -109,3 +109,64 @@ class LakeReferences:
             for zone in self.ZONES
         }
         return buckets, key
+
+
+class NetworkImports:
+    """The shared stack's network (``network.mode`` create or existing) in a consumer stack, through its named
+    exports (``Names.network_export``): what the stack passes to its constructs' ``vpc`` / ``vpc_subnets`` /
+    ``security_groups`` props.
+
+    ``subnet-ids`` and ``availability-zones`` are comma-separated exports split back with their known length (the
+    config's ``az_count``, or the number of ``subnets`` of an existing VPC), so the VPC and its subnets are typed
+    ``IVpc`` / ``SubnetSelection`` without a lookup. The landing zone's own ``security_group_ids`` are added to every
+    workload's groups.
+    """
+
+    def __init__(self, consumer: Stack, config: PlatformConfig, shared: Stack | None = None) -> None:
+        from aws_cdk import aws_ec2 as ec2
+
+        names, settings = config.names, config.network
+        if not settings.enabled:
+            raise ValueError("NetworkImports needs network.mode create or existing; use NetworkImports.of()")
+        if shared is not None:
+            consumer.add_stack_dependency(shared, "imports the network")
+        count = settings.az_count if settings.mode == "create" else len(settings.subnets)
+
+        def imported(attribute: str) -> str:
+            return Fn.import_value(names.network_export(attribute))
+
+        subnet_ids = Fn.split(",", imported("subnet-ids"), count)
+        self.vpc: ec2.IVpc = ec2.Vpc.from_vpc_attributes(
+            consumer, "PlatformVpc", vpc_id=imported("vpc-id"),
+            availability_zones=Fn.split(",", imported("availability-zones"), count),
+            isolated_subnet_ids=subnet_ids,
+        )
+        #: Every subnet of the platform network (one per AZ).
+        self.vpc_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        landing_zone = [
+            ec2.SecurityGroup.from_security_group_id(consumer, f"LandingZoneSecurityGroup{i + 1}", group_id,
+                                                     allow_all_outbound=False, mutable=False)
+            for i, group_id in enumerate(settings.security_group_ids)
+        ]
+
+        def group(id_: str, attribute: str) -> list:
+            return [ec2.SecurityGroup.from_security_group_id(consumer, id_, imported(attribute),
+                                                             allow_all_outbound=False, mutable=False), *landing_zone]
+
+        #: SageMaker jobs, models and job definitions; Lambda functions.
+        self.workload_security_groups = group("WorkloadSecurityGroup", "workload-sg-id")
+        #: Glue jobs (the group admits itself, as Glue's workers require).
+        self.glue_security_groups = group("GlueSecurityGroup", "glue-sg-id")
+
+    @classmethod
+    def of(cls, consumer: Stack, config: PlatformConfig, shared: Stack | None = None) -> "NetworkImports | None":
+        """The imports, or None when the config runs workloads outside a VPC (``network.mode: none``)."""
+        return cls(consumer, config, shared) if config.network.enabled else None
+
+    def workload_props(self) -> dict:
+        """``vpc``, ``vpc_subnets`` and ``security_groups`` for a SageMaker or Lambda construct."""
+        return {"vpc": self.vpc, "vpc_subnets": self.vpc_subnets, "security_groups": self.workload_security_groups}
+
+    def glue_props(self) -> dict:
+        """``vpc``, ``vpc_subnets`` and ``security_groups`` for a Glue construct."""
+        return {"vpc": self.vpc, "vpc_subnets": self.vpc_subnets, "security_groups": self.glue_security_groups}

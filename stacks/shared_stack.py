@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -131,27 +132,36 @@ class SharedStack(Stack):
             CfnOutput(self, "PermissionsBoundaryArn", value=self.boundary.policy.managed_policy_arn,
                       export_name=config.names.boundary_export)
 
-        #: The platform's VPC when the config creates one (``network.mode: create``); None otherwise.
+        #: The platform's network when workloads run in a VPC (``network.mode`` create or existing); None otherwise.
         self.network: Optional[PlatformNetwork] = None
-        if config.network.mode == "create":
-            self.network = _create_network(self, config)
+        if config.network.enabled:
+            self.network = _network(self, config)
 
 
-def _create_network(stack: Stack, config: PlatformConfig) -> PlatformNetwork:
-    """The VPC, its endpoints and the workload security groups, exported by name for the other stacks
-    (``Names.network_export``: subnet IDs and AZs comma-separated, in the same order)."""
+def _network(stack: Stack, config: PlatformConfig) -> PlatformNetwork:
+    """The VPC (created, or the landing zone's by ID), its endpoints and the workload security groups, exported by
+    name for the other stacks (``Names.network_export``: subnet IDs and AZs comma-separated, in the same order;
+    :class:`stacks.common.NetworkImports` reads them)."""
     settings = config.network
-    network = PlatformNetwork(
-        stack,
-        "Network",
-        az_count=settings.az_count,
-        cidr=settings.cidr,
-        interface_endpoints=settings.interface_endpoints,
-        s3_prefix_list_id=settings.s3_prefix_list_id,
-        flow_logs=settings.flow_logs,
-        log_retention=log_retention(config),
-        removal_policy=removal_policy(config),
-    )
+    common = dict(s3_prefix_list_id=settings.s3_prefix_list_id, log_retention=log_retention(config),
+                  removal_policy=removal_policy(config))
+    if settings.mode == "create":
+        network = PlatformNetwork(
+            stack, "Network", az_count=settings.az_count, cidr=settings.cidr,
+            interface_endpoints=settings.interface_endpoints, flow_logs=settings.flow_logs, **common,
+        )
+    else:  # existing: the IDs from the config, no lookup
+        vpc = ec2.Vpc.from_vpc_attributes(
+            stack, "LandingZoneVpc", vpc_id=settings.vpc_id,
+            availability_zones=[s.availability_zone for s in settings.subnets],
+            private_subnet_ids=[s.id for s in settings.subnets],
+        )
+        network = PlatformNetwork(
+            stack, "Network", vpc=vpc, subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            interface_endpoints=settings.interface_endpoints if settings.create_endpoints else (),
+            https_egress=[ec2.Peer.ipv4(cidr) for cidr in settings.api_egress_cidrs],
+            flow_logs=False, **common,
+        )
     exports = {
         "vpc-id": network.vpc.vpc_id,
         "subnet-ids": Fn.join(",", network.subnet_ids),

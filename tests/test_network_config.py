@@ -16,7 +16,8 @@ SUBNETS = [
     {"id": "subnet-0123456789abcdef0", "availability_zone": "eu-west-1a"},
     {"id": "subnet-0fedcba9876543210", "availability_zone": "eu-west-1b"},
 ]
-EXISTING = {"mode": "existing", "vpc_id": "vpc-0123456789abcdef0", "subnets": SUBNETS, "s3_prefix_list_id": PREFIX_LIST}
+EXISTING = {"mode": "existing", "vpc_id": "vpc-0123456789abcdef0", "subnets": SUBNETS, "s3_prefix_list_id": PREFIX_LIST,
+            "api_egress_cidrs": ["10.0.0.0/16"]}
 
 
 def _load(tmp_path: Path, **sections):
