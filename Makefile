@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: synth test demo rehearse e2e bench clean install install-dev lambda-deps
+.PHONY: synth test demo rehearse e2e bench checkov clean install install-dev lambda-deps
 
 $(VENV)/.synth-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,22 @@ rehearse: install-dev
 	rm -rf $(REHEARSE_OUT)/cdk.out
 	env -u AWS_PROFILE $(CDK) synth --quiet --no-notices -c env=$(ENV) -c serving=all -o $(REHEARSE_OUT)/cdk.out
 	$(PY) -m rehearsal --cdk-out $(REHEARSE_OUT)/cdk.out --report-dir $(REHEARSE_OUT)/report
+
+## checkov on ENV's templates (every serving stack included): the failure rate and each skip's reason. checkov lives
+## in its own virtualenv (its dependencies are not the app's).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV_OUT := build/checkov
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: install $(CHECKOV_VENV)/.installed
+	rm -rf $(CHECKOV_OUT)/cdk.out
+	env -u AWS_PROFILE $(CDK) synth --quiet --no-notices -c env=$(ENV) -c serving=all -o $(CHECKOV_OUT)/cdk.out
+	$(PY) scripts/checkov_report.py --cdk-out $(CHECKOV_OUT)/cdk.out --checkov $(CHECKOV_VENV)/bin/checkov \
+		--json $(CHECKOV_OUT)/$(ENV)-summary.json
 
 ## End-to-end run against a sandbox account (needs AWS credentials): deploy, run the loop, report, tear down.
 E2E_TEARDOWN ?= stacks

@@ -77,3 +77,24 @@ def asset_bucket_objects(scope: IConstruct) -> str:
 S3_READ_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*")
 S3_WRITE_ACTIONS = ("s3:Abort*", "s3:DeleteObject*")
 KMS_ACTIONS = ("kms:GenerateDataKey*", "kms:ReEncrypt*")
+
+
+def checkov_skip(resource: IConstruct, checks: dict[str, str]) -> None:
+    """Skip checkov checks on one CloudFormation resource, each with its reason, in the resource's metadata
+    (``Metadata.checkov.skip``: checkov reads it from the template and reports the check as skipped with the comment).
+
+    ``resource`` is the L1 (``CfnResource``) or an L2 whose ``node.default_child`` is one; ``checks`` maps a check ID
+    (``CKV_AWS_18``) to why it does not apply or is accepted. Skips already on the resource are kept.
+    """
+    from aws_cdk import CfnResource
+
+    cfn = resource if isinstance(resource, CfnResource) else resource.node.default_child
+    if not isinstance(cfn, CfnResource):
+        raise TypeError(f"checkov_skip needs a CloudFormation resource, got {resource.node.path}")
+    for check, reason in checks.items():
+        if not check.startswith("CKV_") or len(reason) < 20:
+            raise ValueError(f"checkov skip {check!r} needs a CKV_ check ID and a specific reason, got {reason!r}")
+    metadata = cfn.get_metadata("checkov") or {}
+    skips = [s for s in metadata.get("skip", []) if s["id"] not in checks]
+    skips += [{"id": check, "comment": reason} for check, reason in sorted(checks.items())]
+    cfn.add_metadata("checkov", {**metadata, "skip": skips})

@@ -106,10 +106,12 @@ class PipelineStorage:
             versioned=versioned,
         )
         if self._access_logs is None:
-            compliance.acknowledge(
-                bucket,
-                "AwsSolutions-S1",
-                f"{what}: no access_logs_bucket was given; CodePipeline and CodeBuild access to it is recorded by "
-                "CloudTrail (management events) and every object is written by the pipeline's own role.",
-            )
+            reason = (f"{what}: no access_logs_bucket was given; CodePipeline and CodeBuild access to it is recorded "
+                      "by CloudTrail (management events) and every object is written by the pipeline's own role.")
+            compliance.acknowledge(bucket, "AwsSolutions-S1", reason)
+            compliance.checkov_skip(bucket, {"CKV_AWS_18": reason})
+        if not versioned:
+            compliance.checkov_skip(bucket, {"CKV_AWS_21": f"{what}: CodePipeline writes each artifact once under a "
+                                             "new key and expires it; no object is overwritten, so versions keep "
+                                             "nothing"})
         return bucket
