@@ -11,9 +11,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from platform_config.datasets import DATASET_NAME_PATTERN, DatasetConfig, check_model_dataset
+from platform_config.loop import (
+    MAX_IDLE_HOURS,
+    BatchConfig,
+    BudgetConfig,
+    ChampionConfig,
+    EndpointOverride,
+    ModelQualityConfig,
+    RetrainingConfig,
+    SpotTrainingConfig,
+    check_schedule,
+    merge_override,
+)
 from platform_config.names import NAME_PATTERN, PARTS
 from platform_config.network import IamConfig, NetworkConfig
 from sagemaker_steps.model_spec import METRICS, ModelSpec  # the one metric table (standard library only)
@@ -91,10 +103,8 @@ class Tags(_Strict):
     owner: Optional[str] = Field(default=None, description="Optional `owner` tag.")
 
 
-def _check_schedule(v: Optional[str]) -> Optional[str]:
-    if v is not None and not re.match(r"^(cron|rate)\(.+\)$", v):
-        raise ValueError("must be an EventBridge expression such as 'cron(0 3 * * ? *)' or 'rate(1 day)'")
-    return v
+#: An EventBridge schedule expression or None (defined in platform_config.loop, which schema imports).
+_check_schedule = check_schedule
 
 
 class DataLakeConfig(_Strict):
@@ -170,6 +180,13 @@ class AlarmThresholds(_Strict):
     lambda_throttles: int = Field(default=1, ge=1)
     lambda_duration_p99_ms: float = Field(default=1000.0, gt=0)
     pipeline_failures: int = Field(default=1, ge=1)
+    idle_endpoint_hours: Optional[int] = Field(
+        default=None,
+        ge=1,
+        le=MAX_IDLE_HOURS,
+        description="Alarm when a stage's endpoint had no invocations for this many hours (1 to 168, CloudWatch's "
+        "7-day evaluation limit), so an idle endpoint does not keep costing unnoticed. None: no idle alarm.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -186,8 +203,18 @@ class StageConfig(_Strict):
     name: str = Field(pattern=PARTS["stage"][0], max_length=PARTS["stage"][1])
     account: Optional[str] = Field(default=None, pattern=r"^\d{12}$")
     region: Optional[str] = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    endpoint: Optional[EndpointOverride] = Field(
+        default=None,
+        description="This stage's endpoint settings merged over models[].endpoint (e.g. serverless in staging, "
+        "instances in prod); see ModelConfig.endpoint_for. None: the model's endpoint as is.",
+    )
 
     _region = field_validator("region")(classmethod(lambda cls, v: check_region(v)))
+
+
+def _captures(endpoint: EndpointConfig) -> bool:
+    """Whether ``endpoint`` captures requests for Model Monitor (instances only: serverless captures no data)."""
+    return endpoint.enabled and endpoint.serverless is None and endpoint.data_capture_percent > 0
 
 
 class ModelConfig(_Strict):
@@ -237,6 +264,21 @@ class ModelConfig(_Strict):
         min_length=1,
         description="Serving stages the deploy pipeline rolls through, in order; a manual approval precedes the last.",
     )
+    batch: BatchConfig = Field(
+        default=BatchConfig(), description="Batch inference on a schedule and/or after the dataset's ETL; off by default."
+    )
+    retraining: RetrainingConfig = Field(
+        default=RetrainingConfig(), description="Drift-triggered retraining and its cooldown (default 24 hours)."
+    )
+    champion: ChampionConfig = Field(
+        default=ChampionConfig(), description="Register only a challenger that beats the champion by margin."
+    )
+    model_quality: ModelQualityConfig = Field(
+        default=ModelQualityConfig(), description="Model Monitor model-quality schedule and alarm; off by default."
+    )
+    spot_training: SpotTrainingConfig = Field(
+        default=SpotTrainingConfig(), description="Managed spot training with checkpoints, and the training time limit."
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -258,12 +300,63 @@ class ModelConfig(_Strict):
                 "lambda.mode 'model' serves xgboost models only (an sklearn stack exceeds Lambda's size limits); "
                 "use lambda.mode: endpoint_proxy or framework: xgboost"
             )
-        if self.lambda_.enabled and self.lambda_.mode == "endpoint_proxy" and not self.endpoint.enabled:
-            raise ValueError("lambda.mode 'endpoint_proxy' needs endpoint.enabled: true")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stages names must be unique, got {names}")
+        endpoints = {s.name: self._merged_endpoint(s) for s in self.stages}
+        if self.lambda_.enabled and self.lambda_.mode == "endpoint_proxy":
+            if not self.endpoint.enabled:
+                raise ValueError("lambda.mode 'endpoint_proxy' needs endpoint.enabled: true")
+            without = [name for name, e in endpoints.items() if not e.enabled]
+            if without:
+                raise ValueError(f"lambda.mode 'endpoint_proxy' needs an endpoint in every stage; stages {without} "
+                                 "set endpoint.enabled: false: remove that override or use lambda.mode: model")
+        captured = [name for name, e in endpoints.items() if _captures(e)]
+        for field, wanted, off in (("retraining.on_drift", self.retraining.on_drift is True, "false"),
+                                   ("model_quality.enabled", self.model_quality.enabled, "false")):
+            if wanted and not captured:
+                raise ValueError(f"{field} needs an endpoint with data capture (Model Monitor reads the captured "
+                                 "requests); in at least one stage serve instances (serverless captures no data) "
+                                 f"with data_capture_percent above 0, or set {field}: {off}")
+        if self.alarms.idle_endpoint_hours is not None and not any(e.enabled for e in endpoints.values()):
+            raise ValueError("alarms.idle_endpoint_hours applies to endpoints and no stage serves one; remove it or "
+                             "set endpoint.enabled: true")
         return self
+
+    def _merged_endpoint(self, stage: StageConfig) -> EndpointConfig:
+        if stage.endpoint is None:
+            return self.endpoint
+        try:
+            return EndpointConfig.model_validate(merge_override(self.endpoint.model_dump(), stage.endpoint))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            detail = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"stages '{stage.name}': endpoint (merged over models[].endpoint): "
+                             f"{where + ': ' if where else ''}{detail}; fix the stage's endpoint override") from None
+
+    def endpoint_for(self, stage_name: str) -> EndpointConfig:
+        """The endpoint settings of stage ``stage_name``: ``endpoint`` with the stage's ``endpoint`` override merged
+        over it (nested objects field by field)."""
+        for stage in self.stages:
+            if stage.name == stage_name:
+                return self._merged_endpoint(stage)
+        raise ValueError(f"models '{self.name}' has no stage '{stage_name}'; use one of "
+                         f"{[s.name for s in self.stages]}")
+
+    @property
+    def retrain_on_drift(self) -> bool:
+        """``retraining.on_drift``, or when unset: whether a stage serves an endpoint with data capture."""
+        if self.retraining.on_drift is not None:
+            return self.retraining.on_drift
+        return any(_captures(self.endpoint_for(s.name)) for s in self.stages)
+
+    @property
+    def model_quality_threshold(self) -> float:
+        """The model-quality alarm's threshold on ``metric``: ``model_quality.alarm_threshold`` or ``threshold``."""
+        if self.model_quality.alarm_threshold is not None:
+            return self.model_quality.alarm_threshold
+        return self.threshold
 
     @property
     def higher_is_better(self) -> bool:
@@ -353,6 +446,11 @@ class PlatformConfig(_Strict):
         default=NetworkConfig(), description="VPC of jobs, models, functions and Glue jobs; see platform_config.network."
     )
     iam: IamConfig = Field(default=IamConfig(), description="Permissions boundary and role path of every role.")
+    budget: Optional[BudgetConfig] = Field(
+        default=None,
+        description="The environment's AWS Budgets cost budget (shared stack), FORECASTED notifications to the alarm "
+        "topic; see platform_config.loop. None: no budget.",
+    )
     sagemaker_job_log_groups: bool = Field(
         default=False,
         description=(

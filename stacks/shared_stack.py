@@ -1,5 +1,5 @@
 """`shared` stack: the alarm topic, failure notifications, the platform overview and, on request, the SageMaker job
-log groups and the platform's VPC (``network.mode: create``)."""
+log groups, the platform's VPC (``network.mode: create``) and the environment's cost budget (``budget:``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from mlops_constructs.budget import EnvironmentBudget
 from mlops_constructs.glue_etl import GlueEtl
 from mlops_constructs.network import PlatformNetwork
 from mlops_constructs.permissions import BoundaryPolicy
@@ -136,6 +137,20 @@ class SharedStack(Stack):
         self.network: Optional[PlatformNetwork] = None
         if config.network.enabled:
             self.network = _network(self, config)
+
+        #: The environment's cost budget (``budget:`` in the config), notifying the alarm topic; None otherwise.
+        self.budget: Optional[EnvironmentBudget] = None
+        if config.budget is not None:
+            self.alarm_topic.allow_budgets()
+            self.budget = EnvironmentBudget(
+                self,
+                "Budget",
+                topic=self.alarm_topic.topic,
+                monthly_limit_usd=config.budget.monthly_usd,
+                thresholds_percent=config.budget.thresholds_percent,
+                cost_allocation_tags=environment_tags(config) if config.budget.filter_by_tags else None,
+                depends_on=[self.alarm_topic],
+            )
 
 
 def _network(stack: Stack, config: PlatformConfig) -> PlatformNetwork:
