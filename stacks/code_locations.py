@@ -16,6 +16,8 @@ GLUE_MODULES = (ROOT / "glue_jobs" / "dataset_spec.py", ROOT / "glue_jobs" / "et
 #: hashing and copying a 90 MB tree of ~5,000 files. Its inputs hash is in build/lambda-deps.inputs.sha256.
 INFERENCE_CODE = ROOT / "lambda_src" / "inference"
 INFERENCE_DEPENDENCIES = ROOT / "build" / "lambda-deps.zip"
+#: Drift-triggered retraining function code (standard library and the runtime's boto3: no layer).
+DRIFT_RETRAIN_CODE = ROOT / "lambda_src" / "drift_retrain"
 #: CodeBuild buildspecs, inlined into the projects at synth.
 BUILDSPECS = ROOT / "buildspecs"
 MODEL_BUILD_BUILDSPEC = BUILDSPECS / "model_build.yml"
