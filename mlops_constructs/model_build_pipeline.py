@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Sequence, Union
 import jsii
 from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -24,6 +25,7 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs import sagemaker_definition as sdk
+from mlops_constructs.network import WorkloadPlacement, workload_placement
 from mlops_constructs.pipeline_grants import SageMakerPipelineGrants, sagemaker_pipeline_arn
 from sagemaker_steps import pipeline_spec as spec_module
 from sagemaker_steps.model_spec import ModelSpec
@@ -104,6 +106,13 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
         Default: the shipped train.py and serve.py.
     :param definition_cache_dir: directory where the generated definition is cached by everything it depends on, so a
         warm synth does not import the SageMaker SDK. Default: ``$MLOPS_DEFINITION_CACHE_DIR`` if set, else no cache.
+    :param vpc / vpc_subnets / security_groups: run every job (Preprocess, DataQualityBaseline, Train, Evaluate) in
+        this VPC (:func:`mlops_constructs.network.workload_placement`: ``vpc_subnets`` defaults to the VPC's private
+        subnets; ``security_groups`` are required with ``vpc``), with network isolation and inter-container traffic
+        encryption: the containers reach nothing, SageMaker downloads their inputs (the training source tarball as
+        the ``code`` channel) and uploads their outputs through the VPC's S3 endpoint. The default role then gets the
+        EC2 network interface permissions SageMaker documents for jobs in a VPC, limited to this VPC. The Register
+        step's model needs none (the serving stack sets the model's VpcConfig). Default: no VPC.
     """
 
     def __init__(
@@ -126,6 +135,9 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
         schedule: Optional[str] = None,
         definition_cache_dir: Optional[Union[str, Path]] = None,
         training_source_dir: Optional[Union[str, Path]] = None,
+        vpc: Optional[ec2.IVpc] = None,
+        vpc_subnets: Optional[ec2.SubnetSelection] = None,
+        security_groups: Optional[Sequence[ec2.ISecurityGroup]] = None,
     ) -> None:
         super().__init__(scope, id_)
         if len(pipeline_name) > 256 or not pipeline_name.replace("-", "").isalnum():
@@ -144,6 +156,11 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
         #: baseline/, training/, evaluation/). A package's data-quality baseline is in its ModelMetrics.
         self.executions_prefix = f"{self.artifacts_prefix}{sdk.EXECUTIONS_PREFIX}/"
         self.job_tags = {"project": project, "environment": environment}
+        #: Where the jobs run (subnet and security group IDs), or None without a VPC.
+        self.placement: Optional[WorkloadPlacement] = workload_placement(
+            "ModelBuildPipeline", vpc, vpc_subnets, security_groups
+        )
+        self.vpc = vpc
 
         try:
             #: Archive member name -> file of the training job's source dir.
@@ -164,6 +181,7 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
         self.pipeline_arn = sagemaker_pipeline_arn(self, pipeline_name)
         if role is None:
             self._grant_least_privilege(input_bucket, input_prefix, artifacts_bucket, encryption_key)
+        placement = self.placement
 
         inputs = sdk.PipelineInputs(
             spec=spec,
@@ -172,6 +190,8 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
             artifacts_prefix=self.artifacts_prefix,
             job_tags=self.job_tags,
             code_digest=self.code_digest,
+            subnet_count=len(placement.subnet_ids) if placement else 0,
+            security_group_count=len(placement.security_group_ids) if placement else 0,
         )
         if definition_cache_dir is None:
             definition_cache_dir = os.environ.get(sdk.CACHE_DIR_ENV) or None
@@ -194,6 +214,12 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
             **{sdk.PLACEHOLDER_IMAGE[fw]: uri for fw, uri in images.items()},
             sdk.model_monitor_placeholder_prefix(): monitor_registry,
         }
+        if placement:
+            # The isolated training job's sagemaker_submit_directory: the code channel's file, the asset's object name.
+            replacements[sdk.TRAIN_SOURCE_OBJECT] = self.train_source.s3_object_key.rsplit("/", 1)[-1]
+            replacements.update(zip(sdk.placeholder_subnets(len(placement.subnet_ids)), placement.subnet_ids))
+            replacements.update(zip(sdk.placeholder_security_groups(len(placement.security_group_ids)),
+                                    placement.security_group_ids))
         definition = sdk.substitute(self.definition_template, replacements)
         self.pipeline = sagemaker.CfnPipeline(
             self,
@@ -315,17 +341,21 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
         )
         jobs = self._grant_jobs_and_registry()
         job_logs = self._grant_job_logs()
+        network_interfaces = self._grant_job_network() if self.placement else []
         compliance.acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken has no resource type; cloudwatch:PutMetricData is limited to the SageMaker "
-            "namespaces by condition.",
+            "namespaces by condition."
+            + (" The EC2 Describe* calls SageMaker makes for jobs in a VPC (subnets, security groups, VPCs, DHCP "
+               "options, network interfaces) have no resource type." if self.placement else ""),
         )
         compliance.acknowledge_wildcard_resources(
             role,
             [
                 *jobs,
                 *job_logs,
+                *network_interfaces,
                 self._model_packages_arn(),
                 input_bucket.arn_for_objects(f"{input_prefix}*"),
                 artifacts_bucket.arn_for_objects(f"{self.artifacts_prefix}*"),
@@ -333,7 +363,9 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
             ],
             "Pipeline jobs are named pipelines-<execution>-<step> by SageMaker and log to streams named after the "
             "job; CreateLogStream is authorized on the log group ARN form <group>:*; packages are versions of this "
-            "model's group; S3 access is limited to this model's prefixes and the step script assets.",
+            "model's group; S3 access is limited to this model's prefixes and the step script assets."
+            + (" The jobs' network interfaces are created by SageMaker with IDs unknown until then; the statement "
+               "allows them only in the pipeline's VPC (ec2:Vpc condition)." if self.placement else ""),
         )
         compliance.acknowledge_wildcard_actions(
             role,
@@ -410,6 +442,53 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
             )
         )
         return jobs
+
+    def _grant_job_network(self) -> list[str]:
+        """Jobs in a VPC: SageMaker creates a network interface per job instance in the job's subnets with its
+        security groups, lets its own account attach it (CreateNetworkInterfacePermission) and deletes both when the
+        job ends, with the job's role (SageMaker Developer Guide, "Give SageMaker AI Access to Resources in your Amazon
+        VPC", and AmazonSageMakerJobFullAccess). CreateNetworkInterface is authorized on the new interface, the subnet
+        and the security groups: the subnets and groups are named, the interfaces (IDs unknown in advance) are limited
+        to this VPC by ``ec2:Vpc``, a key of all three resource types. The Describe* actions have no resource type.
+        Returns the wildcard resource (the network interfaces)."""
+        stack = Stack.of(self)
+        placement = self.placement
+
+        def ec2_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        network_interfaces = ec2_arn("network-interface", "*")
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="JobNetworkInterfaces",
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[
+                    network_interfaces,
+                    *(ec2_arn("subnet", subnet) for subnet in placement.subnet_ids),
+                    *(ec2_arn("security-group", group) for group in placement.security_group_ids),
+                ],
+                conditions={"ArnEquals": {"ec2:Vpc": self.vpc.vpc_arn}},
+            )
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="JobNetworkDescribe",
+                actions=[
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+            )
+        )
+        return [network_interfaces]
 
     def _grant_job_logs(self) -> list[str]:
         """The jobs' CloudWatch logs; returns the wildcard ARNs (log group ``:*`` forms and the streams).

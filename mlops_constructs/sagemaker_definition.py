@@ -43,6 +43,20 @@ PLACEHOLDER_IMAGE = {
     "xgboost": "111111111111.dkr.ecr.us-east-1.amazonaws.com/placeholder-xgboost:1",
 }
 PLACEHOLDER_MONITOR_IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/placeholder-model-monitor:1"
+# Network placeholders, fixed width (two digits): no placeholder is a substring of another, so each is replaced by
+# exactly one subnet or security group ID token. VpcConfig takes at most 16 subnets and 5 security groups.
+MAX_SUBNETS = 16
+MAX_SECURITY_GROUPS = 5
+
+
+def placeholder_subnets(count: int) -> list[str]:
+    """The subnet IDs the SDK sees for ``count`` subnets: ``subnet-0placeholder01`` ..."""
+    return [f"subnet-0placeholder{i:02d}" for i in range(1, count + 1)]
+
+
+def placeholder_security_groups(count: int) -> list[str]:
+    """The security group IDs the SDK sees for ``count`` groups: ``sg-0placeholder01`` ..."""
+    return [f"sg-0placeholder{i:02d}" for i in range(1, count + 1)]
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,11 @@ class PipelineInputs:
     :param job_tags: tags of every processing and training job (contract C3: ``project`` and ``environment``).
     :param code_digest: digest of the step code as deployed (recorded in the package metadata as ``CodeDigest``).
     :param exclude_columns: columns preprocessing drops besides the target. Default: ``ingest_date``.
+    :param subnet_count / security_group_count: how many subnets and security groups every job joins (placeholders
+        :func:`placeholder_subnets` / :func:`placeholder_security_groups`, replaced by the construct). Both 0 (the
+        default): no VPC, and the definition is the one without network settings. Both set: every processing,
+        baseline and training job runs in the VPC with network isolation and inter-container traffic encryption, and
+        the training job reads its source tarball from the ``code`` channel (:data:`TRAIN_CODE_CHANNEL`).
     """
 
     spec: ModelSpec
@@ -66,6 +85,23 @@ class PipelineInputs:
     job_tags: Mapping[str, str] = field(default_factory=dict)
     code_digest: str = "unknown"
     exclude_columns: tuple[str, ...] = ("ingest_date",)
+    subnet_count: int = 0
+    security_group_count: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.subnet_count <= MAX_SUBNETS:
+            raise ValueError(f"PipelineInputs subnet_count must be 0 to {MAX_SUBNETS}, got {self.subnet_count}")
+        if not 0 <= self.security_group_count <= MAX_SECURITY_GROUPS:
+            raise ValueError(f"PipelineInputs security_group_count must be 0 to {MAX_SECURITY_GROUPS}, got "
+                             f"{self.security_group_count}")
+        if (self.subnet_count == 0) != (self.security_group_count == 0):
+            raise ValueError("PipelineInputs subnet_count and security_group_count are both 0 (no VPC) or both set, "
+                             f"got {self.subnet_count} and {self.security_group_count}")
+
+    @property
+    def in_vpc(self) -> bool:
+        """Whether the jobs run in a VPC (with network isolation)."""
+        return self.subnet_count > 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: the inputs' part of the definition cache key."""
@@ -103,6 +139,13 @@ def code_key(script: str) -> str:
 
 
 TRAIN_SOURCE_DIR = f"{PLACEHOLDER_CODE}/train-sourcedir.tar.gz"
+#: In a VPC (network isolation) the training container downloads nothing: SageMaker downloads the source tarball as
+#: the ``code`` input channel (the SDK's own convention for isolated script mode, Framework._prepare_for_training), and
+#: ``sagemaker_submit_directory`` is its container path. An S3 channel keeps the object's own name, so that path names
+#: the asset's object (``<hash>.tar.gz``): the construct replaces TRAIN_SOURCE_OBJECT by the asset's object name.
+TRAIN_CODE_CHANNEL = "code"
+TRAIN_SOURCE_OBJECT = "placeholder-train-source-object.tar.gz"
+TRAIN_SOURCE_IN_CONTAINER = f"/opt/ml/input/data/{TRAIN_CODE_CHANNEL}/{TRAIN_SOURCE_OBJECT}"
 BASELINE_STEP = "DataQualityBaseline"
 # Every execution writes under <artifacts prefix>executions/<PipelineExecutionId>/ (preprocess/, baseline/,
 # training/, evaluation/): nothing one run writes is overwritten by another, and a package's metadata and metrics
@@ -167,6 +210,18 @@ class _DefinitionBuilder:
         self.retry = _retry_policies()
         self.steps = {s.name: s for s in spec.pipeline_steps(model.framework)}
         self.image = {kind: PLACEHOLDER_IMAGE[meta["framework"]] for kind, meta in spec.CONTAINER_IMAGES.items()}
+        self.subnets = placeholder_subnets(inputs.subnet_count)
+        self.security_groups = placeholder_security_groups(inputs.security_group_count)
+
+    def network_config(self):
+        """Processing and baseline jobs in the VPC: network isolation, inter-container traffic encryption. None
+        without a VPC (the SDK then writes no NetworkConfig)."""
+        from sagemaker.network import NetworkConfig
+
+        if not self.inputs.in_vpc:
+            return None
+        return NetworkConfig(enable_network_isolation=True, security_group_ids=list(self.security_groups),
+                             subnets=list(self.subnets), encrypt_inter_container_traffic=True)
 
     def run_uri(self, *parts: str):
         """s3://<artifacts>/<prefix>executions/<PipelineExecutionId>/<parts...>"""
@@ -189,6 +244,7 @@ class _DefinitionBuilder:
             sagemaker_session=self.session,
             max_runtime_in_seconds=3600,
             tags=self.tags,
+            network_config=self.network_config(),
         )
 
     def preprocess_step(self):
@@ -245,16 +301,31 @@ class _DefinitionBuilder:
                 sagemaker_session=self.session,
                 base_job_name=f"{self.model.name}-baseline",
                 tags=self.tags,
+                # The Model Monitor analyzer needs no network for a baseline: SageMaker downloads its input and uploads
+                # its output, and it publishes no CloudWatch metrics when baselining (publish_cloudwatch_metrics
+                # Disabled). Its job API takes EnableNetworkIsolation (MonitoringNetworkConfig), and the serving
+                # stack's monitoring schedule runs the same image isolated.
+                network_config=self.network_config(),
             ),
         )
 
     def train_step(self, step_pre):
-        """Script mode in the framework container."""
+        """Script mode in the framework container; in a VPC, isolated, with the source tarball as the ``code``
+        channel (see :data:`TRAIN_SOURCE_OBJECT`)."""
         from sagemaker.estimator import Estimator
         from sagemaker.inputs import TrainingInput
         from sagemaker.workflow.steps import TrainingStep
 
         tr, model = self.steps[spec.TRAIN], self.model
+        network, submit_directory, code_channel = {}, TRAIN_SOURCE_DIR, {}
+        if self.inputs.in_vpc:
+            network = dict(subnets=list(self.subnets), security_group_ids=list(self.security_groups),
+                           enable_network_isolation=True, encrypt_inter_container_traffic=True)
+            submit_directory = TRAIN_SOURCE_IN_CONTAINER
+            if any(ch.name == TRAIN_CODE_CHANNEL for ch in tr.inputs):
+                raise ValueError(f"the training step has a channel named {TRAIN_CODE_CHANNEL!r}, which the source "
+                                 "tarball takes in a VPC")
+            code_channel = {TRAIN_CODE_CHANNEL: TrainingInput(s3_data=TRAIN_SOURCE_DIR)}  # S3Prefix of that object
         estimator = Estimator(
             image_uri=self.image[tr.container],
             role=PLACEHOLDER_ROLE,
@@ -269,12 +340,13 @@ class _DefinitionBuilder:
             hyperparameters={
                 **spec.training_hyperparameters(model.framework, dict(model.hyperparameters)),
                 "sagemaker_program": tr.script,
-                "sagemaker_submit_directory": TRAIN_SOURCE_DIR,
+                "sagemaker_submit_directory": submit_directory,
             },
             enable_sagemaker_metrics=True,
             disable_profiler=True,
             environment={"SAGEMAKER_PROGRAM": tr.script},
             tags=self.tags,
+            **network,
         )
         outputs = step_pre.properties.ProcessingOutputConfig.Outputs
         return TrainingStep(
@@ -284,7 +356,7 @@ class _DefinitionBuilder:
                 ch.name: TrainingInput(s3_data=outputs[ch.source.split(".")[1]].S3Output.S3Uri,
                                        content_type=ch.content_type)
                 for ch in tr.inputs
-            },
+            } | code_channel,
             retry_policies=self.retry,
         )
 

@@ -34,8 +34,15 @@ in dependency order (``DependsOn`` and every ``Steps.<name>`` reference) against
   the same pipeline within ``ExpireAfter`` is not run: it gets that run's properties (the most recent one).
   :class:`PipelineCache` keeps the step runs across :func:`run_pipeline` calls.
 
+- Network: a job's ``VpcConfig`` must name at least one subnet and one security group, each a subnet or group of the
+  assembly's stacks as the resolver names them (or a literal ``subnet-``/``sg-`` ID, a landing zone's). A job with
+  ``EnableNetworkIsolation`` runs without credentials or endpoint (its container reaches nothing; the rehearsal stages
+  its inputs and uploads its outputs, as SageMaker does), and an isolated training job downloads nothing itself: its
+  ``sagemaker_submit_directory`` must be the source tarball as one of its input channels downloads it
+  (``/opt/ml/input/data/<channel>/<object name>``), else the step fails naming that defect.
+
 Not emulated: retries (RetryPolicies), parallel step execution, instance types and counts, KMS encryption of volumes
-and outputs (no KMS calls are made), network isolation and VPC config, Pipe/FastFile input modes, ManifestFile
+and outputs (no KMS calls are made), routing and security group rules, Pipe/FastFile input modes, ManifestFile
 inputs, step types other than Processing, Training, QualityCheck, Condition, Fail and RegisterModel.
 
 After the run, rehearsal findings the pipeline itself would not report (the execution "succeeds" on AWS) are listed

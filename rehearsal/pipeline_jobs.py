@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -16,11 +17,56 @@ from rehearsal.pipeline_definition import StepFailure, as_text
 from rehearsal import sagemaker_standins as standins
 
 MAX_JOB_SECONDS = 600  # the rehearsal's cap on one job (the definition's MaxRuntimeInSeconds applies if lower)
+# IDs a VpcConfig may name besides the deployed stacks' own subnets and groups: a landing zone's, written in the config.
+_LITERAL_IDS = {"Subnets": re.compile(r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$"),
+                "SecurityGroupIds": re.compile(r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")}
 
 
 class JobSteps:
     """Processing, QualityCheck and Training steps (a mixin of the execution, which holds the rehearsal, the stand-in
     cloud, the execution ID and the pipeline role, and authorizes the jobs it starts)."""
+
+    # network --------------------------------------------------------------------------------------------------------
+    def _network_ids(self) -> dict[str, set[str]]:
+        """The subnets and security groups of the assembly's stacks, as the resolver names them (what an imported
+        ``subnet-ids`` / ``workload-sg-id`` export resolves to)."""
+        if getattr(self, "_known_network", None) is None:
+            resolver = self.rh.assembly.resolver
+            known: dict[str, set[str]] = {"Subnets": set(), "SecurityGroupIds": set()}
+            for stack in self.rh.assembly.stacks.values():
+                for logical in stack.of_type("AWS::EC2::Subnet"):
+                    known["Subnets"].add(resolver.ref(stack, logical))
+                for logical in stack.of_type("AWS::EC2::SecurityGroup"):
+                    known["SecurityGroupIds"].add(resolver.get_att(stack, logical, "GroupId"))
+            self._known_network = known
+        return self._known_network
+
+    def _check_network(self, step: str, kind: str, args: dict) -> bool:
+        """Whether the job runs with network isolation; a VpcConfig (``VpcConfig`` of a training job,
+        ``NetworkConfig.VpcConfig`` of a processing job) must name at least one subnet and one security group, each of
+        the deployed stacks (or a literal landing-zone ID): a placeholder or an empty list fails as CreateJob would."""
+        network = args if kind == "Training" else (args.get("NetworkConfig") or {})
+        vpc = network.get("VpcConfig")
+        if vpc is not None:
+            known = self._network_ids()
+            for field, what in (("Subnets", "subnet"), ("SecurityGroupIds", "security group")):
+                ids = vpc.get(field) or []
+                if not ids:
+                    raise StepFailure(f"{step}: ValidationException: VpcConfig.{field} is empty (a job in a VPC needs "
+                                      f"at least one {what})")
+                for value in ids:
+                    if not isinstance(value, str) or (value not in known[field] and not _LITERAL_IDS[field].match(value)):
+                        raise StepFailure(
+                            f"{step}: VpcConfig.{field} names {value!r}, which is no {what} of the deployed stacks "
+                            f"(they have {sorted(known[field]) or 'none'}) nor a {what} ID: the job cannot start there"
+                        )
+        isolated = network.get("EnableNetworkIsolation")
+        return isolated is True or str(isolated).lower() == "true"
+
+    def _job_credentials(self, isolated: bool, job_role: str) -> dict[str, str]:
+        """The job role's credentials and the stand-in's endpoint for the container; none with network isolation (the
+        container reaches nothing: SageMaker stages its inputs and uploads its outputs)."""
+        return {} if isolated else self.cloud.environ(job_role)
 
     def _stage_inputs(self, step: str, s3: Any, inputs: list[dict], root: Path) -> None:
         asset_buckets = {a.bucket for a in self.rh.assembly.assets()}
@@ -90,6 +136,7 @@ class JobSteps:
 
     def _processing(self, step: str, args: dict) -> tuple[dict, dict]:
         job_role = args.get("RoleArn") or self.role_arn
+        isolated = self._check_network(step, "Processing", args)
         job_name, job_arn = self._start_job(step, "processing", job_role, args)
         s3 = self.cloud.client("s3", job_role)
         app = args.get("AppSpecification", {})
@@ -118,7 +165,7 @@ class JobSteps:
                         "own name, so the entry point must name the asset object (<hash>.py), not the source file"
                     )
             env = clean_env({**{k: as_text(v) for k, v in (args.get("Environment") or {}).items()},
-                             **self.cloud.environ(job_role)})
+                             **self._job_credentials(isolated, job_role)})
             timeout = min(MAX_JOB_SECONDS, (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400))
             self._run_process(step, command, env, root, timeout, cwd="/")
             uploaded = self._upload_outputs(step, s3, outputs, root)
@@ -135,7 +182,8 @@ class JobSteps:
             },
             "RoleArn": job_role,
         }
-        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role}
+        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role,
+                                                   "network_isolation": isolated}
         return properties, uploaded
 
     # quality check (Model Monitor analyzer stand-in) -----------------------------------------------------------------
@@ -146,6 +194,7 @@ class JobSteps:
         if definition.get("SkipCheck") is False:
             raise StepFailure(f"{step}: the drift check (SkipCheck false) is not rehearsed")
         job_role = args.get("RoleArn") or self.role_arn
+        self._check_network(step, "QualityCheck", args)  # the analyzer stand-in runs in-process: it reaches nothing
         job_name, job_arn = self._start_job(step, "processing", job_role, args)
         s3 = self.cloud.client("s3", job_role)
         env = args.get("Environment") or {}
@@ -199,15 +248,28 @@ class JobSteps:
                 "(its built-in algorithm), not the platform's training script"
             )
         submit = hps.get("sagemaker_submit_directory")
-        if not submit or not str(submit).startswith("s3://"):
+        isolated = self._check_network(step, "Training", args)
+        channels = [c["ChannelName"] for c in args.get("InputDataConfig", [])]
+        # The toolkit takes the source tarball from S3 or, as the SDK stages it for an isolated job, from a file of an
+        # input channel (/opt/ml/input/data/<channel>/<object name>: SageMaker downloads it, the container does not).
+        channel_file = isinstance(submit, str) and submit.startswith(f"{OPT_ML}/input/data/")
+        if isolated and not channel_file:
+            raise StepFailure(
+                f"{step}: EnableNetworkIsolation: the training container cannot download sagemaker_submit_directory "
+                f"{submit!r}; it must be the source tarball as an input channel downloads it, "
+                f"{OPT_ML}/input/data/<channel>/<the asset's object name>"
+            )
+        if not channel_file and (not submit or not str(submit).startswith("s3://")):
             raise StepFailure(f"{step}: sagemaker_submit_directory {submit!r} is not an S3 URI of the source tarball")
+        if channel_file and Path(submit).relative_to(f"{OPT_ML}/input/data").parts[0] not in channels:
+            raise StepFailure(f"{step}: sagemaker_submit_directory {submit} is under no input channel of the job "
+                              f"({channels})")
         algo = args.get("AlgorithmSpecification") or {}
         if algo.get("TrainingInputMode", "File") != "File":
             raise StepFailure(f"{step}: TrainingInputMode {algo['TrainingInputMode']} is not rehearsed")
         job_name, job_arn = self._start_job(step, "training", job_role, args)
         s3 = self.cloud.client("s3", job_role)
         root = self.rh.scratch(f"pipeline/{self.execution_id}/{step}")
-        channels = [c["ChannelName"] for c in args.get("InputDataConfig", [])]
         if True:  # staged under root, which is /opt/ml for the job's process
             for channel in args.get("InputDataConfig", []):
                 source = channel["DataSource"]["S3DataSource"]
@@ -215,18 +277,10 @@ class JobSteps:
                     "S3Uri": source["S3Uri"], "S3DataType": source.get("S3DataType", "S3Prefix"),
                     "LocalPath": f"{OPT_ML}/input/data/{channel['ChannelName']}"}}
                 self._stage_inputs(step, s3, [item], root)
-            # the toolkit downloads the submit directory with the job's credentials and extracts it to /opt/ml/code
-            if split_s3_uri(submit)[0] in {a.bucket for a in self.rh.assembly.assets()}:
-                try:
-                    self.cloud.upload_asset(submit)
-                except RehearsalError as exc:
-                    raise StepFailure(f"{step}: sagemaker_submit_directory: {exc}") from None
-            bucket, key = split_s3_uri(submit)
-            try:
-                tarball = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except Exception as exc:
-                raise StepFailure(f"{step}: downloading sagemaker_submit_directory {submit} with the job role "
-                                  f"failed: {exc}") from None
+            if channel_file:  # the toolkit extracts the channel's file to /opt/ml/code
+                tarball = self._channel_file(step, submit, root)
+            else:  # the toolkit downloads the submit directory with the job's credentials and extracts it
+                tarball = self._download_submit_directory(step, s3, submit)
             code = root / "code"
             code.mkdir(parents=True, exist_ok=True)
             try:
@@ -249,7 +303,7 @@ class JobSteps:
             env = clean_env({
                 **{k: as_text(v) for k, v in (args.get("Environment") or {}).items()},
                 **standins.training_environment(channels, hps, program, submit, job_name),
-                **self.cloud.environ(job_role),
+                **self._job_credentials(isolated, job_role),
             })
             command = [self.rh.python, program, *standins.hyperparameter_args(standins.user_hyperparameters(hps))]
             timeout = min(MAX_JOB_SECONDS, (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400))
@@ -278,8 +332,33 @@ class JobSteps:
             "AlgorithmSpecification": algo,
             "RoleArn": job_role,
         }
-        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role}
+        self.facts.setdefault("jobs", {})[step] = {"name": job_name, "tags": args.get("Tags", []), "role": job_role,
+                                                   "network_isolation": isolated}
         return properties, {"model": model_uri}
+
+    def _channel_file(self, step: str, submit: str, root: Path) -> bytes:
+        local = container_path(step, submit, root)
+        if not local.is_file():
+            staged = sorted(p.name for p in local.parent.iterdir()) if local.parent.is_dir() else []
+            raise StepFailure(
+                f"{step}: sagemaker_submit_directory {submit} is not a file the input channels created (the directory "
+                f"holds {staged or 'nothing'}): a channel downloads an object under its own name, so the path must "
+                "name the source tarball's asset object (<hash>.gz), not sourcedir.tar.gz"
+            )
+        return local.read_bytes()
+
+    def _download_submit_directory(self, step: str, s3: Any, submit: str) -> bytes:
+        if split_s3_uri(submit)[0] in {a.bucket for a in self.rh.assembly.assets()}:
+            try:
+                self.cloud.upload_asset(submit)
+            except RehearsalError as exc:
+                raise StepFailure(f"{step}: sagemaker_submit_directory: {exc}") from None
+        bucket, key = split_s3_uri(submit)
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            raise StepFailure(f"{step}: downloading sagemaker_submit_directory {submit} with the job role "
+                              f"failed: {exc}") from None
 
 
 _PRIVATE_OPT_ML: Optional[bool] = None

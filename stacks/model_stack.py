@@ -16,7 +16,14 @@ from platform_config import ModelConfig, PlatformConfig
 from platform_config.names import Names
 from stacks import code_locations as code
 from stacks.cicd_props import build_ci_names, deploy_cd_names, storage_options
-from stacks.common import LakeReferences, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy
+from stacks.common import (
+    LakeReferences,
+    NetworkImports,
+    alarm_topic_export,
+    alarm_topic_key_export,
+    log_retention,
+    removal_policy,
+)
 from stacks.serving_stack import rollout_budget
 
 
@@ -63,6 +70,7 @@ class ModelStack(Stack):
             detail_type=["Glue Job State Change"],
             detail={"jobName": [etl_job_name(config, model)], "state": ["SUCCEEDED"]},
         )
+        network = NetworkImports.of(self, config, shared)
         self.build = ModelBuildPipeline(
             self,
             "BuildPipeline",
@@ -80,6 +88,7 @@ class ModelStack(Stack):
             schedule=model.pipeline_schedule,
             definition_cache_dir=code.ROOT / "build" / "definition-cache",  # a warm synth skips the SageMaker SDK
             training_source_dir=model.training_dir,  # models[].training; None: the shipped train.py and serve.py
+            **(network.workload_props() if network else {}),  # network.mode create/existing: every job in the VPC
         )
         self.build.pipeline.add_resource_dependency(self.registry.group)
 

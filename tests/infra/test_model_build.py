@@ -389,7 +389,9 @@ def test_definition_cache_key_covers_every_input_field():
 
     assert {f.name for f in dataclasses.fields(ModelSpec)} == set(SPEC_CHANGES) | {"problem_type", "positive_threshold",
                                                                            "positive_label"}
-    assert {f.name for f in dataclasses.fields(sdk.PipelineInputs)} == set(INPUT_CHANGES) | {"spec"}
+    # subnet_count and security_group_count change together: tests/test_definition_network.py
+    network = {"subnet_count", "security_group_count"}
+    assert {f.name for f in dataclasses.fields(sdk.PipelineInputs)} == set(INPUT_CHANGES) | {"spec"} | network
 
 
 def test_definition_cache_key_follows_the_sdk_version_and_the_builder_source(monkeypatch, tmp_path):
