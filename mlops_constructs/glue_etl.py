@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import jsii
 from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack, Token
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -21,6 +22,7 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs.glue_catalog import curated_table
+from mlops_constructs.network import WorkloadPlacement, workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs
 
 #: Name of the zip that carries the job's extra modules (constant, so that the asset hash depends on content only).
@@ -147,6 +149,12 @@ class GlueEtl(Construct):
     :param log_retention: retention of the job's (and the crawler's) log groups. Default: 90 days.
     :param removal_policy: of the log groups. Default: RETAIN.
     :param extra_arguments: more job arguments. Default: none.
+    :param vpc: run the job's workers in this VPC (through Glue ``NETWORK`` connections, one per subnet, see
+        :meth:`_network_connections`). Default: none, Glue's own network (public service endpoints).
+    :param vpc_subnets: the subnets, one per Availability Zone, in the order Glue should try them. Default: the VPC's
+        private subnets (CDK's default selection). Only with ``vpc``.
+    :param security_groups: of the workers' network interfaces; one must admit itself on all TCP ports (Glue's
+        requirement), e.g. ``PlatformNetwork.glue_security_group``. Required with ``vpc``, none without.
     """
 
     def __init__(
@@ -173,6 +181,9 @@ class GlueEtl(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         extra_arguments: Optional[Mapping[str, str]] = None,
+        vpc: Optional[ec2.IVpc] = None,
+        vpc_subnets: Optional[ec2.SubnetSelection] = None,
+        security_groups: Optional[Sequence[ec2.ISecurityGroup]] = None,
     ) -> None:
         super().__init__(scope, id_)
         if not Token.is_unresolved(number_of_workers) and number_of_workers < 2:
@@ -190,6 +201,12 @@ class GlueEtl(Construct):
         self.quarantine_prefix = resolved.quarantine
         self._raw_bucket, self._curated_bucket, self._key = raw_bucket, curated_bucket, encryption_key
         self._log_retention, self._removal_policy = log_retention, removal_policy
+        #: Where the job's workers run; None: Glue's own network.
+        self.placement: Optional[WorkloadPlacement] = workload_placement(
+            f"GlueEtl {self.job_name_value}", vpc, vpc_subnets, security_groups
+        )
+        #: The job's NETWORK connections, in the order Glue tries them (empty without a VPC).
+        self.connections: list[glue.CfnConnection] = self._network_connections() if self.placement else []
 
         self.database: glue.IDatabase = database or self._new_database(name_prefix, database_name)
         self.table = self._declare_table()
@@ -279,11 +296,14 @@ class GlueEtl(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": "Glue"}},
             )
         )
-        compliance.acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData has no resource type; it is limited to the Glue namespace by condition.",
-        )
+        wildcard_reason = ("cloudwatch:PutMetricData has no resource type; it is limited to the Glue namespace by "
+                           "condition.")
+        network_wildcards: list[Any] = []
+        if self.placement is not None:
+            network_wildcards = self._allow_network(role)
+            wildcard_reason += (" The EC2 Describe* actions Glue calls to validate the connection's VPC, subnet and "
+                                "security groups have no resource type either.")
+        compliance.acknowledge(role, "AwsSolutions-IAM5[Resource::*]", wildcard_reason)
         compliance.acknowledge_wildcard_resources(
             role,
             [
@@ -296,12 +316,107 @@ class GlueEtl(Construct):
             ],
             "Objects under the dataset's own prefixes, the job's script assets and the streams of its own log groups.",
         )
+        if network_wildcards:
+            compliance.acknowledge_wildcard_resources(
+                role,
+                network_wildcards,
+                "Network interfaces Glue creates for the job's workers get IDs only at run time: this account and "
+                "region's interfaces, created only in the connections' subnets and security groups, tagged only with "
+                "Glue's aws-glue-service-resource key.",
+            )
         compliance.acknowledge_wildcard_actions(
             role,
             compliance.S3_READ_ACTIONS + compliance.S3_WRITE_ACTIONS + compliance.KMS_ACTIONS,
             "CDK grant actions, limited to the prefixes and the key listed in the same statements.",
         )
         return role
+
+    # --- network (with a VPC) --------------------------------------------------------------------------------------
+    def _network_connections(self) -> list[glue.CfnConnection]:
+        """One Glue ``NETWORK`` connection per subnet, in the subnets' order (the job lists them in the same order).
+
+        A connection names one subnet and its Availability Zone, so one connection pins every run to one AZ. A job
+        takes several connections (``Connections``, up to 1000) and, when a run is submitted, Glue checks the ones
+        with a network configuration in the order they are listed (valid VPC and subnet, an S3 endpoint or NAT, free
+        IP addresses in the subnet, a healthy AZ) and places the whole run (driver and executors, one AZ, one subnet's
+        interfaces) with the first that passes; a retry keeps that connection unless its AZ has failed (AWS Glue
+        developer guide, "Troubleshooting Glue common setup errors", failover behavior between VPCs; AWS re:Post
+        "AWS Glue job networking: managing multiple connections"). So one connection per subnet, in the subnets'
+        order, lets a run start while an AZ is impaired or a subnet is out of addresses; a single one would not.
+
+        No physical name: ``ConnectionInput.Name`` is not required by CloudFormation (it generates one; ``Ref``
+        returns the name, which the job and the role's ``glue:GetConnection`` use), and nothing outside this construct
+        refers to a connection by name.
+        """
+        placement, stack = self.placement, Stack.of(self)
+        assert placement is not None
+        connections = []
+        for index, (subnet_id, az) in enumerate(zip(placement.subnet_ids, placement.availability_zones), start=1):
+            connection = glue.CfnConnection(
+                self,
+                f"NetworkConnection{index}",
+                catalog_id=stack.account,
+                connection_input=glue.CfnConnection.ConnectionInputProperty(
+                    connection_type="NETWORK",
+                    description=f"Glue job {self.job_name_value}: network {index} of {len(placement.subnet_ids)}",
+                    physical_connection_requirements=glue.CfnConnection.PhysicalConnectionRequirementsProperty(
+                        subnet_id=subnet_id,
+                        availability_zone=az,
+                        security_group_id_list=list(placement.security_group_ids),
+                    ),
+                ),
+            )
+            # No Tags (an app's cost tags would land here): cfn-lint's AWS::Glue::Connection schema (1.51) has no Tags
+            # property yet, and a connection costs nothing.
+            connection.add_property_deletion_override("Tags")
+            connections.append(connection)
+        return connections
+
+    def _allow_network(self, role: iam.Role) -> list[Any]:
+        """What Glue does with the job role to run the job in the VPC (the EC2 part of the AWSGlueServiceRole managed
+        policy, scoped to this placement); returns the wildcard resources it grants, for cdk-nag."""
+        placement, stack = self.placement, Stack.of(self)
+        assert placement is not None
+
+        def ec2_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        interfaces = ec2_arn("network-interface", "*")
+        role.add_to_policy(iam.PolicyStatement(
+            sid="GlueNetworkDescribe",
+            # Glue validates the connection (VPC endpoints or NAT of the subnet's route tables, the subnet, its
+            # security groups, the VPC's DNS attributes) and tracks the interfaces; Describe* has no resource type.
+            actions=["ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces",
+                     "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcAttribute"],
+            resources=["*"],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="GlueNetworkInterfaces",
+            # CreateNetworkInterface is authorized on the new interface, its subnet and its security groups.
+            actions=["ec2:CreateNetworkInterface"],
+            resources=[interfaces,
+                       *[ec2_arn("subnet", s) for s in placement.subnet_ids],
+                       *[ec2_arn("security-group", g) for g in placement.security_group_ids]],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="GlueNetworkInterfacesDelete", actions=["ec2:DeleteNetworkInterface"], resources=[interfaces],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="GlueNetworkInterfaceTags",
+            # Glue marks the interfaces it manages with this one tag key (as the managed policy allows).
+            actions=["ec2:CreateTags", "ec2:DeleteTags"],
+            resources=[interfaces],
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": ["aws-glue-service-resource"]}},
+        ))
+        # Glue reads the job's connections (a Data Catalog object: the catalog and the connection are authorized).
+        role.add_to_policy(iam.PolicyStatement(
+            sid="GlueConnections",
+            actions=["glue:GetConnection"],
+            resources=[stack.format_arn(service="glue", resource="catalog"),
+                       *[stack.format_arn(service="glue", resource="connection", resource_name=c.ref)
+                         for c in self.connections]],
+        ))
+        return [interfaces]
 
     def _log_group(self, id_: str, name: str) -> logs.LogGroup:
         return logs.LogGroup(
@@ -356,6 +471,11 @@ class GlueEtl(Construct):
             enable_metrics=True,
             enable_observability_metrics=True,
             default_arguments=args,
+            # With a VPC: the NETWORK connections, in the order Glue tries them (see _network_connections).
+            connections=[
+                glue.Connection.from_connection_name(self, f"JobConnection{i}", c.ref)
+                for i, c in enumerate(self.connections, start=1)
+            ] or None,
         )
 
     # --- optional crawler ------------------------------------------------------------------------------------------

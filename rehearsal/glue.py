@@ -21,6 +21,9 @@ Glue jobs", "Using Python libraries with AWS Glue", "Including Python files with
    wrote, and a crawler, when a conditional trigger starts one after the job, runs under its role
    (``rehearsal.glue_catalog``).
 
+A job's ``Connections`` (the data stack's jobs in a VPC) must each be an ``AWS::Glue::Connection`` of the stack of
+type ``NETWORK`` with a subnet (``check_connections``); the run itself is not placed in a network.
+
 One job per dataset (``read_jobs``): the data stack's jobs are told apart by the ``name`` of their
 ``--dataset_schema`` document (``dataset_name``).
 
@@ -69,10 +72,39 @@ class GlueJob:
     security_configuration: Optional[str]
     extra_py_files: list[str] = field(default_factory=list)
     extra_files: list[str] = field(default_factory=list)
+    #: Logical IDs of the job's NETWORK connections, in the job's order (none: Glue's own network).
+    connections: list[str] = field(default_factory=list)
 
 
 def _uris(value: Optional[str]) -> list[str]:
     return [u.strip() for u in (value or "").split(",") if u.strip()]
+
+
+def check_connections(stack: Stack, logical: str) -> list[str]:
+    """The logical IDs of the connections the job ``logical`` lists in ``Connections``, in order; each must be an
+    ``AWS::Glue::Connection`` of the stack (by ``Ref`` or by its ``ConnectionInput.Name``) of type ``NETWORK`` with a
+    ``PhysicalConnectionRequirements.SubnetId``: Glue places a run in the subnet of the first healthy one, and a job
+    of this platform reaches nothing but AWS services, through the VPC's endpoints."""
+    listed = ((stack.resources[logical].get("Properties") or {}).get("Connections") or {}).get("Connections") or []
+    connections = stack.of_type("AWS::Glue::Connection")
+    by_name = {(c.get("Properties") or {}).get("ConnectionInput", {}).get("Name"): k for k, c in connections.items()}
+    found = []
+    for entry in listed:
+        ref = entry.get("Ref") if isinstance(entry, dict) else None
+        conn_logical = ref if ref in connections else by_name.get(entry) if isinstance(entry, str) else None
+        if conn_logical is None:
+            raise RehearsalError(f"{stack.name}/{logical}: Connections lists {json.dumps(entry)}, which is no "
+                                 "AWS::Glue::Connection of the stack: Glue would fail the run (connection not found)")
+        connection_input = (connections[conn_logical].get("Properties") or {}).get("ConnectionInput") or {}
+        kind = connection_input.get("ConnectionType")
+        if kind != "NETWORK":
+            raise RehearsalError(f"{stack.name}/{logical}: connection {conn_logical} is of type {kind!r}, not NETWORK: "
+                                 "the job's connections only place it in the VPC (no data store behind them)")
+        if not (connection_input.get("PhysicalConnectionRequirements") or {}).get("SubnetId"):
+            raise RehearsalError(f"{stack.name}/{logical}: NETWORK connection {conn_logical} has no "
+                                 "PhysicalConnectionRequirements.SubnetId: Glue has no subnet to run the job in")
+        found.append(conn_logical)
+    return found
 
 
 def _job(rh: Rehearsal, stack: Stack, logical: str) -> GlueJob:
@@ -95,6 +127,7 @@ def _job(rh: Rehearsal, stack: Stack, logical: str) -> GlueJob:
         security_configuration=props.get("SecurityConfiguration"),
         extra_py_files=_uris(arguments.get("--extra-py-files")),
         extra_files=_uris(arguments.get("--extra-files")),
+        connections=check_connections(stack, logical),
     )
 
 

@@ -15,12 +15,13 @@ from mlops_constructs.glue_etl import DatasetPrefixes, EtlTriggers
 from platform_config import PlatformConfig
 from platform_config.names import Names
 from stacks import code_locations as code
-from stacks.common import LakeReferences, alarm_topic_export, log_retention, removal_policy
+from stacks.common import LakeReferences, NetworkImports, alarm_topic_export, log_retention, removal_policy
 
 
 class DataStack(Stack):
     """The environment's lake and ETL. With ``shared`` (the stack exporting the alarm topic), each ETL job's
-    failed-tasks alarm (``data_lake.etl_failed_tasks_alarm``) notifies the topic; without, the jobs have no alarm."""
+    failed-tasks alarm (``data_lake.etl_failed_tasks_alarm``) notifies the topic; without, the jobs have no alarm.
+    With ``network.mode`` create or existing, the jobs run in the shared stack's VPC (its exports)."""
 
     def __init__(
         self, scope: Construct, id_: str, *, config: PlatformConfig, shared: Optional[Stack] = None, **kwargs
@@ -34,6 +35,8 @@ class DataStack(Stack):
             noncurrent_version_expiration=Duration.days(lake_cfg.noncurrent_version_expiration_days),
             raw_transition_to_ia=Duration.days(lake_cfg.raw_transition_to_ia_days),
         )
+        # network.mode create/existing: every Glue job runs in the shared stack's VPC, on its Glue security group.
+        network = NetworkImports.of(self, config, shared)
         # One ETL (job, table, workflow, triggers) per dataset, all in one catalog database (the first ETL's). The first
         # dataset keeps the construct id "Etl" (the logical IDs of the single-dataset template); the others are
         # "Etl<Name>". Keep the first dataset first: a new first one would replace the fixed-name job and workflow.
@@ -63,6 +66,7 @@ class DataStack(Stack):
                 timeout=Duration.minutes(lake_cfg.etl_timeout_minutes),
                 log_retention=log_retention(config),
                 removal_policy=removal_policy(config),
+                **(network.glue_props() if network else {}),
             )
         #: The first dataset's ETL.
         self.etl = self.etls[config.datasets[0].name]
