@@ -8,10 +8,13 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from aws_cdk import Duration, Token
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
+
+from mlops_constructs import compliance
+from mlops_constructs.network import WorkloadPlacement
 
 VARIANT_NAME = "AllTraffic"
 SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -112,6 +115,75 @@ def fleet_minimum(initial_instance_count: int, autoscaling: Optional[EndpointAut
     return min(initial_instance_count, autoscaling.min_capacity)
 
 
+#: What the execution role of a SageMaker model, job or job definition in a VPC needs to put its network interfaces
+#: there (SageMaker docs, "CreateModel API: Execution Role Permissions" and "Give SageMaker AI Hosted Endpoints Access
+#: to Resources in Your Amazon VPC"). EC2's Describe actions support no resource-level permissions.
+SAGEMAKER_VPC_DESCRIBE_ACTIONS = (
+    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
+SAGEMAKER_VPC_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+)
+#: What a Lambda function's execution role needs to run in a VPC (Lambda docs, "Giving Lambda functions access to
+#: resources in an Amazon VPC": the actions of AWSLambdaVPCAccessExecutionRole without its logs actions).
+#: ``ec2:DescribeNetworkInterfaces`` works only on all resources (same page).
+LAMBDA_VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
+LAMBDA_VPC_INTERFACE_ACTIONS = (
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+)
+_VPC_ACTIONS = {
+    "sagemaker": (SAGEMAKER_VPC_DESCRIBE_ACTIONS, SAGEMAKER_VPC_INTERFACE_ACTIONS),
+    "lambda": (LAMBDA_VPC_DESCRIBE_ACTIONS, LAMBDA_VPC_INTERFACE_ACTIONS),
+}
+
+
+def grant_network_interfaces(role: iam.Role, placement: WorkloadPlacement, service: str) -> None:
+    """Let ``service`` (``sagemaker`` or ``lambda``) manage the network interfaces of ``role``'s workload in
+    ``placement``: the actions that service documents for its execution role, inline (no managed policy), scoped where
+    EC2 allows it.
+
+    - ``VpcDescribe``: the Describe actions, on ``*`` (they support no resource-level permissions).
+    - ``VpcCreateNetworkInterface``: ``ec2:CreateNetworkInterface`` on this account's network interfaces (in this
+      region) and the placement's own subnets and security groups, named by ID. Their account is left open: a landing
+      zone may share its subnets with this account through AWS RAM, and an ARN names its owner's account.
+    - ``VpcNetworkInterfaces``: deleting them, their permissions (SageMaker attaches its instances through
+      ``ec2:CreateNetworkInterfacePermission``) or, for Lambda, their secondary IPs, on this account's network
+      interfaces: their IDs are assigned by EC2 when they are created.
+
+    Acknowledges the resulting ``AwsSolutions-IAM5`` findings on ``role`` with these reasons.
+    """
+    if service not in _VPC_ACTIONS:
+        raise ValueError(f"grant_network_interfaces: service must be one of {sorted(_VPC_ACTIONS)}, got {service!r}")
+    describe, interface_actions = _VPC_ACTIONS[service]
+    stack = Stack.of(role)
+    interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+    subnets = [stack.format_arn(service="ec2", account="*", resource="subnet", resource_name=subnet_id)
+               for subnet_id in placement.subnet_ids]
+    groups = [stack.format_arn(service="ec2", account="*", resource="security-group", resource_name=group_id)
+              for group_id in placement.security_group_ids]
+    role.add_to_policy(iam.PolicyStatement(sid="VpcDescribe", actions=list(describe), resources=["*"]))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="VpcCreateNetworkInterface", actions=["ec2:CreateNetworkInterface"],
+        resources=[interfaces, *subnets, *groups],
+    ))
+    role.add_to_policy(iam.PolicyStatement(
+        sid="VpcNetworkInterfaces", actions=list(interface_actions), resources=[interfaces],
+    ))
+    compliance.acknowledge_wildcard_resources(
+        role,
+        [interfaces],
+        f"{service} creates and deletes the network interfaces of its workload in the VPC; EC2 assigns their IDs at "
+        "creation, so this account's network interfaces in this region are the narrowest resource.",
+    )
+    compliance.acknowledge_wildcard_resources(
+        role,
+        [*subnets, *groups],
+        "The workload's own subnets and security groups, named by ID; the account is open because a landing zone "
+        "may share the subnets through AWS RAM, and a shared subnet's ARN names its owner's account.",
+    )
+
+
 def validate_endpoint_props(
     *,
     endpoint_name: str,
@@ -126,6 +198,7 @@ def validate_endpoint_props(
     model_artifacts_bucket: Optional[s3.IBucket],
     error_rate_threshold_percent: float,
     alarm_evaluation_periods: int,
+    in_vpc: bool = False,
 ) -> None:
     """Raise a one-line ValueError naming the prop and the fix when RealtimeEndpoint's props cannot work."""
     name_ok = re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", endpoint_name)
@@ -187,6 +260,11 @@ def validate_endpoint_props(
             raise ValueError(
                 "RealtimeEndpoint: SageMaker does not capture data from serverless endpoints; set "
                 "data_capture_percent=0, or use instances"
+            )
+        if in_vpc:
+            raise ValueError(
+                "RealtimeEndpoint: SageMaker Serverless Inference does not support a VPC configuration, so a "
+                "serverless endpoint cannot join the VPC; use instances, or remove vpc"
             )
         return
     if not Token.is_unresolved(initial_instance_count) and initial_instance_count < 1:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from aws_cdk import Duration, Fn, RemovalPolicy, Token
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -20,6 +21,8 @@ from constructs import Construct
 from mlops_constructs import compliance
 from mlops_constructs._arns import s3_object_arn  # noqa: F401 (also importable from here)
 from mlops_constructs._inference_api import API_RESOURCE, API_STAGE, rest_api
+from mlops_constructs.endpoint_options import grant_network_interfaces
+from mlops_constructs.network import workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 
 CODE_EXCLUDES = ["tests", "**/tests", "__pycache__", "**/__pycache__", "*.pyc", "requirements.txt"]
@@ -77,6 +80,13 @@ class LambdaInference(Construct):
     :param api_gateway: also put a REST API (IAM auth, request validation, throttling, access logs) in front of the
         alias: ``POST /predict`` on stage ``live``. Default: False (the Function URL alone).
     :param api_throttle_rate / api_throttle_burst: stage throttling. Default: 50 requests/s, burst 100.
+    :param vpc / vpc_subnets / security_groups: run the function in this VPC (its ``VpcConfig``): Lambda puts its
+        network interfaces in ``vpc_subnets`` (default: the VPC's private subnets, CDK's default selection) with
+        ``security_groups`` (required with ``vpc``). The role gets the EC2 actions Lambda documents for that, inline
+        instead of the managed AWSLambdaVPCAccessExecutionRole (see
+        :func:`~mlops_constructs.endpoint_options.grant_network_interfaces`). The function then reaches AWS only
+        through the VPC's endpoints: S3 (the model object) and, in ``endpoint_proxy`` mode, ``sagemaker.runtime``;
+        its logs and EMF metrics go through Lambda's own log delivery. Default: none (Lambda's network).
     """
 
     def __init__(
@@ -113,9 +123,14 @@ class LambdaInference(Construct):
         api_gateway: bool = False,
         api_throttle_rate: float = 50,
         api_throttle_burst: int = 100,
+        vpc: Optional[ec2.IVpc] = None,
+        vpc_subnets: Optional[ec2.SubnetSelection] = None,
+        security_groups: Optional[Sequence[ec2.ISecurityGroup]] = None,
     ) -> None:
         super().__init__(scope, id_)
         dependencies_dir = Path(dependencies_dir)
+        #: Where the function's network interfaces go (subnets, security groups); None outside a VPC.
+        self.placement = workload_placement("LambdaInference", vpc, vpc_subnets, security_groups)
         self._validate(
             mode=mode,
             model_s3_uri=model_s3_uri,
@@ -162,11 +177,15 @@ class LambdaInference(Construct):
             model_metadata_s3_uri=model_metadata_s3_uri, model_encryption_key=model_encryption_key,
         )
 
+        if self.placement is not None:
+            grant_network_interfaces(self.role, self.placement, "lambda")
+
         # --- function, layer, version, alias -------------------------------------------------------------------------
         self._function(
             environment, code_dir=Path(code_dir), dependencies_dir=dependencies_dir, model_version=model_version,
             function_name=function_name, memory_size=memory_size, timeout=timeout,
             reserved_concurrency=reserved_concurrency, provisioned_concurrency=provisioned_concurrency,
+            vpc=vpc, vpc_subnets=vpc_subnets, security_groups=security_groups,
         )
 
         # --- alarms and the CodeDeploy deployment group --------------------------------------------------------------
@@ -236,6 +255,9 @@ class LambdaInference(Construct):
         timeout: Duration,
         reserved_concurrency: Optional[int],
         provisioned_concurrency: int,
+        vpc: Optional[ec2.IVpc],
+        vpc_subnets: Optional[ec2.SubnetSelection],
+        security_groups: Optional[Sequence[ec2.ISecurityGroup]],
     ) -> None:
         """The dependency layer, the function (a new version per code, configuration or model) and its alias."""
         mode = self.mode
@@ -276,6 +298,11 @@ class LambdaInference(Construct):
             current_version_options=lambda_.VersionOptions(
                 description=version_description, removal_policy=RemovalPolicy.RETAIN
             ),
+            # With a role of its own, the L2 adds no managed policy for the VPC (the role has the ENI actions inline)
+            # and, given security groups, creates none.
+            vpc=vpc,
+            vpc_subnets=vpc_subnets if vpc is not None else None,
+            security_groups=list(security_groups) if vpc is not None else None,
         )
         compliance.acknowledge(
             self.function,

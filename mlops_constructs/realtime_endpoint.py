@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -26,8 +27,10 @@ from mlops_constructs.endpoint_options import (  # noqa: F401 (the options are i
     TrafficRouting,
     execution_timeout,
     fleet_minimum,
+    grant_network_interfaces,
     validate_endpoint_props,
 )
+from mlops_constructs.network import workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs
 
 
@@ -62,8 +65,11 @@ class RealtimeEndpoint(Construct):
     :param encryption_key: encrypts the ML storage volume and the captured data.
     :param execution_role: role SageMaker assumes. Default: a new role allowed to read ``model_artifacts_prefix`` of
         ``model_artifacts_bucket``, decrypt with ``encryption_key``, pull the SageMaker framework images, write the
-        capture prefix and its own log group, and describe the rollback alarms (``cloudwatch:DescribeAlarms``, which
-        SageMaker's auto-rollback requires of the execution role). A role you pass is used as is: give it the same.
+        capture prefix and its own log group, describe the rollback alarms (``cloudwatch:DescribeAlarms``, which
+        SageMaker's auto-rollback requires of the execution role) and, with ``vpc``, manage the model's network
+        interfaces (the EC2 actions SageMaker documents for a model in a VPC, see
+        :func:`~mlops_constructs.endpoint_options.grant_network_interfaces`). A role you pass is used as is: give it
+        the same.
     :param model_artifacts_bucket / model_artifacts_prefix: where the package's model.tar.gz lives (default role).
     :param source_code_objects: S3 object ARNs (a trailing ``*`` allowed) the container also reads at startup, e.g. the
         script-mode source directory a package names in ``SAGEMAKER_SUBMIT_DIRECTORY``. Default: none.
@@ -84,7 +90,14 @@ class RealtimeEndpoint(Construct):
     :param model_latency_p99_threshold: p99 ``ModelLatency`` that trips the latency alarm. Default: 500 ms.
     :param alarm_period / alarm_evaluation_periods: of both alarms (2 of N datapoints breach). Default: 1 min, 3.
     :param network_isolation: no network access from the model container. Default: True. A script-mode container
-        downloads ``SAGEMAKER_SUBMIT_DIRECTORY`` from S3 itself, which isolation blocks: set False for such packages.
+        downloads ``SAGEMAKER_SUBMIT_DIRECTORY`` from S3 itself, which isolation blocks: set False for such packages
+        (the platform's packages carry their code in model.tar.gz, ``/opt/ml/model/code``, which SageMaker extracts).
+    :param vpc: run the model's instances in this VPC (the model's ``VpcConfig``): SageMaker attaches a network
+        interface in ``vpc_subnets`` with ``security_groups`` to each instance. Not for serverless endpoints
+        (SageMaker Serverless Inference has no VPC configuration). Default: none (SageMaker's network).
+    :param vpc_subnets: with ``vpc``: the subnets, in at least two AZs (SageMaker asks for two). Default: the VPC's
+        private subnets (CDK's default selection).
+    :param security_groups: with ``vpc`` (required there): the instances' security groups, 1 to 5. Default: none.
     :param log_retention / log_encryption_key / removal_policy: of the endpoint's log group. Default: 90 days, no
         customer key, DESTROY: the group has the name SageMaker gives it (``/aws/sagemaker/Endpoints/<name>``), so a
         retained group would make the next deployment of this endpoint after a stack delete fail ("already exists").
@@ -122,6 +135,9 @@ class RealtimeEndpoint(Construct):
         alarm_period: Duration = Duration.minutes(1),
         alarm_evaluation_periods: int = 3,
         network_isolation: bool = True,
+        vpc: Optional[ec2.IVpc] = None,
+        vpc_subnets: Optional[ec2.SubnetSelection] = None,
+        security_groups: Optional[Sequence[ec2.ISecurityGroup]] = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         log_encryption_key: Optional[kms.IKey] = None,
         removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
@@ -129,12 +145,14 @@ class RealtimeEndpoint(Construct):
         super().__init__(scope, id_)
         if data_capture_bucket is None:
             data_capture_percent = 0
+        #: Where the model's instances run (subnets, security groups); None outside a VPC.
+        self.placement = workload_placement("RealtimeEndpoint", vpc, vpc_subnets, security_groups)
         validate_endpoint_props(
             endpoint_name=endpoint_name, serverless=serverless, autoscaling=autoscaling, traffic_routing=traffic_routing,
             data_capture_percent=data_capture_percent, instance_type=instance_type,
             initial_instance_count=initial_instance_count, encrypt_volume=encrypt_volume, execution_role=execution_role,
             model_artifacts_bucket=model_artifacts_bucket, error_rate_threshold_percent=error_rate_threshold_percent,
-            alarm_evaluation_periods=alarm_evaluation_periods,
+            alarm_evaluation_periods=alarm_evaluation_periods, in_vpc=self.placement is not None,
         )
         stack = Stack.of(self)
         self.endpoint_name = endpoint_name
@@ -164,11 +182,18 @@ class RealtimeEndpoint(Construct):
                 data_capture_prefix=data_capture_prefix,
                 log_group_name=log_group_name,
             )
+            if self.placement is not None:
+                grant_network_interfaces(self.role, self.placement, "sagemaker")
 
         # --- model, endpoint configuration, endpoint ---------------------------------------------------------------
         self.model = sagemaker.CfnModel(
             self, "Model", execution_role_arn=self.role.role_arn, enable_network_isolation=network_isolation,
             containers=[sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn)],
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                security_group_ids=list(self.placement.security_group_ids), subnets=list(self.placement.subnet_ids)
+            )
+            if self.placement is not None
+            else None,
         )
         # Create the model and the endpoint only once the role's permissions exist (SageMaker checks them).
         role_policy = self.role.node.try_find_child("DefaultPolicy") if isinstance(self.role, iam.Role) else None

@@ -30,7 +30,12 @@
   * a handler exception is a 500 from the container, which ``InvokeEndpoint`` returns as ``ModelError`` (424).
 
   The handler code runs in a subprocess of ``rh.python -I`` (no project path, no ``PYTHON*`` variables) with the
-  container's ``Environment``, the execution role's credentials and the stand-in cloud's endpoint. ``/opt/ml`` is
+  container's ``Environment``, the execution role's credentials and the stand-in cloud's endpoint.
+
+  **Network isolation** (the model's ``EnableNetworkIsolation``, ``network_isolation=True``): SageMaker still stages
+  ``ModelDataUrl`` (under the execution role, outside the container), but the container reaches nothing: it gets no
+  credentials and no endpoint, and a ``SAGEMAKER_SUBMIT_DIRECTORY`` in S3, which the container would download itself,
+  fails (:data:`ISOLATED_SUBMIT_DIRECTORY`): the code must be inside model.tar.gz (``/opt/ml/model/code``). ``/opt/ml`` is
   linked while the container starts (code staging, import, ``model_fn``) and released once the model is loaded.
 
 **Data capture** (the endpoint configuration's ``DataCaptureConfig``; docs: "Capture data from real-time endpoint"):
@@ -52,7 +57,7 @@ wire format (``Content-Type``/``Accept`` headers, raw body; response body with `
 policies evaluated (:func:`rehearsal.cloud.evaluate`) for ``sagemaker:InvokeEndpoint`` on
 ``arn:aws:sagemaker:<region>:<account>:endpoint/<name lower-case>``: 403 ``AccessDeniedException`` as AWS answers.
 Point a client at it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``. Not emulated: instance types and counts,
-autoscaling, blue/green updates, network isolation, the 6 MB payload limit, ``InvokeEndpointAsync``/streaming.
+autoscaling, blue/green updates, the VPC's routes and security groups, the 6 MB payload limit, ``InvokeEndpointAsync``/streaming.
 """
 
 from __future__ import annotations
@@ -79,6 +84,9 @@ from rehearsal.context import Rehearsal, clean_env, opt_ml, split_s3_uri
 from rehearsal.endpoint_worker import WORKER
 from rehearsal.http_auth import CallerError, authenticate, authorize, aws_error, start_http
 
+ISOLATED_SUBMIT_DIRECTORY = ("EnableNetworkIsolation: the container cannot download SAGEMAKER_SUBMIT_DIRECTORY "
+                             "from S3; the inference code must be inside model.tar.gz (code/, "
+                             "SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code)")
 ALGORITHM_MODE = ("package has no SAGEMAKER_PROGRAM: the container starts in algorithm mode and never calls "
                   "train.py's model_fn")
 BASELINE_MISMATCH = "baseline does not describe what the endpoint receives"
@@ -130,11 +138,13 @@ class EndpointStandIn:
         variant: str = "AllTraffic",
         data_capture: Optional[dict[str, Any]] = None,
         describer_role_arn: Optional[str] = None,
+        network_isolation: bool = False,
     ) -> "EndpointStandIn":
         """Create the model from the package and start the container (see the module docstring).
 
         ``role_arn``: the model's execution role (downloads, capture). ``describer_role_arn``: who calls
         CreateModel (None: the deployer, i.e. the stand-in's administrator, as CloudFormation's execution role).
+        ``network_isolation``: the model's ``EnableNetworkIsolation`` (see the module docstring).
         """
         cloud = rh.cloud
         sm = cloud.client("sagemaker", describer_role_arn) if describer_role_arn else cloud.admin("sagemaker")
@@ -161,6 +171,9 @@ class EndpointStandIn:
         if not submit:
             raise RehearsalError(f"endpoint {endpoint_name}: SAGEMAKER_PROGRAM={environment['SAGEMAKER_PROGRAM']} "
                                  "but no SAGEMAKER_SUBMIT_DIRECTORY: the container has no code to import it from")
+        if submit.startswith("s3://") and network_isolation:
+            raise RehearsalError(f"endpoint {endpoint_name}: {ISOLATED_SUBMIT_DIRECTORY} ({model_package_arn}: "
+                                 f"SAGEMAKER_SUBMIT_DIRECTORY={submit})")
         if submit.startswith("s3://"):
             code_dir.mkdir()
             _download_extract(s3, submit, code_dir, f"endpoint {endpoint_name}: SAGEMAKER_SUBMIT_DIRECTORY", role_arn)
@@ -176,8 +189,9 @@ class EndpointStandIn:
             raise RehearsalError(f"endpoint {endpoint_name}: SAGEMAKER_PROGRAM={program} is not in "
                                  f"SAGEMAKER_SUBMIT_DIRECTORY={submit} (it holds "
                                  f"{sorted(p.name for p in code_dir.iterdir())})")
-        env = clean_env({**environment, **cloud.environ(role_arn), "SM_MODEL_DIR": "/opt/ml/model",
-                         "SAGEMAKER_REGION": REGION})
+        # An isolated container has no credentials and no route to any endpoint (SageMaker stages its model).
+        reach = {} if network_isolation else cloud.environ(role_arn)
+        env = clean_env({**environment, **reach, "SM_MODEL_DIR": "/opt/ml/model", "SAGEMAKER_REGION": REGION})
         spec = {"code_dir": str(code_dir.resolve()), "module": program[:-3] if program.endswith(".py") else program,
                 "model_dir": "/opt/ml/model"}
         with opt_ml(root):
@@ -195,6 +209,7 @@ class EndpointStandIn:
         rh.facts.setdefault("endpoint", {})[endpoint_name] = {
             "package": model_package_arn, "image": container.get("Image"), "environment": environment,
             "user_functions": ready["user_functions"], "context_parameter": ready["context_parameter"],
+            "network_isolation": network_isolation,
         }
         rh.log(f"endpoint {endpoint_name}: serving {model_package_arn} ({program}: {', '.join(ready['user_functions'])})")
         return stand_in

@@ -6,8 +6,12 @@
   template"), one without a value or default fails ("Parameters: [X] must have values"), one not matching its
   ``AllowedPattern`` fails ("Parameter 'X' must match pattern ..."); the values go to the resolver's overrides.
 - the stack's roles, policies and log groups are created in the stand-in account (:meth:`rehearsal.cloud.Cloud.deploy`).
-- an ``AWS::SageMaker::Endpoint``: its model's package, execution role, the endpoint configuration's first variant
-  and ``DataCaptureConfig``, served by :class:`rehearsal.endpoint.EndpointStandIn` (HTTP on 127.0.0.1).
+- an ``AWS::SageMaker::Endpoint``: its model's package, execution role, ``EnableNetworkIsolation``, the endpoint
+  configuration's first variant and ``DataCaptureConfig``, served by :class:`rehearsal.endpoint.EndpointStandIn`
+  (HTTP on 127.0.0.1).
+- a ``VpcConfig`` of the model or the function must name at least one subnet and one security group, each of the
+  deployed stacks (what the shared stack's network exports resolve to) or a literal ``subnet-``/``sg-`` ID (a landing
+  zone's): CreateModel/CreateFunction fail otherwise. Routes and security group rules are not emulated.
 - an ``AWS::Lambda::Function`` with a zip asset: :class:`FunctionStandIn` runs it with :mod:`rehearsal.lambda_runtime`
   (the template's resolved ``Handler``, ``Environment``, layers, memory and timeout) under the function role's
   credentials (``AWS_ENDPOINT_URL`` = moto, and in ``endpoint_proxy`` mode ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` =
@@ -158,9 +162,12 @@ def deploy_serving(rh: Rehearsal, model: str, stage: str, parameters: dict[str, 
             package_arn = containers[0].get("ModelPackageName")
             if not package_arn:
                 raise RehearsalError(f"{stack.name}/{model_logical}: the model has no ModelPackageName")
+            _check_vpc(rh, f"{stack.name}/{model_logical}", sm_model.get("VpcConfig"), "Subnets")
+            isolated = str(sm_model.get("EnableNetworkIsolation", False)).lower() == "true"
             deployment.endpoint = EndpointStandIn.from_package(
                 rh, package_arn, sm_model["ExecutionRoleArn"], endpoint_name=ep["EndpointName"],
                 variant=variant["VariantName"], data_capture=config.get("DataCaptureConfig"),
+                network_isolation=isolated,
             )
             deployment.endpoint.serve()
         functions = {k: v for k, v in stack.of_type("AWS::Lambda::Function").items()
@@ -192,6 +199,32 @@ def deploy_serving(rh: Rehearsal, model: str, stage: str, parameters: dict[str, 
         raise
 
 
+# IDs a VpcConfig may name besides the deployed stacks' own subnets and groups: a landing zone's, written in the config.
+_LITERAL_IDS = {"subnet": re.compile(r"^subnet-[0-9a-f]{8}(?:[0-9a-f]{9})?$"),
+                "security group": re.compile(r"^sg-[0-9a-f]{8}(?:[0-9a-f]{9})?$")}
+
+
+def _check_vpc(rh: Rehearsal, owner: str, vpc: Optional[dict], subnets_key: str) -> None:
+    """A model's (``Subnets``) or a function's (``SubnetIds``) resolved ``VpcConfig`` names subnets and security
+    groups that exist: the deployed stacks' (as the resolver names them) or literal IDs."""
+    if vpc is None:
+        return
+    resolver = rh.assembly.resolver
+    known: dict[str, set[str]] = {"subnet": set(), "security group": set()}
+    for other in rh.assembly.stacks.values():
+        known["subnet"] |= {resolver.ref(other, logical) for logical in other.of_type("AWS::EC2::Subnet")}
+        known["security group"] |= {resolver.get_att(other, logical, "GroupId")
+                                    for logical in other.of_type("AWS::EC2::SecurityGroup")}
+    for field, what in ((subnets_key, "subnet"), ("SecurityGroupIds", "security group")):
+        ids = vpc.get(field) or []
+        if not ids:
+            raise RehearsalError(f"{owner}: VpcConfig.{field} is empty (it needs at least one {what})")
+        for value in ids:
+            if not isinstance(value, str) or (value not in known[what] and not _LITERAL_IDS[what].match(value)):
+                raise RehearsalError(f"{owner}: VpcConfig.{field} names {value!r}, which is no {what} of the deployed "
+                                     f"stacks ({sorted(known[what]) or 'none'}) nor a {what} ID")
+
+
 def _logical_of(rh: Rehearsal, stack: Stack, cfn_type: str, physical: str) -> str:
     for logical in stack.of_type(cfn_type):
         if rh.assembly.resolver.name(stack, logical) == physical:
@@ -203,6 +236,7 @@ def _function(rh: Rehearsal, stack: Stack, logical: str, res: dict, python: Opti
               endpoint: Optional[EndpointStandIn]) -> FunctionStandIn:
     props = resolved_properties(rh.assembly, stack, logical)
     raw = res["Properties"]
+    _check_vpc(rh, f"{stack.name}/{logical}", props.get("VpcConfig"), "SubnetIds")
     code = stack.assets.get(props["Code"]["S3Key"])
     if code is None:
         raise RehearsalError(f"{stack.name}/{logical}: Code {props['Code']} is not an asset of the stack")

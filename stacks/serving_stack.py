@@ -31,7 +31,7 @@ from mlops_constructs.storage import rotating_key
 from platform_config.names import Names
 from stacks import code_locations as code
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
-from stacks.common import LakeReferences, alarm_topic_export, log_retention, removal_policy
+from stacks.common import LakeReferences, NetworkImports, alarm_topic_export, log_retention, removal_policy
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_DATA_PARAMETER = "ModelDataUrl"
@@ -143,6 +143,10 @@ class ServingStack(Stack):
         self.endpoint_name = endpoint_name(config, model, stage)
         buckets, lake_key = lake_refs.import_into(self)
         artifacts = buckets["artifacts"]
+        # The shared stack's network (network.mode create or existing), imported by export name: the deploy pipeline
+        # synthesizes this stack alone. The endpoint's model, the function and the monitoring jobs join it.
+        self.network = NetworkImports.of(self, config, shared)
+        self._network_props = self.network.workload_props() if self.network is not None else {}
         self._parameters(model)
         package_arn = self.model_package_arn.value_as_string
         # "<group>/<version>" of the package: the function reports it and a new one publishes a new version.
@@ -286,6 +290,7 @@ class ServingStack(Stack):
             log_encryption_key=self.key,
             # The log group keeps the name SageMaker gives it: the construct's default (DESTROY) lets the stage
             # be deployed again after its stack is deleted.
+            **self._network_props,
         )
         CfnOutput(self, "EndpointName", value=endpoint.endpoint.attr_endpoint_name,
                   description="SageMaker endpoint (smoke test target)")
@@ -325,6 +330,7 @@ class ServingStack(Stack):
             log_retention=log_retention(config),
             log_encryption_key=self.key,
             removal_policy=removal_policy(config),
+            **self._network_props,
         )
         CfnOutput(self, "FunctionUrl", value=inference.function_url,
                   description="IAM-authenticated (SigV4) Function URL of the alias 'live' (smoke test target)")
@@ -360,6 +366,7 @@ class ServingStack(Stack):
             # A new package brings a new baseline: a new job definition (see DataQualityMonitor).
             revision=Fn.select(1, Fn.split("/", model_version)),
             alarm_topic=topic,
+            **self._network_props,
         )
         monitor.node.add_dependency(self.endpoint)
         for child in monitor.node.find_all():

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 import jsii
 from aws_cdk import ArnFormat, Aspects, Duration, IAspect, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -19,8 +20,10 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs._arns import s3_object_arn
+from mlops_constructs.endpoint_options import grant_network_interfaces
 from mlops_constructs.monitoring.failure_events import FailureEvents
 from mlops_constructs.monitoring.images import analyzer_image
+from mlops_constructs.network import workload_placement
 
 MODEL_MONITOR_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 HOURLY = "cron(0 * ? * * *)"
@@ -97,6 +100,11 @@ class DataQualityMonitor(Construct):
         parameters: the hash covers the template, not parameter values. Default: none.
     :param alarm_topic: notify failed monitoring jobs there, except Model Monitor's "no data" failure (the hourly job
         on an endpoint without traffic). Default: no notification.
+    :param vpc / vpc_subnets / security_groups: run the monitoring jobs in this VPC (``NetworkConfig.VpcConfig``,
+        next to network isolation and inter-container encryption, which stay on: SageMaker stages the captured data
+        and baselines and uploads the reports and metrics, the analyzer container calls nothing); the role gets the EC2
+        actions SageMaker documents for jobs in a VPC. ``vpc_subnets`` defaults to the VPC's private subnets;
+        ``security_groups`` are required with ``vpc``. Default: none (SageMaker's network).
     """
 
     def __init__(
@@ -120,9 +128,14 @@ class DataQualityMonitor(Construct):
         publish_cloudwatch_metrics: bool = True,
         revision: Optional[str] = None,
         alarm_topic: Optional[sns.ITopic] = None,
+        vpc: Optional[ec2.IVpc] = None,
+        vpc_subnets: Optional[ec2.SubnetSelection] = None,
+        security_groups: Optional[Sequence[ec2.ISecurityGroup]] = None,
     ) -> None:
         super().__init__(scope, id_)
         job_name = self._validate(name, revision, max_runtime, schedule_expression, data_capture_prefix, output_prefix)
+        #: Where the monitoring jobs run (subnets, security groups); None outside a VPC.
+        self.placement = workload_placement("DataQualityMonitor", vpc, vpc_subnets, security_groups)
         self.schedule_name = job_name
         self.output_uri = bucket.s3_url_for_object(output_prefix.rstrip("/"))
         self.image_uri, repository_arn = analyzer_image(self)
@@ -130,6 +143,8 @@ class DataQualityMonitor(Construct):
             job_name, bucket, encryption_key, repository_arn, data_capture_prefix, output_prefix,
             baselines=[s3_object_arn(baseline_statistics_uri), s3_object_arn(baseline_constraints_uri)],
         )
+        if self.placement is not None:
+            grant_network_interfaces(self.role, self.placement, "sagemaker")
         self.job_definition = _dq(
             self,
             "JobDefinition",
@@ -168,7 +183,13 @@ class DataQualityMonitor(Construct):
                 )
             ),
             network_config=_dq.NetworkConfigProperty(
-                enable_network_isolation=True, enable_inter_container_traffic_encryption=True
+                enable_network_isolation=True, enable_inter_container_traffic_encryption=True,
+                vpc_config=_dq.VpcConfigProperty(
+                    security_group_ids=list(self.placement.security_group_ids),
+                    subnets=list(self.placement.subnet_ids),
+                )
+                if self.placement is not None
+                else None,
             ),
             role_arn=self.role.role_arn,
             stopping_condition=_dq.StoppingConditionProperty(max_runtime_in_seconds=int(max_runtime.to_seconds())),

@@ -12,6 +12,7 @@ test_pipeline_rehearsal.py).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import urllib.request
@@ -22,7 +23,7 @@ import pytest
 from rehearsal.assembly import Assembly, RehearsalError
 from rehearsal.cloud import Cloud
 from rehearsal.context import Rehearsal
-from rehearsal.endpoint import ALGORITHM_MODE, BASELINE_MISMATCH, EndpointStandIn
+from rehearsal.endpoint import ALGORITHM_MODE, BASELINE_MISMATCH, ISOLATED_SUBMIT_DIRECTORY, EndpointStandIn
 from rehearsal.lambda_runtime import find_python
 from rehearsal.sagemaker_standins import data_quality_baseline
 from rehearsal.serving import deploy_serving
@@ -199,6 +200,21 @@ def test_package_without_sagemaker_program_is_algorithm_mode(served):
     arn = served.register_package(environment=environment)
     with pytest.raises(RehearsalError, match=ALGORITHM_MODE):
         EndpointStandIn.from_package(served.rh, arn, served.deployment.endpoint.role_arn, endpoint_name="algo-mode")
+
+
+def test_endpoint_is_network_isolated_and_serves_from_model_tar_gz_alone(served):
+    # The stage's model runs with EnableNetworkIsolation (no credentials, no endpoint in the container) and served
+    # the predictions above with its code from model.tar.gz.
+    assert served.rh.facts["endpoint"][served.deployment.endpoint.name]["network_isolation"] is True
+    assert served.deployment.endpoint.container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    # The defect: a script-mode package whose code is a separate S3 tarball, which an isolated container cannot fetch.
+    source = served.put(f"{served.prefix}/source/sourcedir.tar.gz", b"not downloaded")
+    environment = {**served.register["InferenceSpecification"]["Containers"][0]["Environment"],
+                   "SAGEMAKER_SUBMIT_DIRECTORY": source}
+    arn = served.register_package(environment=environment)
+    with pytest.raises(RehearsalError, match=re.escape(ISOLATED_SUBMIT_DIRECTORY)):
+        EndpointStandIn.from_package(served.rh, arn, served.deployment.endpoint.role_arn, endpoint_name="fetches-code",
+                                     network_isolation=True)
 
 
 def test_baseline_with_header_and_raw_columns_is_caught(served, tmp_path):
