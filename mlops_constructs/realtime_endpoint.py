@@ -315,6 +315,9 @@ class RealtimeEndpoint(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarms: list[cloudwatch.Alarm] = [self.alarm_5xx_rate, self.alarm_model_latency]
+        #: The "idle endpoint" alarm (:meth:`add_idle_alarm`); None until added. Not one of ``alarms``: those roll a
+        #: deployment back, and an endpoint without traffic is a cost to look at, not a bad deployment.
+        self.idle_alarm: Optional[cloudwatch.Alarm] = None
 
     def _deployment_config(
         self,
@@ -511,6 +514,32 @@ class RealtimeEndpoint(Construct):
             "per region; the repository names are fixed and the approved model package pins the image.",
         )
         return role
+
+    def add_idle_alarm(self, idle_for: Duration) -> cloudwatch.Alarm:
+        """Alarm when the endpoint received no invocation for ``idle_for`` (whole hours, 1 to 168): instances cost
+        by the hour whether they serve or not. SageMaker publishes no Invocations datapoint for an hour without
+        requests, so missing data counts as idle. Owned here: dashboards graph :meth:`metric_invocations`."""
+        hours = idle_for.to_hours()
+        if not 1 <= hours <= 168 or hours != int(hours):
+            raise ValueError(f"RealtimeEndpoint {self.endpoint_name}: idle_for must be whole hours from 1 to 168 "
+                             f"(CloudWatch evaluates at most 7 days), got {hours} hours")
+        if self.idle_alarm is not None:
+            raise ValueError(f"RealtimeEndpoint {self.endpoint_name}: the idle alarm is already added")
+        self.idle_alarm = cloudwatch.Alarm(
+            self,
+            "IdleAlarm",
+            alarm_description=(
+                f"Endpoint {self.endpoint_name}: no invocations for {int(hours)} hours. It still costs its instances; "
+                "delete the stage's serving stack or make the stage serverless if it is not needed."
+            ),
+            metric=self.metric_invocations(statistic="Sum", period=Duration.hours(1)),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=int(hours),
+            datapoints_to_alarm=int(hours),
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        return self.idle_alarm
 
     # --- grants and metrics ----------------------------------------------------------------------------------------
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:

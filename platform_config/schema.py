@@ -304,13 +304,13 @@ class ModelConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"stages names must be unique, got {names}")
         endpoints = {s.name: self._merged_endpoint(s) for s in self.stages}
-        if self.lambda_.enabled and self.lambda_.mode == "endpoint_proxy":
-            if not self.endpoint.enabled:
-                raise ValueError("lambda.mode 'endpoint_proxy' needs endpoint.enabled: true")
-            without = [name for name, e in endpoints.items() if not e.enabled]
-            if without:
-                raise ValueError(f"lambda.mode 'endpoint_proxy' needs an endpoint in every stage; stages {without} "
-                                 "set endpoint.enabled: false: remove that override or use lambda.mode: model")
+        differing = [name for name, e in endpoints.items() if e.enabled != self.endpoint.enabled]
+        if differing:
+            raise ValueError(f"stages {differing}: endpoint.enabled cannot differ per stage (the deploy pipeline "
+                             "serves every stage the same way, smoke test included); remove the stage's enabled and "
+                             "set models[].endpoint.enabled")
+        if self.lambda_.enabled and self.lambda_.mode == "endpoint_proxy" and not self.endpoint.enabled:
+            raise ValueError("lambda.mode 'endpoint_proxy' needs endpoint.enabled: true")
         captured = [name for name, e in endpoints.items() if _captures(e)]
         for field, wanted, off in (("retraining.on_drift", self.retraining.on_drift is True, "false"),
                                    ("model_quality.enabled", self.model_quality.enabled, "false")):
@@ -497,6 +497,12 @@ class PlatformConfig(_Strict):
         for m in self.models:
             for s in m.stages:
                 self.check_stage_location(m, s)
+                if self.network.enabled and m.endpoint.enabled and m.endpoint_for(s.name).serverless is not None:
+                    raise ValueError(
+                        f"models '{m.name}' stage '{s.name}' serves serverless, which runs in no VPC and without "
+                        f"network isolation, but network.mode is {self.network.mode}; serve instances in that stage "
+                        "(remove its serverless) or use network.mode: none"
+                    )
         # Physical names other systems call: the endpoint, the inference function (contract C1), the monitor schedule.
         for m in self.models:
             for s in m.stages:

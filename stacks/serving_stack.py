@@ -24,14 +24,18 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from mlops_constructs.drift_retraining import DriftRetraining
 from mlops_constructs.lambda_inference import LambdaInference
 from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
+from mlops_constructs.pipeline_grants import SageMakerPipelineReference
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from mlops_constructs.storage import rotating_key
 from platform_config.names import Names
 from stacks import code_locations as code
 from platform_config.schema import EndpointConfig, ModelConfig, PlatformConfig, StageConfig
-from stacks.common import LakeReferences, NetworkImports, alarm_topic_export, log_retention, removal_policy
+from stacks.common import (
+    LakeReferences, NetworkImports, alarm_topic_export, alarm_topic_key_export, log_retention, removal_policy,
+)
 
 MODEL_PACKAGE_PARAMETER = "ModelPackageArn"
 MODEL_DATA_PARAMETER = "ModelDataUrl"
@@ -92,14 +96,18 @@ SERVERLESS_ROLLOUT = Duration.minutes(30)
 def rollout_budget(model: ModelConfig) -> Duration:
     """The longest one serving stack's deployment may take: the endpoint's blue/green execution timeout (as the
     endpoint's deployment configuration sets it), plus the Lambda alias shift, which in ``endpoint_proxy`` mode
-    starts after the endpoint (the function depends on it). The deploy CD sizes its build timeout from this."""
+    starts after the endpoint (the function depends on it). The deploy CD sizes its build timeout from this, for the
+    slowest stage (stages may override the endpoint settings, e.g. a serverless staging)."""
     seconds = 0
     if model.endpoint.enabled:
-        if model.endpoint.serverless:
-            seconds += int(SERVERLESS_ROLLOUT.to_seconds())
-        else:
-            routing, _ = traffic_routing(model.endpoint)
-            seconds += RealtimeEndpoint.deployment_timeout(routing)
+        rollouts = []
+        for stage in model.stages:
+            ep = model.endpoint_for(stage.name)
+            if ep.serverless:
+                rollouts.append(int(SERVERLESS_ROLLOUT.to_seconds()))
+            else:
+                rollouts.append(RealtimeEndpoint.deployment_timeout(traffic_routing(ep)[0]))
+        seconds += max(rollouts)
     if model.lambda_.enabled:
         seconds += LAMBDA_SHIFT_MINUTES[model.lambda_.deployment] * 60
     return Duration.seconds(max(seconds, 60))
@@ -191,6 +199,14 @@ class ServingStack(Stack):
         if self.endpoint is not None and self.endpoint.data_capture_uri:
             self.data_quality = self._data_quality(artifacts, lake_key, model_version, topic)
 
+        # --- drift on the last stage's endpoint (production traffic) retrains the model, once per cooldown ---------
+        # One stage only: the stages' hourly monitors run at the same minute, and two could both find drift before
+        # either sees the other's execution.
+        self.drift_retraining: Optional[DriftRetraining] = None
+        if (self.data_quality is not None and topic is not None and model.retrain_on_drift
+                and stage.name == model.stages[-1].name):
+            self.drift_retraining = self._drift_retraining(artifacts, lake_key, topic)
+
     def _parameters(self, model: ModelConfig) -> None:
         """The approved package, its model.tar.gz (with Lambda) and its data-quality baseline (with an endpoint)."""
         self.model_package_arn = CfnParameter(
@@ -249,7 +265,7 @@ class ServingStack(Stack):
 
     def _endpoint(self, package_arn: str, lake_key: kms.IKey, artifacts) -> RealtimeEndpoint:
         config, model, stage = self.config, self.model_config, self.stage
-        ep = model.endpoint
+        ep = model.endpoint_for(stage.name)  # models[].endpoint with this stage's override (e.g. serverless staging)
         serverless = (ep.serverless.memory_mb, ep.serverless.max_concurrency) if ep.serverless else None
         capture_percent = 0 if serverless else ep.data_capture_percent
         if serverless and ep.data_capture_percent:
@@ -267,8 +283,9 @@ class ServingStack(Stack):
             model_artifacts_bucket=artifacts,
             model_artifacts_prefix=model_artifacts_prefix(model),
             # The package carries its inference code in model.tar.gz (code/, SAGEMAKER_SUBMIT_DIRECTORY
-            # /opt/ml/model/code): the container needs no network.
-            network_isolation=True,
+            # /opt/ml/model/code): the container needs no network. Serverless Inference supports neither network
+            # isolation nor a VPC (the config refuses serverless with network.mode create/existing).
+            network_isolation=not serverless,
             image_repositories=[IMAGE_REPOSITORIES[model.framework]],
             data_capture_bucket=artifacts if capture_percent else None,
             data_capture_prefix=data_capture_prefix(model, stage),
@@ -290,8 +307,10 @@ class ServingStack(Stack):
             log_encryption_key=self.key,
             # The log group keeps the name SageMaker gives it: the construct's default (DESTROY) lets the stage
             # be deployed again after its stack is deleted.
-            **self._network_props,
+            **({} if serverless else self._network_props),
         )
+        if model.alarms.idle_endpoint_hours:
+            endpoint.add_idle_alarm(Duration.hours(model.alarms.idle_endpoint_hours))
         CfnOutput(self, "EndpointName", value=endpoint.endpoint.attr_endpoint_name,
                   description="SageMaker endpoint (smoke test target)")
         if endpoint.data_capture_uri:
@@ -343,6 +362,7 @@ class ServingStack(Stack):
         """Only once a baseline is passed (a condition: the first `cdk deploy` needs no baseline). Failed monitoring
         jobs notify the alarm topic, except "no data" (an hour without requests is not an incident)."""
         model, stage = self.model_config, self.stage
+        self.data_quality_prefix = f"models/{model.name}/monitoring/data-quality/{stage.name}/"
         self.has_baseline = CfnCondition(
             self,
             "HasBaseline",
@@ -361,7 +381,7 @@ class ServingStack(Stack):
             baseline_statistics_uri=self.baseline_statistics_url.value_as_string,
             baseline_constraints_uri=self.baseline_constraints_url.value_as_string,
             data_capture_prefix=data_capture_prefix(model, stage),
-            output_prefix=f"models/{model.name}/monitoring/data-quality/{stage.name}/",
+            output_prefix=self.data_quality_prefix,
             instance_type=model.processing_instance_type,
             # A new package brings a new baseline: a new job definition (see DataQualityMonitor).
             revision=Fn.select(1, Fn.split("/", model_version)),
@@ -373,6 +393,35 @@ class ServingStack(Stack):
             if isinstance(child, CfnResource):
                 child.cfn_options.condition = self.has_baseline
         return monitor
+
+    def _drift_retraining(self, artifacts, lake_key: kms.IKey, topic: sns.ITopic) -> DriftRetraining:
+        """A drift violation of this stage's data-quality monitor starts the model's build pipeline (by name: the
+        model stack owns it), at most once per ``retraining.cooldown_hours``; only with a baseline, like the monitor."""
+        config, model = self.config, self.model_config
+        drift = DriftRetraining(
+            self,
+            "DriftRetraining",
+            pipeline=SageMakerPipelineReference.from_pipeline_name(self, config.names.model_resource(model.name)),
+            monitoring_job_role_arn=self.data_quality.role.role_arn,
+            bucket=artifacts,
+            encryption_key=lake_key,
+            reports_prefix=self.data_quality_prefix,
+            alarm_topic=topic,
+            alarm_topic_key=kms.Key.from_key_arn(
+                self, "AlarmTopicKey", Fn.import_value(alarm_topic_key_export(config))
+            ),
+            code_dir=code.DRIFT_RETRAIN_CODE,
+            cooldown=Duration.hours(model.retraining.cooldown_hours),
+            model_name=model.name,
+            log_retention=log_retention(config),
+            log_encryption_key=self.key,
+            removal_policy=removal_policy(config),
+            **self._network_props,
+        )
+        for child in drift.node.find_all():
+            if isinstance(child, CfnResource):
+                child.cfn_options.condition = self.has_baseline
+        return drift
 
     def _traffic_routing(self, ep: EndpointConfig) -> TrafficRouting:
         """The config's traffic shifting (:func:`traffic_routing`), with a warning when it had to fall back."""
@@ -392,6 +441,8 @@ class ServingStack(Stack):
         found: list[cloudwatch.Alarm] = []
         if self.endpoint:
             found += self.endpoint.alarms
+            if self.endpoint.idle_alarm is not None:
+                found.append(self.endpoint.idle_alarm)
         if self.inference:
             found += self.inference.alarms
         return found

@@ -47,10 +47,16 @@ def _set(target, key, value):
 # ---- the shipped configs ---------------------------------------------------------------------------------------------
 
 
-def test_dev_has_a_budget_and_a_serverless_staging_with_instances_in_prod():
+def test_dev_has_a_budget_and_a_serverless_staging_can_keep_instances_in_prod(tmp_path):
     config = load_config("dev")
     assert (config.budget.monthly_usd, config.budget.thresholds_percent, config.budget.filter_by_tags) == (
         500.0, [80.0, 100.0], True)
+
+    def serverless_staging(data):  # the example commented in dev.yaml
+        _abalone(data)["stages"][0]["endpoint"] = {"serverless": {"memory_mb": 2048, "max_concurrency": 5},
+                                                   "data_capture_percent": 0}
+
+    config = _load(tmp_path, serverless_staging)
     abalone = config.models[0]
     staging, prod = abalone.endpoint_for("staging"), abalone.endpoint_for("prod")
     assert (staging.serverless.memory_mb, staging.serverless.max_concurrency, staging.data_capture_percent) == (
@@ -225,20 +231,19 @@ def test_stage_override_that_breaks_the_merged_endpoint(tmp_path):
     )
 
 
-def test_endpoint_proxy_needs_an_endpoint_in_every_stage(tmp_path):
+def test_endpoint_enabled_cannot_differ_per_stage(tmp_path):
     def mutate(data):
-        _abalone(data)["lambda"]["mode"] = "endpoint_proxy"
         _abalone(data)["stages"][0]["endpoint"] = {"enabled": False}
 
     assert _error(tmp_path, mutate) == (
-        "models[0]: lambda.mode 'endpoint_proxy' needs an endpoint in every stage; stages ['staging'] set "
-        "endpoint.enabled: false: remove that override or use lambda.mode: model"
+        "models[0]: stages ['staging']: endpoint.enabled cannot differ per stage (the deploy pipeline serves every "
+        "stage the same way, smoke test included); remove the stage's enabled and set models[].endpoint.enabled"
     )
 
 
 def test_unknown_field_in_a_stage_endpoint_override(tmp_path):
     def mutate(data):
-        _abalone(data)["stages"][0]["endpoint"]["instance_typ"] = "ml.m5.large"
+        _abalone(data)["stages"][0]["endpoint"] = {"instance_typ": "ml.m5.large"}
 
     assert _error(tmp_path, mutate) == (
         "models[0].stages[0].endpoint.instance_typ: unknown field; remove it or check its spelling (see README, "

@@ -20,16 +20,20 @@ EXISTING = {"mode": "existing", "vpc_id": "vpc-0123456789abcdef0", "subnets": SU
             "api_egress_cidrs": ["10.0.0.0/16"]}
 
 
-def _load(tmp_path: Path, **sections):
+def _load(tmp_path: Path, *, keep_serverless: bool = False, **sections):
     data = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
     data.update(sections)
+    if not keep_serverless:  # dev's serverless staging runs in no VPC (see test_serverless_stage_in_a_vpc)
+        for model in data["models"]:
+            for stage in model.get("stages", []):
+                (stage.get("endpoint") or {}).pop("serverless", None)
     (tmp_path / "dev.yaml").write_text(yaml.safe_dump(data))
     return load_config("dev", tmp_path)
 
 
-def _error(tmp_path: Path, **sections) -> str:
+def _error(tmp_path: Path, keep_serverless: bool = False, **sections) -> str:
     with pytest.raises(ConfigError) as info:
-        _load(tmp_path, **sections)
+        _load(tmp_path, keep_serverless=keep_serverless, **sections)
     lines = str(info.value).splitlines()
     assert len(lines) == 1, lines
     return lines[0].split("dev.yaml: ", 1)[1]
@@ -173,3 +177,14 @@ def test_bad_role_paths(path):
 
 def test_network_config_is_usable_alone():
     assert NetworkConfig().mode == "none"
+
+
+def test_serverless_stage_in_a_vpc(tmp_path):
+    models = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())["models"]
+    models[0]["stages"][0]["endpoint"] = {"serverless": {"memory_mb": 2048}, "data_capture_percent": 0}
+    network = {"mode": "create", "s3_prefix_list_id": PREFIX_LIST}
+    assert _error(tmp_path, keep_serverless=True, network=network, models=models) == (
+        "(top level): models 'abalone' stage 'staging' serves serverless, which runs in no VPC and without "
+        "network isolation, but network.mode is create; serve instances in that stage (remove its serverless) or "
+        "use network.mode: none"
+    )

@@ -668,11 +668,40 @@ def test_app_serving_stacks_monitor_data_quality_and_notify_failures_except_no_d
         (job,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::DataQualityJobDefinition"]
         assert job["Properties"]["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == f"mlops-dev-abalone-{stage}"
         (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
-                   and "Processing Job" in json.dumps(r["Properties"]["EventPattern"])]
+                   and "Processing Job" in json.dumps(r["Properties"]["EventPattern"])
+                   and "FailureReason" in json.dumps(r["Properties"]["EventPattern"])]  # not the drift rule (prod)
         assert rule["Condition"] == "HasBaseline"
         detail = rule["Properties"]["EventPattern"]["detail"]
         assert detail["FailureReason"] == [{"anything-but": {"prefix": "Job inputs had no data"}}]
         assert "mlops-dev-alarm-topic-arn" in json.dumps(rule["Properties"]["Targets"])
+
+
+def test_drift_retrains_from_the_last_stage_only_with_its_cooldown(dev):
+    """Drift on production traffic (the last stage) starts the build pipeline; staging's monitor does not (the two
+    hourly monitors would race). Only with a baseline, like the monitor."""
+    abalone = dev.config.models[0]
+    for stage, expected in (("staging", 0), ("prod", 1)):
+        template = dev.template(f"serving-abalone-{stage}")
+        functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+                     and r["Properties"].get("Handler") == "drift_handler.handler"]
+        assert len(functions) == expected, stage
+    (function,) = functions
+    assert function["Condition"] == "HasBaseline"
+    env = function["Properties"]["Environment"]["Variables"]
+    assert str(abalone.retraining.cooldown_hours * 3600) in json.dumps(env)
+    assert "mlops-dev-abalone" in json.dumps(env)
+
+
+def test_idle_endpoint_alarm_notifies_and_never_rolls_back(dev):
+    hours = dev.config.models[0].alarms.idle_endpoint_hours
+    template = dev.template("serving-abalone-prod")
+    (idle,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+               and r["Properties"].get("MetricName") == "Invocations"]
+    assert (idle["Statistic"], idle["Period"], idle["EvaluationPeriods"], idle["Threshold"]) == ("Sum", 3600, hours, 1)
+    assert (idle["ComparisonOperator"], idle["TreatMissingData"]) == ("LessThanThreshold", "breaching")
+    assert "mlops-dev-alarm-topic-arn" in json.dumps(idle["AlarmActions"])
+    (endpoint,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::Endpoint"]
+    assert "Idle" not in json.dumps(endpoint["DeploymentConfig"])  # rollback alarms are the 5xx and latency ones
 
 
 def test_deploy_script_and_serving_stacks_agree_on_names(dev, tmp_path):
