@@ -304,6 +304,16 @@ class LambdaInference(Construct):
             vpc_subnets=vpc_subnets if vpc is not None else None,
             security_groups=list(security_groups) if vpc is not None else None,
         )
+        skips = {
+            "CKV_AWS_116": "Synchronous inference (Function URL and direct invokes): a dead-letter queue applies to "
+                           "asynchronous invocations only, and a failed request is returned to its caller",
+            "CKV_AWS_173": "The environment holds names, modes and S3 URIs, no secret; Lambda encrypts it at rest with "
+                           "its service key, and a customer key would add a KMS call to every cold start",
+        }
+        if vpc is None:
+            skips["CKV_AWS_117"] = ("No vpc was given (network.mode none): the function calls only S3 and SageMaker "
+                                    "over TLS with its role; pass vpc to run it in private subnets")
+        compliance.checkov_skip(self.function, skips)
         compliance.acknowledge(
             self.function,
             "AwsSolutions-L1",
