@@ -183,3 +183,40 @@ class Names:
     @staticmethod
     def data_capture_prefix(model: str, stage: str) -> str:
         return f"data-capture/{model}/{stage}/"
+
+    @staticmethod
+    def batch_prefix(model: str) -> str:
+        """The model's batch inference working files, in the artifacts bucket: one ``<run id>/`` per run, with the
+        transform input (``input/``), the rows it keys (``rows/``), the transform output (``transform/``) and the
+        run's report (``report/``)."""
+        return f"batch/{model}/"
+
+    @staticmethod
+    def predictions_prefix(model: str) -> str:
+        """The model's batch predictions, in the curated bucket: Parquet partitioned ``dt=YYYY-MM-DD`` (the day of the
+        run), the Glue table ``<model>_predictions`` (Athena, partition projection) reads it."""
+        return f"predictions/{model}/"
+
+    @staticmethod
+    def predictions_table(model: str) -> str:
+        """The Glue Data Catalog table of the model's batch predictions (Glue table names: lower case, ``_``)."""
+        return f"{model.replace('-', '_')}_predictions"
+
+    @staticmethod
+    def ground_truth_upload_prefix(model: str, stage: str) -> str:
+        """Where users upload ground-truth labels of ``model`` in ``stage``, in the **raw** bucket (whose EventBridge
+        notifications start the ingestion): CSV or JSON Lines files of ``inference_id,label`` rows. It can never be a
+        dataset's raw prefix (dataset names have no hyphen)."""
+        return f"ground-truth/{model}/{stage}/"
+
+    @staticmethod
+    def model_monitor_ground_truth_prefix(model: str, stage: str) -> str:
+        """The ingested labels in Model Monitor's ground-truth format, ``<prefix>yyyy/mm/dd/hh/*.jsonl``, in the
+        **artifacts** bucket (next to the data capture): the model-quality schedule's ground-truth input."""
+        return f"model-monitor/ground-truth/{model}/{stage}/"
+
+    @staticmethod
+    def ground_truth_quarantine_prefix(model: str, stage: str) -> str:
+        """Rejected ground-truth rows (with their reason) and each upload's ingestion report, in the **artifacts**
+        bucket."""
+        return f"quarantine/ground-truth/{model}/{stage}/"

@@ -18,6 +18,12 @@ INFERENCE_CODE = ROOT / "lambda_src" / "inference"
 INFERENCE_DEPENDENCIES = ROOT / "build" / "lambda-deps.zip"
 #: Drift-triggered retraining function code (standard library and the runtime's boto3: no layer).
 DRIFT_RETRAIN_CODE = ROOT / "lambda_src" / "drift_retrain"
+#: Ground-truth ingestion function code (standard library and the runtime's boto3: no layer).
+GROUND_TRUTH_CODE = ROOT / "lambda_src" / "ground_truth"
 #: CodeBuild buildspecs, inlined into the projects at synth.
 BUILDSPECS = ROOT / "buildspecs"
 MODEL_BUILD_BUILDSPEC = BUILDSPECS / "model_build.yml"
+#: Batch inference: the plan function's code (standard library and the runtime's boto3: no layer) and the prepare /
+#: collect script of its processing jobs (uploaded alone, as the pipeline's step scripts are).
+BATCH_RESOLVE_CODE = ROOT / "lambda_src" / "batch_resolve"
+BATCH_SCORING_SCRIPT = ROOT / "sagemaker_steps" / "batch_scoring.py"

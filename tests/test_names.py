@@ -60,3 +60,27 @@ def test_names_module_needs_only_the_standard_library():
             "bad = [m for m in ('pydantic', 'yaml', 'aws_cdk') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_names_of_batch_inference():
+    assert Names.batch_prefix("abalone") == "batch/abalone/"
+    assert Names.predictions_prefix("abalone") == "predictions/abalone/"
+    assert Names.predictions_table("breast-cancer") == "breast_cancer_predictions"
+    # Neither prefix is a dataset's curated prefix or the build pipeline's artifacts.
+    assert not Names.predictions_prefix("abalone").startswith(Names.curated_prefix("abalone"))
+    assert not Names.batch_prefix("abalone").startswith(Names.model_artifacts_prefix("abalone"))
+
+
+def test_ground_truth_prefixes():
+    assert Names.ground_truth_upload_prefix("abalone", "prod") == "ground-truth/abalone/prod/"
+    assert Names.model_monitor_ground_truth_prefix("abalone", "prod") == "model-monitor/ground-truth/abalone/prod/"
+    assert Names.ground_truth_quarantine_prefix("abalone", "prod") == "quarantine/ground-truth/abalone/prod/"
+    # the ingestion writes outside what it reads (no event loop), and no dataset's raw prefix can be the upload one
+    upload = Names.ground_truth_upload_prefix("abalone", "prod")
+    for written in (Names.model_monitor_ground_truth_prefix("abalone", "prod"),
+                    Names.ground_truth_quarantine_prefix("abalone", "prod")):
+        assert not written.startswith(upload) and not upload.startswith(written)
+    import re
+
+    from platform_config.datasets import DATASET_NAME_PATTERN
+    assert not re.match(DATASET_NAME_PATTERN, upload.split("/")[0])
