@@ -35,3 +35,12 @@ __all__ = [
     "SAGEMAKER_PIPELINE_NAMESPACE",
     "model_monitor_image_accounts",
 ]
+
+# Model quality (issue 14): captured predictions joined with ground truth by inference ID, and the labels' ingestion.
+from mlops_constructs.monitoring.model_quality import (  # noqa: E402
+    MODEL_QUALITY_METRICS_NAMESPACE,
+    GroundTruthIngestion,
+    ModelQualityMonitor,
+)
+
+__all__ += ["GroundTruthIngestion", "MODEL_QUALITY_METRICS_NAMESPACE", "ModelQualityMonitor"]

@@ -619,10 +619,13 @@ def test_proxy_sends_encoded_csv_and_parses_csv(proxy, answer):
     stubber, metadata = proxy
     rows = [fx.ROW, _row(sex="F", length=0.53)]
     stubber.add_response("invoke_endpoint", _answer(answer), expected_params={
-        "EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": _csv(rows, metadata)})
-    status, body, _ = post({"instances": rows})
+        "EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": _csv(rows, metadata),
+        "InferenceId": "order-42"})
+    status, body, headers = post({"instances": rows}, headers={"x-inference-id": "order-42"})
     assert status == 200, body
-    assert body == {"predictions": [9.5, 10.25], "model_version": MODEL_VERSION, "count": 2}
+    assert body == {"predictions": [9.5, 10.25], "model_version": MODEL_VERSION, "count": 2,
+                    "inference_id": "order-42"}
+    assert headers["X-Inference-Id"] == "order-42"
 
 
 def test_proxy_parses_json_answers(proxy):
@@ -738,3 +741,73 @@ def test_tarball_with_path_traversal_is_refused(tmp_path):
         tar.addfile(info, io.BytesIO(payload))
     with pytest.raises(ConfigurationError, match="extract"):
         runtime.init(Settings(model_local_path=str(archive)))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Inference IDs: the key that joins ground truth with the endpoint's captured predictions
+# --------------------------------------------------------------------------------------------------------------------
+def test_proxy_passes_the_body_inference_id_to_invoke_endpoint(proxy):
+    stubber, metadata = proxy
+    stubber.add_response("invoke_endpoint", _answer("9.5"), expected_params={
+        "EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": _csv([fx.ROW], metadata),
+        "InferenceId": "a1:b2/c3 d4"})
+    status, body, headers = post({"instance": fx.ROW, "inference_id": "a1:b2/c3 d4"})
+    assert (status, body["inference_id"], headers["X-Inference-Id"]) == (200, "a1:b2/c3 d4", "a1:b2/c3 d4")
+
+
+def test_proxy_generates_an_inference_id_when_none_is_given(proxy):
+    stubber, _ = proxy
+    sent = []
+    stubber.add_response("invoke_endpoint", _answer("9.5"))
+    stubber.add_response("invoke_endpoint", _answer("9.5"))
+    client = runtime.get_predictor().client
+    client.meta.events.register("provide-client-params.sagemaker-runtime.InvokeEndpoint",
+                                lambda params, **_: sent.append(params.get("InferenceId")))
+    first = post({"instance": fx.ROW})[1]["inference_id"]
+    second = invoke({"instance": fx.ROW})[1]["inference_id"]  # a direct invocation too
+    assert sent == [first, second] and first != second
+    assert all(len(i) == 36 and i.count("-") == 4 for i in (first, second))  # UUIDs
+
+
+def test_rest_api_header_and_same_body_id_agree(proxy):
+    stubber, metadata = proxy
+    stubber.add_response("invoke_endpoint", _answer("9.5"), expected_params={
+        "EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv", "Body": _csv([fx.ROW], metadata),
+        "InferenceId": "x"})
+    status, body, _ = invoke(fx.rest_api_event({"instance": fx.ROW, "inference_id": "x"},
+                                              headers={"X-Inference-ID": "x"}))
+    assert (status, body["inference_id"]) == (200, "x")
+
+
+def test_model_mode_returns_an_inference_id_too(regression):
+    status, body, headers = post({"instance": fx.ROW}, headers={"x-inference-id": "row-7"})
+    assert (status, body["inference_id"], headers["X-Inference-Id"]) == (200, "row-7", "row-7")
+    status, body, _ = post({"instance": fx.ROW})
+    assert status == 200 and len(body["inference_id"]) == 36
+
+
+@pytest.mark.parametrize("body_id, header, code, words", [
+    ("", None, "invalid_inference_id", ['"inference_id" must be 1-64 printable ASCII', "got 0 characters"]),
+    ("x" * 65, None, "invalid_inference_id", ["got 65 characters"]),
+    (" lead", None, "invalid_inference_id", ["space at either end"]),
+    ("trail ", None, "invalid_inference_id", ["space at either end"]),
+    ("tab\there", None, "invalid_inference_id", ["outside printable ASCII"]),
+    ("caf\u00e9", None, "invalid_inference_id", ["outside printable ASCII"]),
+    (42, None, "invalid_inference_id", ['"inference_id" must be a string']),
+    (None, "x" * 65, "invalid_inference_id", ["the X-Inference-Id header must be", "got 65 characters"]),
+    ("a", "b", "ambiguous_inference_id", ["header and \"inference_id\" differ"]),
+])
+def test_bad_inference_ids_are_400_with_a_reason(proxy, body_id, header, code, words):
+    # No stubbed response: a bad ID never reaches the endpoint.
+    payload = {"instance": fx.ROW} if body_id is None else {"instance": fx.ROW, "inference_id": body_id}
+    status, body, _ = post(payload, headers={"x-inference-id": header} if header is not None else None)
+    assert (status, body["error"]) == (400, code), body
+    for word in words:
+        assert word in body["message"]
+
+
+def test_the_64_character_printable_limit_is_inclusive(regression):
+    longest = "~" + "".join(chr(c) for c in range(0x21, 0x7F))[:62] + "!"
+    assert len(longest) == 64
+    status, body, _ = post({"instance": fx.ROW, "inference_id": longest})
+    assert (status, body["inference_id"]) == (200, longest)

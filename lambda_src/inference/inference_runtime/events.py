@@ -36,6 +36,7 @@ class HttpRequest:
     body: Any  # str / bytes for HTTP events, the payload itself for direct invocations
     is_base64: bool = False
     parsed: bool = False  # True when body is already a JSON value (direct invocation)
+    inference_id: str | None = None  # the X-Inference-Id header, as sent (checked by inference_ids)
 
 
 def parse_event(event: Any) -> HttpRequest:
@@ -57,6 +58,7 @@ def _http_request(event: dict, source: str, method: Any) -> HttpRequest:
         content_type=_header(event.get("headers"), "content-type"),
         body=event.get("body"),
         is_base64=bool(event.get("isBase64Encoded")),
+        inference_id=_header(event.get("headers"), "x-inference-id"),
     )
 
 

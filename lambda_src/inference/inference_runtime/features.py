@@ -126,6 +126,8 @@ class PredictionRequest(BaseModel):
 
     instance: Any = None
     instances: list[Any] = None  # type: ignore[assignment]  # absent is fine, an explicit null is not a list
+    # Optional, checked by inference_ids.resolve_inference_id (its own error codes): the caller's ID of the request.
+    inference_id: Any = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictionRequest:
@@ -195,7 +197,8 @@ def parse_request(payload: Any) -> tuple[list[Any], bool]:
             unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
             raise RequestError(
                 "unknown_field",
-                f'unknown top-level field(s): {_listing(unknown)}; the body takes only "instances" or "instance"',
+                f'unknown top-level field(s): {_listing(unknown)}; the body takes only "instances" or "instance" '
+                '(and optionally "inference_id")',
             ) from None
         if kind in ("missing_input", "ambiguous_input"):
             raise RequestError(kind, err["msg"]) from None

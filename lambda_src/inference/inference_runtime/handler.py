@@ -25,6 +25,8 @@ from .config import Settings
 from .errors import ConfigurationError, HttpError, RequestError
 from .events import check_content_type, check_method, decode_body, http_response, parse_event
 from .features import parse_request
+from .inference_ids import HEADER as INFERENCE_ID_HEADER
+from .inference_ids import resolve_inference_id
 from .predictors import EndpointPredictor, ModelPredictor, load_predictor
 
 DEFAULT_SERVICE = "inference"
@@ -60,8 +62,8 @@ _next_retry_at = 0.0
 
 
 @tracer.capture_method(capture_response=False)
-def _predict(predictor: Predictor, rows: list[dict[str, Any]]) -> list[Any]:
-    return predictor.predict(rows)
+def _predict(predictor: Predictor, rows: list[dict[str, Any]], inference_id: str) -> list[Any]:
+    return predictor.predict(rows, inference_id=inference_id)
 
 
 def init(
@@ -178,6 +180,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         check_content_type(request)
         payload = decode_body(request)
         rows, single = parse_request(payload)
+        inference_id = resolve_inference_id(request.inference_id, payload)
         if not rows:
             raise RequestError("empty_batch", '"instances" is empty: send at least one row')
         runtime = get_runtime()
@@ -191,7 +194,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
         predictor = runtime.predictor
         valid_rows = predictor.spec.validate_rows(rows, single=single)
         started = time.perf_counter()
-        predictions = _predict(predictor, valid_rows)
+        predictions = _predict(predictor, valid_rows, inference_id)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
     except HttpError as err:
         return _error_response(err, request_id)
@@ -208,8 +211,13 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     metrics.add_metadata(key="model_version", value=predictor.model_version)
     return http_response(
         200,
-        {"predictions": predictions, "model_version": predictor.model_version, "count": count},
-        {"X-Request-Id": request_id},
+        {
+            "predictions": predictions,
+            "model_version": predictor.model_version,
+            "count": count,
+            "inference_id": inference_id,
+        },
+        {"X-Request-Id": request_id, INFERENCE_ID_HEADER: inference_id},
     )
 
 

@@ -107,7 +107,8 @@ class ModelPredictor:
         if out.shape != (1,):
             raise ConfigurationError(f"the model returns {out.shape[1:]} outputs per row; one is supported")
 
-    def predict(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    def predict(self, rows: Sequence[dict[str, Any]], *, inference_id: str | None = None) -> list[Any]:
+        """``inference_id`` is only echoed by the handler: nothing captures this mode's predictions."""
         matrix = self.spec.encode(rows)
         raw = self.booster.inplace_predict(matrix, validate_features=False)
         return format_predictions(_float32_to_json(raw), self.problem_type)
@@ -182,7 +183,9 @@ class EndpointPredictor:
         client = sagemaker_client or make_sagemaker_runtime_client(settings)
         return cls(client, settings.endpoint_name or "", FeatureSpec(metadata), settings.model_version)
 
-    def predict(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    def predict(self, rows: Sequence[dict[str, Any]], *, inference_id: str | None = None) -> list[Any]:
+        """``inference_id`` becomes InvokeEndpoint's ``InferenceId``: data capture records it as
+        ``eventMetadata.inferenceId``, the key Model Monitor joins ground-truth labels on."""
         from botocore.exceptions import (
             ClientError,
             ConnectionClosedError,
@@ -192,10 +195,13 @@ class EndpointPredictor:
         )
 
         body = self.spec.encode_csv(rows).encode("utf-8")
+        request: dict[str, Any] = {
+            "EndpointName": self.endpoint_name, "ContentType": "text/csv", "Accept": "text/csv", "Body": body,
+        }
+        if inference_id is not None:
+            request["InferenceId"] = inference_id
         try:
-            response = self.client.invoke_endpoint(
-                EndpointName=self.endpoint_name, ContentType="text/csv", Accept="text/csv", Body=body
-            )
+            response = self.client.invoke_endpoint(**request)
             payload = response["Body"].read()
         except ClientError as exc:
             raise self._map_client_error(exc) from exc
