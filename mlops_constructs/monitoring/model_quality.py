@@ -39,10 +39,16 @@ MODEL_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
 #: The ground-truth merge job of a model-quality execution runs this image, from the analyzer's registry.
 GROUND_TRUTH_MERGER_REPOSITORY = "sagemaker-model-monitor-groundtruth-merger"
 HOURLY = "cron(0 * ? * * *)"
-#: problem type (the config's) -> (Model Monitor ProblemType, the metric alarmed on, True when higher is worse)
+#: problem type (the config's) -> (Model Monitor ProblemType, the default metric alarmed on)
 PROBLEM_TYPES = {
-    "regression": ("Regression", "rmse", True),
-    "binary_classification": ("BinaryClassification", "auc", False),
+    "regression": ("Regression", "rmse"),
+    "binary_classification": ("BinaryClassification", "auc"),
+}
+#: Model Monitor's metrics (SageMaker docs, "Model quality metrics and Amazon CloudWatch monitoring") the alarm may
+#: watch, per problem type -> True when a higher value is worse (errors), False when lower is worse (scores).
+ALARM_METRICS = {
+    "regression": {"rmse": True, "mae": True, "mse": True, "r2": False},
+    "binary_classification": {"auc": False, "accuracy": False, "f1": False, "precision": False, "recall": False},
 }
 #: An hourly execution shares its hour between the merge job and the monitoring job (SageMaker docs, "Schedule model
 #: quality monitoring jobs"): MaxRuntimeInSeconds at most 1800.
@@ -127,6 +133,9 @@ class ModelQualityMonitor(Construct):
         that exceeds 63 characters). :param endpoint_name: the monitored endpoint (it must capture to ``bucket``
         under ``data_capture_prefix`` and be passed the inference IDs). Add a dependency on the endpoint.
     :param problem_type: ``regression`` or ``binary_classification``. :param alarm_threshold: the metric's limit.
+    :param metric: the metric the alarm watches (the model's evaluation metric): ``rmse`` (default), ``mae``, ``mse``
+        (alarm above) or ``r2`` (below) for regression; ``auc`` (default), ``accuracy``, ``f1``, ``precision`` or
+        ``recall`` (alarm below) for binary classification.
     :param bucket / encryption_key: the artifacts bucket (capture, ground truth, reports) and its key.
     :param data_capture_prefix / ground_truth_prefix / output_prefix: key prefixes ending in ``/``.
     :param probability_threshold: binary classification only. Default 0.5.
@@ -155,6 +164,7 @@ class ModelQualityMonitor(Construct):
         data_capture_prefix: str,
         ground_truth_prefix: str,
         output_prefix: str,
+        metric: Optional[str] = None,
         probability_threshold: float = 0.5,
         start_time_offset: str = "-P1D",
         end_time_offset: str = "-PT1H",
@@ -176,7 +186,12 @@ class ModelQualityMonitor(Construct):
             {"data_capture_prefix": data_capture_prefix, "ground_truth_prefix": ground_truth_prefix,
              "output_prefix": output_prefix},
         )
-        sm_problem_type, self.metric_name, higher_is_worse = PROBLEM_TYPES[problem_type]
+        sm_problem_type, default_metric = PROBLEM_TYPES[problem_type]
+        self.metric_name = metric or default_metric
+        if self.metric_name not in ALARM_METRICS[problem_type]:
+            raise ValueError(f"ModelQualityMonitor metric for {problem_type} must be one of "
+                             f"{', '.join(ALARM_METRICS[problem_type])}, got {metric!r}")
+        higher_is_worse = ALARM_METRICS[problem_type][self.metric_name]
         self.problem_type = problem_type
         self.endpoint_name = endpoint_name
         self.schedule_name = job_name
@@ -361,12 +376,13 @@ class ModelQualityMonitor(Construct):
         return role
 
     def metric_model_quality(self, *, period: Optional[Duration] = None) -> cloudwatch.Metric:
-        """The alarmed metric of this schedule: ``rmse`` (Maximum) or ``auc`` (Minimum), one datum per execution."""
+        """The alarmed metric of this schedule (default ``rmse`` or ``auc``): Maximum of an error, Minimum of a score;
+        one datum per execution."""
         return cloudwatch.Metric(
             namespace=MODEL_QUALITY_METRICS_NAMESPACE,
             metric_name=self.metric_name,
             dimensions_map={"Endpoint": self.endpoint_name, "MonitoringSchedule": self.schedule_name},
-            statistic="Maximum" if PROBLEM_TYPES[self.problem_type][2] else "Minimum",
+            statistic="Maximum" if ALARM_METRICS[self.problem_type][self.metric_name] else "Minimum",
             period=period or self.schedule_period,
         )
 

@@ -147,6 +147,17 @@ def test_alarms_watch_rmse_above_and_auc_below_the_threshold(synth):
     assert monitor.metric_model_quality().metric_name == "rmse"
 
 
+def test_the_alarm_follows_the_models_metric():
+    stack = cdk.Stack(cdk.App(), "S")
+    r2 = ModelQualityMonitor(stack, "R2", **_monitor_props(stack, metric="r2", alarm_threshold=0.4))
+    f1 = ModelQualityMonitor(stack, "F1", **_monitor_props(stack, name="other", problem_type="binary_classification",
+                                                           metric="f1", alarm_threshold=0.7))
+    assert (r2.metric_name, stack.resolve(r2.alarm.node.default_child.comparison_operator),
+            r2.metric_model_quality().to_metric_config().metric_stat.statistic) == ("r2", "LessThanThreshold", "Minimum")
+    assert (f1.metric_name, stack.resolve(f1.alarm.node.default_child.comparison_operator)) == ("f1",
+                                                                                              "LessThanThreshold")
+
+
 def test_the_monitor_role_reaches_its_prefixes_images_and_namespace_only(synth):
     stack, monitor, _, _, template, _ = synth
     by_sid = _statements(template, "ModelQualityRole")
@@ -194,6 +205,7 @@ def test_cfn_lint_reports_no_errors(synth):
 
 
 @pytest.mark.parametrize("overrides, message", [
+    ({"metric": "auc"}, "ModelQualityMonitor metric for regression must be one of rmse, mae, mse, r2, got 'auc'"),
     ({"problem_type": "multiclass"},
      "ModelQualityMonitor problem_type must be one of regression, binary_classification, got 'multiclass'"),
     ({"max_runtime": cdk.Duration.minutes(31)},
