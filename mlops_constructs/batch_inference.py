@@ -236,7 +236,6 @@ class BatchInference(Construct):
         self.job_name_prefix = job_name_prefix(name)
         self.encryption_key = encryption_key
         self.model_package_group_name = model_package_group_name
-        stack = Stack.of(self)
         self._tags = [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())]
 
         images = framework_images(self)
