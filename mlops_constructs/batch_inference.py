@@ -641,6 +641,7 @@ class BatchInference(Construct):
             model["Tags"] = self._tags
             transform["Tags"] = self._tags
         catch_all = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}]
+        processing_sync = f"arn:{Aws.PARTITION}:states:::sagemaker:createProcessingJob.sync"
         delete_model = {"Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:sagemaker:deleteModel",
                         "Parameters": {"ModelName.$": "$.plan.jobs.model"}, "ResultPath": None,
                         "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 3,
@@ -670,8 +671,8 @@ class BatchInference(Construct):
                     "Default": "NothingToScore",
                 },
                 "NothingToScore": {"Type": "Succeed", "Comment": "No approved package or no curated partition yet"},
-                "Prepare": {"Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createProcessingJob.sync",
-                            "Parameters": prepare, "ResultPath": None, "Catch": catch_all, "Next": "CreateModel"},
+                "Prepare": {"Type": "Task", "Resource": processing_sync, "Parameters": prepare, "ResultPath": None,
+                            "Catch": catch_all, "Next": "CreateModel"},
                 "CreateModel": {"Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createModel",
                                 "Parameters": model, "ResultPath": None, "Catch": catch_all, "Next": "Transform"},
                 "Transform": {
@@ -686,8 +687,8 @@ class BatchInference(Construct):
                 "DeleteModelAfterFailure": {**delete_model, "Catch": [{"ErrorEquals": ["States.ALL"],
                                                                        "ResultPath": "$.cleanup_error",
                                                                        "Next": "Failed"}], "Next": "Failed"},
-                "Collect": {"Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createProcessingJob.sync",
-                            "Parameters": collect, "ResultPath": None, "Catch": catch_all, "Next": "Scored"},
+                "Collect": {"Type": "Task", "Resource": processing_sync, "Parameters": collect, "ResultPath": None,
+                            "Catch": catch_all, "Next": "Scored"},
                 "Scored": {"Type": "Succeed"},
                 "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
             },

@@ -194,8 +194,9 @@ class Names:
     @staticmethod
     def predictions_prefix(model: str) -> str:
         """The model's batch predictions, in the curated bucket: Parquet partitioned ``dt=YYYY-MM-DD`` (the day of the
-        run), the Glue table ``<model>_predictions`` (Athena, partition projection) reads it."""
-        return f"predictions/{model}/"
+        run), the Glue table ``<model>_predictions`` (Athena, partition projection) reads it. It can never be a
+        dataset's curated prefix (dataset names have no hyphen)."""
+        return f"batch-predictions/{model}/"
 
     @staticmethod
     def predictions_table(model: str) -> str:

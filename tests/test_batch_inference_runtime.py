@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "lambda_src" / "batch_resolve"))
 
 import batch_resolve  # noqa: E402
+from platform_config.names import Names  # noqa: E402
 from sagemaker_steps import batch_scoring  # noqa: E402
 from sagemaker_steps.local_runner import LocalRunResult, run_local_pipeline, snake_case  # noqa: E402
 from sagemaker_steps.model_spec import ModelSpec  # noqa: E402
@@ -39,9 +40,9 @@ ENV = {
     "CURATED_PREFIX": "abalone/",
     "MODEL_DATA_PREFIX": f"s3://{ARTIFACTS}/models/abalone/",
     "WORK_BUCKET": ARTIFACTS,
-    "WORK_PREFIX": "batch/abalone/",
+    "WORK_PREFIX": Names.batch_prefix("abalone"),
     "PREDICTIONS_BUCKET": CURATED,
-    "PREDICTIONS_PREFIX": "predictions/abalone/",
+    "PREDICTIONS_PREFIX": Names.predictions_prefix("abalone"),
     "JOB_NAME_PREFIX": "mlops-dev-abalone",
     "CODE_URI": "s3://cdk-assets/abc.py",
 }
@@ -112,7 +113,7 @@ def test_plan_scores_the_newest_partition_with_the_latest_approved_package(aws):
         "model_data": plan["package"]["model_data_url"],
         "code": "s3://cdk-assets/abc.py",
         "transform_input": f"{work}input/", "rows": f"{work}rows/", "transform_output": f"{work}transform/",
-        "report": f"{work}report/", "predictions": f"s3://{CURATED}/predictions/abalone/dt=2024-05-02/",
+        "report": f"{work}report/", "predictions": f"s3://{CURATED}/batch-predictions/abalone/dt=2024-05-02/",
     }
     assert json.loads(json.dumps(plan)) == plan  # what Step Functions carries is plain JSON
 

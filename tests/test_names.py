@@ -64,10 +64,14 @@ def test_names_module_needs_only_the_standard_library():
 
 def test_names_of_batch_inference():
     assert Names.batch_prefix("abalone") == "batch/abalone/"
-    assert Names.predictions_prefix("abalone") == "predictions/abalone/"
+    assert Names.predictions_prefix("abalone") == "batch-predictions/abalone/"
     assert Names.predictions_table("breast-cancer") == "breast_cancer_predictions"
-    # Neither prefix is a dataset's curated prefix or the build pipeline's artifacts.
-    assert not Names.predictions_prefix("abalone").startswith(Names.curated_prefix("abalone"))
+    # The predictions (curated bucket) can never be under a dataset's curated prefix, nor the runs' working files
+    # (artifacts bucket) under the build pipeline's.
+    import re
+
+    from platform_config.datasets import DATASET_NAME_PATTERN
+    assert not re.match(DATASET_NAME_PATTERN, Names.predictions_prefix("abalone").split("/")[0])
     assert not Names.batch_prefix("abalone").startswith(Names.model_artifacts_prefix("abalone"))
 
 

@@ -20,6 +20,7 @@ import cfnlint.api
 
 from mlops_constructs.batch_inference import PREDICTION_COLUMNS, BatchInference, has_local_storage, job_name_prefix
 from platform_config import load_config
+from platform_config.names import Names
 from stacks import code_locations
 
 GLUE_SUCCEEDED = events.EventPattern(source=["aws.glue"], detail_type=["Glue Job State Change"],
@@ -40,8 +41,8 @@ def _props(stack: cdk.Stack, key: kms.IKey, topic: sns.ITopic, **overrides) -> d
         curated_prefix="abalone/",
         artifacts_bucket=s3.Bucket.from_bucket_attributes(stack, f"Artifacts{n}", bucket_name="artifacts",
                                                           encryption_key=key),
-        model_artifacts_prefix="models/abalone/", work_prefix="batch/abalone/",
-        predictions_prefix="predictions/abalone/", encryption_key=key, database_name="mlops_dev",
+        model_artifacts_prefix=Names.model_artifacts_prefix("abalone"), work_prefix=Names.batch_prefix("abalone"),
+        predictions_prefix=Names.predictions_prefix("abalone"), encryption_key=key, database_name="mlops_dev",
         table_name="abalone_predictions", dataset_schema=_schema(), alarm_topic=topic,
         code_dir=code_locations.BATCH_RESOLVE_CODE, scoring_script=code_locations.BATCH_SCORING_SCRIPT,
     )
@@ -207,7 +208,7 @@ def test_the_table_reads_the_predictions_with_partition_projection(synth):
         "projection.dt.range": "2000-01-01,NOW", "projection.dt.interval": "1",
         "projection.dt.interval.unit": "DAYS"}
     storage = spec["StorageDescriptor"]
-    assert storage["Location"] == "s3://curated/predictions/abalone/"
+    assert storage["Location"] == "s3://curated/batch-predictions/abalone/"
     assert storage["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
     columns = [(c["Name"], c["Type"]) for c in storage["Columns"]]
     curated = [(c["name"], {"string": "string", "double": "double", "integer": "int"}[c["type"]])
@@ -229,7 +230,8 @@ def test_the_roles_reach_this_models_jobs_and_prefixes_only(synth):
         "arn:<AWS::Partition>:s3:::artifacts/batch/abalone/*", "arn:<AWS::Partition>:s3:::artifacts/models/abalone/*",
         "arn:<AWS::Partition>:s3:::curated/abalone/*"]
     assert sorted(_render(r) for r in jobs["WriteOutputs"]["Resource"]) == [
-        "arn:<AWS::Partition>:s3:::artifacts/batch/abalone/*", "arn:<AWS::Partition>:s3:::curated/predictions/abalone/*"]
+        "arn:<AWS::Partition>:s3:::artifacts/batch/abalone/*",
+        "arn:<AWS::Partition>:s3:::curated/batch-predictions/abalone/*"]
     model = _statements(template, "BatchModelRole")
     assert sorted(_render(r) for r in model["ReadInputs"]["Resource"]) == [
         "arn:<AWS::Partition>:s3:::artifacts/batch/abalone/*", "arn:<AWS::Partition>:s3:::artifacts/models/abalone/*"]
