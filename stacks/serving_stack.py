@@ -26,7 +26,7 @@ from constructs import Construct
 
 from mlops_constructs.drift_retraining import DriftRetraining
 from mlops_constructs.lambda_inference import LambdaInference
-from mlops_constructs.monitoring import DataQualityMonitor, ModelMonitoring
+from mlops_constructs.monitoring import DataQualityMonitor, GroundTruthIngestion, ModelMonitoring, ModelQualityMonitor
 from mlops_constructs.pipeline_grants import SageMakerPipelineReference
 from mlops_constructs.realtime_endpoint import EndpointAutoscaling, RealtimeEndpoint, TrafficRouting
 from mlops_constructs.storage import rotating_key
@@ -198,6 +198,13 @@ class ServingStack(Stack):
         self.data_quality = None
         if self.endpoint is not None and self.endpoint.data_capture_uri:
             self.data_quality = self._data_quality(artifacts, lake_key, model_version, topic)
+
+        # --- model quality: captured predictions joined with uploaded ground truth by inference ID -----------------
+        # Needs capture only (not the baseline): the labels come from the team, under the documented upload prefix.
+        self.model_quality: Optional[ModelQualityMonitor] = None
+        self.ground_truth: Optional[GroundTruthIngestion] = None
+        if model.model_quality.enabled and self.endpoint is not None and self.endpoint.data_capture_uri:
+            self._model_quality(buckets, lake_key, topic)
 
         # --- drift on the last stage's endpoint (production traffic) retrains the model, once per cooldown ---------
         # One stage only: the stages' hourly monitors run at the same minute, and two could both find drift before
@@ -393,6 +400,37 @@ class ServingStack(Stack):
             if isinstance(child, CfnResource):
                 child.cfn_options.condition = self.has_baseline
         return monitor
+
+    def _model_quality(self, buckets, lake_key: kms.IKey, topic: Optional[sns.ITopic]) -> None:
+        """The model-quality schedule with its alarm on ``models[].metric``, and the function that turns uploaded
+        labels (``Names.ground_truth_upload_prefix``) into Model Monitor's ground truth, reporting rejected rows."""
+        config, model, stage = self.config, self.model_config, self.stage
+        artifacts = buckets["artifacts"]
+        ground_truth = Names.model_monitor_ground_truth_prefix(model.name, stage.name)
+        self.model_quality = ModelQualityMonitor(
+            self, "ModelQuality", name=self.endpoint_name, endpoint_name=self.endpoint_name,
+            problem_type=model.problem_type, metric=model.metric, alarm_threshold=model.model_quality_threshold,
+            bucket=artifacts, encryption_key=lake_key, data_capture_prefix=data_capture_prefix(model, stage),
+            ground_truth_prefix=ground_truth,
+            output_prefix=f"models/{model.name}/monitoring/model-quality/{stage.name}/",
+            schedule_expression=model.model_quality.schedule, instance_type=model.processing_instance_type,
+            alarm_topic=topic, **self._network_props,
+        )
+        self.model_quality.node.add_dependency(self.endpoint)
+        topic_key = None
+        if topic is not None:
+            topic_key = kms.Key.from_key_arn(self, "GroundTruthTopicKey",
+                                             Fn.import_value(alarm_topic_key_export(config)))
+        self.ground_truth = GroundTruthIngestion(
+            self, "GroundTruth", code_dir=code.GROUND_TRUTH_CODE, problem_type=model.problem_type,
+            upload_bucket=buckets["raw"], upload_prefix=Names.ground_truth_upload_prefix(model.name, stage.name),
+            output_bucket=artifacts, ground_truth_prefix=ground_truth,
+            quarantine_prefix=Names.ground_truth_quarantine_prefix(model.name, stage.name),
+            encryption_key=lake_key, alarm_topic=topic, alarm_topic_key=topic_key,
+            data_capture_prefix=data_capture_prefix(model, stage), name=self.endpoint_name,
+            log_retention=log_retention(config), log_encryption_key=self.key, removal_policy=removal_policy(config),
+            **self._network_props,
+        )
 
     def _drift_retraining(self, artifacts, lake_key: kms.IKey, topic: sns.ITopic) -> DriftRetraining:
         """A drift violation of this stage's data-quality monitor starts the model's build pipeline (by name: the
