@@ -42,6 +42,7 @@ VPC_INTERFACE_ENDPOINTS = (
     "kms",
     "events",
     "glue",
+    "sns",
 )
 #: Attributes of the shared stack's network exports (:meth:`Names.network_export`).
 NETWORK_EXPORTS = ("vpc-id", "subnet-ids", "availability-zones", "workload-sg-id", "glue-sg-id")
@@ -68,6 +69,12 @@ class Names:
     @property
     def prefix(self) -> str:
         return f"{self.project}-{self.environment}"
+
+    @property
+    def glue_database(self) -> str:
+        """The environment's Glue Data Catalog database (curated tables, batch predictions): the prefix with ``_``
+        for ``-`` (Athena reads ``-`` in a database name only quoted)."""
+        return self.prefix.replace("-", "_")
 
     # --- stacks --------------------------------------------------------------------------------------------------
     def stack(self, part: str) -> str:

@@ -45,7 +45,8 @@ from platform_config.names import VPC_INTERFACE_ENDPOINTS
 #: - ``kms``: SSE-KMS data keys the clients request themselves (Glue's job bookmarks and its Spark writes);
 #: - ``events``: EventBridge PutEvents from in-VPC code (none of the shipped code publishes; the platform's rules
 #:   match service events). Kept so a step that publishes works; drop it from the list to save an endpoint;
-#: - ``glue``: the Glue ETL job's Data Catalog calls (the Glue docs list it with S3 for jobs in a VPC).
+#: - ``glue``: the Glue ETL job's Data Catalog calls (the Glue docs list it with S3 for jobs in a VPC);
+#: - ``sns``: the drift-retraining and ground-truth functions publish to the alarm topic.
 #:
 #: Not included, because no component inside the VPC calls them: ``codebuild``, ``codeconnections``, ``lambda`` (the
 #: CI/CD projects and the deploy pipeline run outside the VPC; nothing in the VPC invokes a function). Add ``xray``

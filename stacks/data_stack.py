@@ -58,6 +58,7 @@ class DataStack(Stack):
                 ),
                 triggers=EtlTriggers(on_raw_upload=dataset.triggers.raw_upload, schedule=dataset.triggers.schedule),
                 database=self.etls[config.datasets[0].name].database if index else None,
+                database_name=None if index else config.names.glue_database,
                 raw_bucket=self.lake.raw_bucket,
                 curated_bucket=self.lake.curated_bucket,
                 encryption_key=self.lake.key,

@@ -8,6 +8,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from mlops_constructs.batch_inference import BatchInference
 from mlops_constructs.model_build_pipeline import ModelBuildPipeline
 from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd
 from mlops_constructs.model_registry import ModelRegistry
@@ -91,6 +92,42 @@ class ModelStack(Stack):
             **(network.workload_props() if network else {}),  # network.mode create/existing: every job in the VPC
         )
         self.build.pipeline.add_resource_dependency(self.registry.group)
+
+        # Batch inference (models[].batch): the latest approved package scores the dataset's newest curated partition,
+        # on a schedule and/or after the dataset's ETL; predictions land in the lake, readable in Athena.
+        self.batch = None
+        if model.batch.enabled:
+            dataset = config.dataset_of(model)
+            self.batch = BatchInference(
+                self,
+                "BatchInference",
+                name=name,
+                model_package_group_name=name,
+                curated_bucket=buckets["curated"],
+                curated_prefix=Names.curated_prefix(dataset.name),
+                artifacts_bucket=buckets["artifacts"],
+                model_artifacts_prefix=Names.model_artifacts_prefix(model.name),
+                work_prefix=Names.batch_prefix(model.name),
+                predictions_prefix=Names.predictions_prefix(model.name),
+                encryption_key=key,
+                database_name=config.names.glue_database,  # the data stack's database
+                table_name=Names.predictions_table(model.name),
+                dataset_schema=dataset.schema_document(),
+                alarm_topic=alarm_topic,
+                code_dir=code.BATCH_RESOLVE_CODE,
+                scoring_script=code.BATCH_SCORING_SCRIPT,
+                schedule=model.batch.schedule,
+                start_on_events=[glue_succeeded] if model.batch.on_dataset_etl else [],
+                instance_type=model.batch.instance_type,
+                instance_count=model.batch.instance_count,
+                max_payload_mb=model.batch.max_payload_mb,
+                processing_instance_type=model.processing_instance_type,
+                tags={"project": config.project, "environment": config.environment, "model": model.name},
+                log_retention=log_retention(config),
+                removal_policy=removal_policy(config),
+                **(network.workload_props() if network else {}),
+            )
+            self.batch.node.add_dependency(self.registry.group)
 
         source = config.source
         # What the build CI and the deploy CD share: the source repository, the topic and the pipeline storage.

@@ -88,3 +88,9 @@ def test_ground_truth_prefixes():
 
     from platform_config.datasets import DATASET_NAME_PATTERN
     assert not re.match(DATASET_NAME_PATTERN, upload.split("/")[0])
+
+
+def test_glue_database_is_the_prefix_with_underscores():
+    from platform_config.names import Names as _Names
+
+    assert _Names(project="mlops", environment="dev").glue_database == "mlops_dev"
