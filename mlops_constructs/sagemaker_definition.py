@@ -311,7 +311,15 @@ class _DefinitionBuilder:
 
     def train_step(self, step_pre):
         """Script mode in the framework container; in a VPC, isolated, with the source tarball as the ``code``
-        channel (see :data:`TRAIN_SOURCE_OBJECT`)."""
+        channel (see :data:`TRAIN_SOURCE_OBJECT`).
+
+        Time limit (MaxRuntimeInSeconds) from the spec. With ``spec.spot_training``: managed spot training
+        (EnableManagedSpotTraining, MaxWaitTimeInSeconds) and a CheckpointConfig under the execution's prefix
+        (``executions/<id>/checkpoints``, which the pipeline role can already write; the objects take the bucket's
+        default encryption: OutputDataConfig's KmsKeyId is documented for the model artifacts only). SageMaker syncs
+        /opt/ml/checkpoints with that prefix and restores it on a restart after a spot interruption; train.py writes
+        no checkpoint, so an interrupted job trains again from scratch, within MaxWaitTimeInSeconds. Without spot the
+        step is exactly as before (no spot or checkpoint fields)."""
         from sagemaker.estimator import Estimator
         from sagemaker.inputs import TrainingInput
         from sagemaker.workflow.steps import TrainingStep
@@ -326,6 +334,10 @@ class _DefinitionBuilder:
                 raise ValueError(f"the training step has a channel named {TRAIN_CODE_CHANNEL!r}, which the source "
                                  "tarball takes in a VPC")
             code_channel = {TRAIN_CODE_CHANNEL: TrainingInput(s3_data=TRAIN_SOURCE_DIR)}  # S3Prefix of that object
+        spot = {}
+        if model.spot_training:
+            spot = dict(use_spot_instances=True, max_wait=model.max_wait_seconds,
+                        checkpoint_s3_uri=self.run_uri("checkpoints"), checkpoint_local_path="/opt/ml/checkpoints")
         estimator = Estimator(
             image_uri=self.image[tr.container],
             role=PLACEHOLDER_ROLE,
@@ -336,7 +348,7 @@ class _DefinitionBuilder:
             output_path=self.run_uri("training"),
             base_job_name=f"{model.name}-train",
             sagemaker_session=self.session,
-            max_run=3600,
+            max_run=model.max_run_seconds,
             hyperparameters={
                 **spec.training_hyperparameters(model.framework, dict(model.hyperparameters)),
                 "sagemaker_program": tr.script,
@@ -347,6 +359,7 @@ class _DefinitionBuilder:
             environment={"SAGEMAKER_PROGRAM": tr.script},
             tags=self.tags,
             **network,
+            **spot,
         )
         outputs = step_pre.properties.ProcessingOutputConfig.Outputs
         return TrainingStep(

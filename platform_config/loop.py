@@ -190,8 +190,9 @@ class ModelQualityConfig(_Strict):
 
 
 class SpotTrainingConfig(_Strict):
-    """``models[].spot_training``: managed spot training with checkpoints (saved under the model's checkpoint prefix,
-    resumed after an interruption), and the training job's time limit."""
+    """``models[].spot_training``: managed spot training, and the training job's time limit. SageMaker syncs
+    ``/opt/ml/checkpoints`` to the run's ``checkpoints/`` prefix; the shipped ``train.py`` writes no checkpoint, so an
+    interrupted job trains again from the start within ``max_wait_minutes`` (a custom train.py may resume from it)."""
 
     enabled: bool = Field(default=False, description="Train on spot capacity (EnableManagedSpotTraining).")
     max_run_minutes: int = Field(

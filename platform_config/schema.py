@@ -383,6 +383,9 @@ class ModelConfig(_Strict):
             hyperparameters=self.hyperparameters,
             processing_instance_type=self.processing_instance_type,
             training_instance_type=self.training_instance_type,
+            spot_training=self.spot_training.enabled,
+            max_run_seconds=self.spot_training.max_run_minutes * 60,
+            max_wait_seconds=self.spot_training.wait_minutes * 60 if self.spot_training.enabled else None,
         )
 
 

@@ -21,6 +21,10 @@ METRICS: dict[str, dict[str, bool]] = {
 PROBLEM_TYPES: tuple[str, ...] = tuple(METRICS)
 FRAMEWORKS: tuple[str, ...] = ("xgboost", "sklearn")
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
+#: The training job's time limit (MaxRuntimeInSeconds) unless the config says otherwise: one hour.
+DEFAULT_MAX_RUN_SECONDS = 3600
+#: The upper limit of MaxRuntimeInSeconds the config allows (SageMaker's documented maximum): 28 days.
+MAX_TRAINING_SECONDS = 28 * 24 * 3600
 
 HyperparameterValue = Union[str, int, float]
 
@@ -62,6 +66,11 @@ class ModelSpec:
         tuple of pairs so the spec stays immutable and hashable. Default: none (train.py's defaults).
     :param processing_instance_type / training_instance_type: default instance types of the pipeline's
         processing and training jobs. Default: ``ml.m5.large``.
+    :param spot_training: train on spot capacity (managed spot training: EnableManagedSpotTraining, a
+        MaxWaitTimeInSeconds and a CheckpointConfig under the execution's prefix). Default: false.
+    :param max_run_seconds: the training job's time limit (MaxRuntimeInSeconds), spot or not. Default: 3600.
+    :param max_wait_seconds: spot only, and then required: waiting for spot capacity plus running
+        (MaxWaitTimeInSeconds); at least ``max_run_seconds``. Without spot it must be None.
     """
 
     name: str
@@ -76,6 +85,9 @@ class ModelSpec:
     hyperparameters: Tuple[Tuple[str, HyperparameterValue], ...] = ()
     processing_instance_type: str = DEFAULT_INSTANCE_TYPE
     training_instance_type: str = DEFAULT_INSTANCE_TYPE
+    spot_training: bool = False
+    max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
+    max_wait_seconds: Optional[int] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.hyperparameters, Mapping):
@@ -101,6 +113,23 @@ class ModelSpec:
                              "binary_classification only; remove them")
         if self.target in self.exclude_columns:
             raise ValueError(f"ModelSpec {self.name}: exclude_columns names the target {self.target!r}; remove it")
+        self._check_time_limits()
+
+    def _check_time_limits(self) -> None:
+        if not 1 <= self.max_run_seconds <= MAX_TRAINING_SECONDS:
+            raise ValueError(f"ModelSpec {self.name}: max_run_seconds {self.max_run_seconds} is outside 1.."
+                             f"{MAX_TRAINING_SECONDS} (SageMaker's MaxRuntimeInSeconds limit, 28 days)")
+        if not self.spot_training:
+            if self.max_wait_seconds is not None:
+                raise ValueError(f"ModelSpec {self.name}: max_wait_seconds applies to spot training only; set "
+                                 "spot_training or remove max_wait_seconds")
+            return
+        if self.max_wait_seconds is None:
+            raise ValueError(f"ModelSpec {self.name}: spot training needs max_wait_seconds (MaxWaitTimeInSeconds)")
+        if self.max_wait_seconds < self.max_run_seconds:
+            raise ValueError(f"ModelSpec {self.name}: max_wait_seconds ({self.max_wait_seconds}) must be at least "
+                             f"max_run_seconds ({self.max_run_seconds}): SageMaker's MaxWaitTimeInSeconds counts "
+                             "the run time too")
 
     @property
     def higher_is_better(self) -> bool:

@@ -387,8 +387,9 @@ def test_definition_cache_key_covers_every_input_field():
     """A field added to the inputs or the spec must be in a test above (and so in the key)."""
     from mlops_constructs import sagemaker_definition as sdk
 
+    spot = {"spot_training", "max_run_seconds", "max_wait_seconds"}  # change together: tests/test_definition_spot.py
     assert {f.name for f in dataclasses.fields(ModelSpec)} == set(SPEC_CHANGES) | {"problem_type", "positive_threshold",
-                                                                           "positive_label"}
+                                                                           "positive_label"} | spot
     # subnet_count and security_group_count change together: tests/test_definition_network.py
     network = {"subnet_count", "security_group_count"}
     assert {f.name for f in dataclasses.fields(sdk.PipelineInputs)} == set(INPUT_CHANGES) | {"spec"} | network
