@@ -73,13 +73,12 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs.glue_catalog import table_columns
-from mlops_constructs.network import WorkloadPlacement, workload_placement
+from mlops_constructs.network import WorkloadPlacement, grant_network_interfaces, workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 
 HANDLER = "batch_resolve.handler"
 SCORING_SCRIPT = "batch_scoring.py"
 CODE_EXCLUDES = ["tests", "**/tests", "__pycache__", "**/__pycache__", "*.pyc", "README.md"]
-VPC_ACCESS_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 #: The transform's data processing: the key column never reaches the model, each output line is key,prediction.
 INPUT_FILTER = "$[1:]"
 OUTPUT_FILTER = "$[0,-1]"
@@ -527,11 +526,9 @@ class BatchInference(Construct):
             function, "AwsSolutions-L1",
             "Python 3.12 is pinned on purpose: the function is tested and rehearsed on the same runtime as the "
             "platform's other functions; the runtimes move together.")
-        if vpc is not None:
-            compliance.acknowledge(
-                role, f"AwsSolutions-IAM4[Policy::{VPC_ACCESS_POLICY}]",
-                "CDK attaches AWSLambdaVPCAccessExecutionRole to a function in a VPC: the AWS-maintained minimum for "
-                "creating and deleting the function's network interfaces.")
+        if self.placement is not None:
+            # A role passed to a Function gets no VPC policy from CDK: the ENI actions Lambda documents, inline.
+            grant_network_interfaces(role, self.placement, "lambda")
         return function
 
     # --- the state machine -----------------------------------------------------------------------------------------

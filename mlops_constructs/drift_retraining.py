@@ -23,7 +23,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.network import workload_placement
+from mlops_constructs.network import grant_network_interfaces, workload_placement
 from mlops_constructs.pipeline_grants import ISageMakerPipeline
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 
@@ -37,7 +37,6 @@ KNOWN_CHECK_TYPES = ("data_type_check", "completeness_check", "baseline_drift_ch
                      "extra_column_check", "categorical_values_check")
 MIN_COOLDOWN = Duration.hours(1)
 _PARAMETER_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,256}$")
-VPC_ACCESS_POLICY = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 
 
 class DriftRetraining(Construct):
@@ -122,7 +121,7 @@ class DriftRetraining(Construct):
         cooldown_seconds = self._validate(code_dir, reports_prefix, cooldown, parameters, drift_check_types,
                                           retry_attempts)
         # Raises the network module's errors (a VPC without security groups, subnets without a VPC...).
-        workload_placement("DriftRetraining", vpc, vpc_subnets, security_groups)
+        self.placement = workload_placement("DriftRetraining", vpc, vpc_subnets, security_groups)
         self.pipeline = pipeline
         self.cooldown = cooldown
 
@@ -198,13 +197,9 @@ class DriftRetraining(Construct):
             "Python 3.12 is pinned on purpose: the function is tested and rehearsed on the same runtime as the "
             "platform's other functions; the runtimes move together.",
         )
-        if vpc is not None:
-            compliance.acknowledge(
-                self.role,
-                f"AwsSolutions-IAM4[Policy::{VPC_ACCESS_POLICY}]",
-                "CDK attaches AWSLambdaVPCAccessExecutionRole to a function in a VPC: the AWS-maintained minimum for "
-                "creating and deleting the function's network interfaces.",
-            )
+        if self.placement is not None:
+            # A role passed to a Function gets no VPC policy from CDK: the ENI actions Lambda documents, inline.
+            grant_network_interfaces(self.role, self.placement, "lambda")
 
         self.rule = events.Rule(
             self,

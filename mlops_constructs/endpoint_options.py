@@ -115,73 +115,14 @@ def fleet_minimum(initial_instance_count: int, autoscaling: Optional[EndpointAut
     return min(initial_instance_count, autoscaling.min_capacity)
 
 
-#: What the execution role of a SageMaker model, job or job definition in a VPC needs to put its network interfaces
-#: there (SageMaker docs, "CreateModel API: Execution Role Permissions" and "Give SageMaker AI Hosted Endpoints Access
-#: to Resources in Your Amazon VPC"). EC2's Describe actions support no resource-level permissions.
-SAGEMAKER_VPC_DESCRIBE_ACTIONS = (
-    "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
+# The VPC permissions moved to mlops_constructs.network (every construct that runs in the VPC uses them).
+from mlops_constructs.network import (  # noqa: E402,F401  (kept importable from here)
+    LAMBDA_VPC_DESCRIBE_ACTIONS,
+    LAMBDA_VPC_INTERFACE_ACTIONS,
+    SAGEMAKER_VPC_DESCRIBE_ACTIONS,
+    SAGEMAKER_VPC_INTERFACE_ACTIONS,
+    grant_network_interfaces,
 )
-SAGEMAKER_VPC_INTERFACE_ACTIONS = (
-    "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
-)
-#: What a Lambda function's execution role needs to run in a VPC (Lambda docs, "Giving Lambda functions access to
-#: resources in an Amazon VPC": the actions of AWSLambdaVPCAccessExecutionRole without its logs actions).
-#: ``ec2:DescribeNetworkInterfaces`` works only on all resources (same page).
-LAMBDA_VPC_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
-LAMBDA_VPC_INTERFACE_ACTIONS = (
-    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
-)
-_VPC_ACTIONS = {
-    "sagemaker": (SAGEMAKER_VPC_DESCRIBE_ACTIONS, SAGEMAKER_VPC_INTERFACE_ACTIONS),
-    "lambda": (LAMBDA_VPC_DESCRIBE_ACTIONS, LAMBDA_VPC_INTERFACE_ACTIONS),
-}
-
-
-def grant_network_interfaces(role: iam.Role, placement: WorkloadPlacement, service: str) -> None:
-    """Let ``service`` (``sagemaker`` or ``lambda``) manage the network interfaces of ``role``'s workload in
-    ``placement``: the actions that service documents for its execution role, inline (no managed policy), scoped where
-    EC2 allows it.
-
-    - ``VpcDescribe``: the Describe actions, on ``*`` (they support no resource-level permissions).
-    - ``VpcCreateNetworkInterface``: ``ec2:CreateNetworkInterface`` on this account's network interfaces (in this
-      region) and the placement's own subnets and security groups, named by ID. Their account is left open: a landing
-      zone may share its subnets with this account through AWS RAM, and an ARN names its owner's account.
-    - ``VpcNetworkInterfaces``: deleting them, their permissions (SageMaker attaches its instances through
-      ``ec2:CreateNetworkInterfacePermission``) or, for Lambda, their secondary IPs, on this account's network
-      interfaces: their IDs are assigned by EC2 when they are created.
-
-    Acknowledges the resulting ``AwsSolutions-IAM5`` findings on ``role`` with these reasons.
-    """
-    if service not in _VPC_ACTIONS:
-        raise ValueError(f"grant_network_interfaces: service must be one of {sorted(_VPC_ACTIONS)}, got {service!r}")
-    describe, interface_actions = _VPC_ACTIONS[service]
-    stack = Stack.of(role)
-    interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
-    subnets = [stack.format_arn(service="ec2", account="*", resource="subnet", resource_name=subnet_id)
-               for subnet_id in placement.subnet_ids]
-    groups = [stack.format_arn(service="ec2", account="*", resource="security-group", resource_name=group_id)
-              for group_id in placement.security_group_ids]
-    role.add_to_policy(iam.PolicyStatement(sid="VpcDescribe", actions=list(describe), resources=["*"]))
-    role.add_to_policy(iam.PolicyStatement(
-        sid="VpcCreateNetworkInterface", actions=["ec2:CreateNetworkInterface"],
-        resources=[interfaces, *subnets, *groups],
-    ))
-    role.add_to_policy(iam.PolicyStatement(
-        sid="VpcNetworkInterfaces", actions=list(interface_actions), resources=[interfaces],
-    ))
-    compliance.acknowledge_wildcard_resources(
-        role,
-        [interfaces],
-        f"{service} creates and deletes the network interfaces of its workload in the VPC; EC2 assigns their IDs at "
-        "creation, so this account's network interfaces in this region are the narrowest resource.",
-    )
-    compliance.acknowledge_wildcard_resources(
-        role,
-        [*subnets, *groups],
-        "The workload's own subnets and security groups, named by ID; the account is open because a landing zone "
-        "may share the subnets through AWS RAM, and a shared subnet's ARN names its owner's account.",
-    )
 
 
 def validate_endpoint_props(

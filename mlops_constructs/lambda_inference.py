@@ -21,7 +21,7 @@ from constructs import Construct
 from mlops_constructs import compliance
 from mlops_constructs._arns import s3_object_arn  # noqa: F401 (also importable from here)
 from mlops_constructs._inference_api import API_RESOURCE, API_STAGE, rest_api
-from mlops_constructs.endpoint_options import grant_network_interfaces
+from mlops_constructs.network import grant_network_interfaces
 from mlops_constructs.network import workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 

@@ -20,7 +20,7 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs._arns import s3_object_arn
-from mlops_constructs.endpoint_options import grant_network_interfaces
+from mlops_constructs.network import grant_network_interfaces
 from mlops_constructs.monitoring.failure_events import FailureEvents
 from mlops_constructs.monitoring.images import analyzer_image
 from mlops_constructs.network import workload_placement

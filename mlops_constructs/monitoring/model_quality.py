@@ -29,10 +29,9 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs._events import object_created
-from mlops_constructs.endpoint_options import grant_network_interfaces
 from mlops_constructs.monitoring.failure_events import FailureEvents
 from mlops_constructs.monitoring.images import MODEL_MONITOR_REPOSITORY, analyzer_image
-from mlops_constructs.network import workload_placement
+from mlops_constructs.network import grant_network_interfaces, workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 
 MODEL_QUALITY_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
@@ -453,7 +452,7 @@ class GroundTruthIngestion(Construct):
         for label, prefix in prefixes.items():
             if not prefix.endswith("/") or prefix.startswith("/"):
                 raise ValueError(f"GroundTruthIngestion {label} must be a key prefix ending in '/', got {prefix!r}")
-        workload_placement("GroundTruthIngestion", vpc, vpc_subnets, security_groups)
+        placement = workload_placement("GroundTruthIngestion", vpc, vpc_subnets, security_groups)
         lookback_hours = int(capture_lookback.to_hours()) if data_capture_prefix is not None else 0
 
         self.log_key = log_encryption_key or rotating_key(
@@ -538,13 +537,9 @@ class GroundTruthIngestion(Construct):
             "Python 3.12 is pinned on purpose: the function is tested and rehearsed on the same runtime as the "
             "platform's other functions; the runtimes move together.",
         )
-        if vpc is not None:
-            compliance.acknowledge(
-                role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaVPCAccessExecutionRole]",
-                "CDK attaches AWSLambdaVPCAccessExecutionRole to a function in a VPC: the AWS-maintained minimum for "
-                "creating and deleting the function's network interfaces.",
-            )
+        if placement is not None:
+            # A role passed to a Function gets no VPC policy from CDK: the ENI actions Lambda documents, inline.
+            grant_network_interfaces(role, placement, "lambda")
         self.rule = events.Rule(
             self, "OnUpload", description="Ground-truth labels uploaded: ingest them for Model Monitor",
             event_pattern=object_created(upload_bucket, [{"prefix": upload_prefix}]),

@@ -110,3 +110,22 @@ def test_no_security_group_allows_egress_to_the_internet(env, request):
     open_rules = [name for name, rule in rules if rule.get("CidrIp") == "0.0.0.0/0" or rule.get("CidrIpv6") == "::/0"]
     # CDK's "disallow all traffic" placeholder rule (255.255.255.255/32, icmp 252-86) is not egress to anything.
     assert open_rules == []
+
+
+def test_every_function_in_the_vpc_may_create_its_network_interfaces(prod):
+    """Lambda refuses a function in a VPC whose role cannot manage network interfaces, and CDK adds no VPC policy to
+    a role passed to a Function: each such role carries the ENI actions itself."""
+    for stack_name, template in prod.templates.items():
+        resources = template["Resources"]
+        for logical, function in resources.items():
+            if function["Type"] != "AWS::Lambda::Function" or "VpcConfig" not in function["Properties"]:
+                continue
+            role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+            actions = set()
+            for res in resources.values():
+                if res["Type"] == "AWS::IAM::Policy" and {"Ref": role} in res["Properties"].get("Roles", []):
+                    for statement in res["Properties"]["PolicyDocument"]["Statement"]:
+                        listed = statement["Action"]
+                        actions.update([listed] if isinstance(listed, str) else listed)
+            assert {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
+                    "ec2:DescribeNetworkInterfaces"} <= actions, f"{stack_name}/{logical}"
