@@ -57,7 +57,7 @@ MAX_AZ_COUNT = 6
 _ENDPOINT_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)*$")
 _MODE_FIELDS = {
     "create": ("az_count", "cidr", "interface_endpoints", "flow_logs"),
-    "existing": ("vpc_id", "subnets", "security_group_ids", "create_endpoints", "api_egress_cidrs"),
+    "existing": ("vpc_id", "subnets", "security_group_ids", "create_endpoints", "api_egress_cidrs", "codebuild_in_vpc"),
 }
 
 _MODE_FIXES = {
@@ -120,6 +120,12 @@ class NetworkConfig(_Strict):
     )
     create_endpoints: bool = Field(
         default=False, description="Create the interface endpoints in the existing VPC (the landing zone's usually do)."
+    )
+    codebuild_in_vpc: bool = Field(
+        default=False,
+        description="Run the model CI/CD CodeBuild projects in the VPC too. They install from PyPI and npm: the "
+        "subnets need the landing zone's NAT or proxy, and security_group_ids must allow that egress (the "
+        "platform's own groups allow none).",
     )
     api_egress_cidrs: list[str] = Field(
         default_factory=list,
@@ -210,6 +216,9 @@ class NetworkConfig(_Strict):
         ids = [s.id for s in self.subnets]
         if len(set(ids)) != len(ids):
             raise ValueError(f"subnets repeat an ID: {ids}; list each subnet once")
+        if self.codebuild_in_vpc and not self.security_group_ids:
+            raise ValueError("codebuild_in_vpc needs security_group_ids: the landing zone's groups that let the builds "
+                             "reach PyPI and npm (the platform's own groups allow no internet egress); add them")
         if not self.create_endpoints and not self.api_egress_cidrs:
             raise ValueError("mode existing needs create_endpoints: true or api_egress_cidrs (the CIDRs of the "
                              "landing zone's interface endpoints, reached on HTTPS); set one")

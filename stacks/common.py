@@ -149,6 +149,10 @@ class NetworkImports:
             for i, group_id in enumerate(settings.security_group_ids)
         ]
 
+        #: The landing zone's own groups (``network.security_group_ids``): the CodeBuild projects' with
+        #: ``codebuild_in_vpc`` (they allow the builds' egress to the package registries).
+        self.landing_zone_security_groups = landing_zone
+
         def group(id_: str, attribute: str) -> list:
             return [ec2.SecurityGroup.from_security_group_id(consumer, id_, imported(attribute),
                                                              allow_all_outbound=False, mutable=False), *landing_zone]

@@ -9,6 +9,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs.batch_inference import BatchInference
+from mlops_constructs.cicd.common import BuildNetwork
 from mlops_constructs.model_build_pipeline import ModelBuildPipeline
 from mlops_constructs.model_cicd import DeployStage, ModelBuildCi, ModelDeployCd
 from mlops_constructs.model_registry import ModelRegistry
@@ -137,6 +138,10 @@ class ModelStack(Stack):
             branch=source.branch,
             alarm_topic=alarm_topic,
             storage=storage_options(config),
+            # network.codebuild_in_vpc (existing mode): the builds run in the landing zone's subnets, with its groups.
+            build_network=BuildNetwork(vpc=network.vpc, subnets=network.vpc_subnets,
+                                       security_groups=network.landing_zone_security_groups)
+            if network is not None and config.network.codebuild_in_vpc else None,
         )
         self.build_ci = ModelBuildCi(
             self,

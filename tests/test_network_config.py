@@ -50,7 +50,7 @@ def test_create_defaults(tmp_path):
     assert (network.az_count, network.cidr, network.flow_logs) == (2, "10.40.0.0/16", True)
     assert tuple(network.interface_endpoints) == DEFAULT_INTERFACE_ENDPOINTS
     assert {"sagemaker.api", "sagemaker.runtime", "ecr.api", "ecr.dkr", "logs", "monitoring", "sts", "kms",
-            "events", "glue"} == set(DEFAULT_INTERFACE_ENDPOINTS)
+            "events", "glue", "sns"} == set(DEFAULT_INTERFACE_ENDPOINTS)
 
 
 def test_existing_and_iam(tmp_path):

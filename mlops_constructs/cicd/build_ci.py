@@ -15,8 +15,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, check_duration,
-                                          codebuild_project, codebuild_stage, notify_failures, v2_pipeline)
+from mlops_constructs.cicd.common import (BuildNetwork, acknowledge_build_role, acknowledge_pipeline_role,
+                                          check_duration, codebuild_project, codebuild_stage, notify_failures,
+                                          v2_pipeline)
 from mlops_constructs.cicd.source import PipelineSource, check_source
 from mlops_constructs.cicd.storage import PipelineStorage, StorageOptions
 from mlops_constructs.pipeline_grants import ISageMakerPipeline
@@ -90,6 +91,8 @@ class ModelBuildCi(Construct):
     :param wait_timeout: with ``wait_for_execution``. Default: 60 minutes (the build timeout must exceed it).
     :param build_timeout: Default: 30 minutes (90 with ``wait_for_execution`` unless given).
     :param compute_type: Default: SMALL.
+    :param build_network: run the build in a VPC (:class:`BuildNetwork`: its subnets need a route to PyPI and npm).
+        Default: CodeBuild's own network.
     :param buildspec: the build's buildspec file, inlined into the project (required; the platform's is
         ``buildspecs/model_build.yml``).
     """
@@ -114,6 +117,7 @@ class ModelBuildCi(Construct):
         wait_timeout: Duration = Duration.minutes(60),
         build_timeout: Optional[Duration] = None,
         compute_type: codebuild.ComputeType = codebuild.ComputeType.SMALL,
+        build_network: Optional[BuildNetwork] = None,
         buildspec: Path,
     ) -> None:
         super().__init__(scope, id_)
@@ -162,6 +166,7 @@ class ModelBuildCi(Construct):
                 "DEFINITION_FILE": definition_file or "",
                 "PIPELINE_ROLE_ARN": pipeline_role.role_arn if definition_file is not None else "",
             },
+            network=build_network,
         )
         # The build role starts the one SageMaker pipeline; with upsert also updates it and passes its role to
         # SageMaker only; with wait follows its executions.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -12,6 +13,7 @@ import yaml
 from aws_cdk import Aws, Duration, Stack, Token
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
@@ -57,6 +59,28 @@ def arn_name(name: str) -> str:
     return name if Token.is_unresolved(name) else name.lower()
 
 
+@dataclass(frozen=True)
+class BuildNetwork:
+    """Where a CI/CD construct's CodeBuild projects run instead of CodeBuild's own network.
+
+    The builds install from PyPI and npm (``make install``, pinned tools), so the subnets need a route to them (a
+    landing zone's NAT gateway or proxy) and ``security_groups`` must allow that egress; private isolated subnets
+    without one fail every build. CodeBuild adds the network-interface permissions to each project's role.
+
+    :param vpc: the VPC. :param security_groups: the projects' security groups (at least one).
+    :param subnets: Default: the VPC's private subnets with egress (CDK's default selection).
+    """
+
+    vpc: ec2.IVpc
+    security_groups: Sequence[ec2.ISecurityGroup]
+    subnets: Optional[ec2.SubnetSelection] = None
+
+    def __post_init__(self) -> None:
+        if not self.security_groups:
+            raise ValueError("BuildNetwork needs security_groups that allow the builds' egress to their package "
+                             "registries; pass at least one")
+
+
 def codebuild_project(
     scope: Construct,
     id_: str,
@@ -69,10 +93,11 @@ def codebuild_project(
     timeout: Duration,
     compute_type: codebuild.ComputeType,
     environment_variables: Mapping[str, str],
+    network: Optional[BuildNetwork] = None,
 ) -> codebuild.PipelineProject:
     """A pipeline build: standard image, unprivileged, encrypted with ``key``, logging to ``log_group`` under the
-    lower-cased ``id_``, queued at most an hour, no report group permissions."""
-    return codebuild.PipelineProject(
+    lower-cased ``id_``, queued at most an hour, no report group permissions; in ``network`` when given."""
+    project = codebuild.PipelineProject(
         scope,
         id_,
         project_name=project_name,
@@ -89,7 +114,20 @@ def codebuild_project(
         timeout=timeout,
         queued_timeout=Duration.hours(1),
         grant_report_group_permissions=False,
+        vpc=network.vpc if network else None,
+        subnet_selection=network.subnets if network else None,
+        security_groups=list(network.security_groups) if network else None,
     )
+    if network is not None:
+        compliance.acknowledge_all(
+            project,
+            ["AwsSolutions-IAM5[Resource::*]", "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:"
+             "<AWS::AccountId>:network-interface/*]"],
+            "CodeBuild in a VPC: the network-interface and Describe actions CDK grants have no narrower resource "
+            "(EC2 assigns interface IDs at creation; CreateNetworkInterfacePermission is limited to the project's "
+            "subnets by condition).",
+        )
+    return project
 
 
 def v2_pipeline(

@@ -20,8 +20,9 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from mlops_constructs import compliance
-from mlops_constructs.cicd.common import (acknowledge_build_role, acknowledge_pipeline_role, check_duration,
-                                          codebuild_project, codebuild_stage, notify_failures, v2_pipeline)
+from mlops_constructs.cicd.common import (BuildNetwork, acknowledge_build_role, acknowledge_pipeline_role,
+                                          check_duration, codebuild_project, codebuild_stage, notify_failures,
+                                          v2_pipeline)
 from mlops_constructs.cicd.deploy_stage import (
     DEFAULT_BOOTSTRAP_ROLES,
     DeployStage,
@@ -196,7 +197,8 @@ class ModelDeployCd(Construct):
     :param bootstrap_qualifier: CDK bootstrap qualifier of the target accounts. Default: the app's
         ``@aws-cdk/core:bootstrapQualifier`` context, else ``hnb659fds``.
     :param bootstrap_roles: the bootstrap roles a Deploy build may assume. Default: deploy, file-publishing, lookup.
-    :param storage: :param compute_type: as for :class:`ModelBuildCi`.
+    :param storage: :param compute_type: :param build_network: as for :class:`ModelBuildCi` (every project of the
+        pipeline: resolve, deploy and smoke).
     :param rollout_timeout: the longest the serving stack's own rollout may take: the endpoint's blue/green
         ``MaximumExecutionTimeoutInSeconds``, plus the Lambda's CodeDeploy shifting when it waits behind the endpoint
         (``endpoint_proxy``). Default: 30 minutes (an endpoint's creation).
@@ -238,6 +240,7 @@ class ModelDeployCd(Construct):
         deploy_timeout: Optional[Duration] = None,
         smoke_timeout: Duration = Duration.minutes(45),
         compute_type: codebuild.ComputeType = codebuild.ComputeType.SMALL,
+        build_network: Optional[BuildNetwork] = None,
         buildspecs: Path,
     ) -> None:
         super().__init__(scope, id_)
@@ -258,7 +261,7 @@ class ModelDeployCd(Construct):
             owner=owner, connection_arn=connection_arn, repository=repository, branch=branch, bucket=source_bucket,
             object_key=names.source_object_key,
         )
-        self._buildspecs, self._compute_type = buildspecs, compute_type
+        self._buildspecs, self._compute_type, self._build_network = buildspecs, compute_type, build_network
 
         self.registry = registry
         group_name = registry.model_package_group_name
@@ -329,6 +332,7 @@ class ModelDeployCd(Construct):
             timeout=timeout,
             compute_type=self._compute_type,
             environment_variables=env,
+            network=self._build_network,
         )
 
     def _smoke_project(self, s: DeployStage, timeout: Duration, sample_file: Optional[str], *, endpoint: bool,
