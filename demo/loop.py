@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from demo import serving, stages
+from demo import drift, serving, stages
 from demo.aws import DEFAULT_REGION, UnsafeEnvironmentError, check_endpoint
 from demo.report import write_texts
 from demo.result import DemoFailed, DemoResult, DemoRun, Progress
@@ -117,6 +117,7 @@ def _run_model(loop: stages.Loop, model: Any, result: DemoResult) -> None:
         if result.passed:
             loop.progress.run(5, seconds, stages.approve_and_resolve, run, label=model.name)
             loop.progress.run(6, seconds, serving.serve, run, label=model.name)
+            drift.drift_retrain(run)  # drift on the served endpoint starts a retrain once; the cooldown holds
 
 
 def _config_and_models(env: str, config_dir: Optional[Path], model_name: Optional[str]) -> tuple[Any, list[Any]]:

@@ -92,6 +92,7 @@ def model_metrics(result: DemoResult) -> dict:
                     "evaluation_uri": result.evaluation_uri, "metadata": result.package_metadata},
         "resolved": result.resolved, "resolve_exit_code": result.resolve_exit_code,
         "serving": result.serving,
+        "drift": result.drift,
         "requests": [asdict(r) for r in result.requests],
         "batch_matches_evaluation": result.batch_matches_evaluation,
         "endpoint_predictions": result.endpoint_predictions,
@@ -194,7 +195,7 @@ def _model_section(result: DemoResult) -> list[str]:
         ]
     else:
         lines.append("- Nothing registered.")
-    return lines + _serving_lines(result)
+    return lines + _serving_lines(result) + _drift_lines(result)
 
 
 def _serving_lines(result: DemoResult) -> list[str]:
@@ -218,4 +219,36 @@ def _serving_lines(result: DemoResult) -> list[str]:
         if result.batch_matches_evaluation is not None:
             lines += ["", f"Batch predictions equal the evaluation step's predictions.csv: "
                           f"{result.batch_matches_evaluation}"]
+    return lines
+
+
+def _drift_lines(result: DemoResult) -> list[str]:
+    """Drift on the served endpoint -> a retrain, then the cooldown (:mod:`demo.drift`)."""
+    drift = result.drift
+    if not drift:
+        return []
+    if not drift.get("enabled"):
+        return ["", f"Drift-triggered retraining: not for this model ({drift.get('reason')})."]
+    lines = ["", f"### Drift-triggered retraining (stage `{drift.get('stage')}`)", "",
+             f"Requests from the test split; the drifted hours multiply {', '.join(drift.get('shifted_features', []))} "
+             f"by {drift.get('shift')}. Check: `sagemaker_steps/drift_check.py` (baseline_drift_check); function: "
+             "`lambda_src/drift_retrain/drift_handler.py`.", "",
+             "| hour | traffic | rows | monitoring execution | drifted: distance > threshold |",
+             "|---|---|---|---|---|"]
+    for hour in drift.get("monitoring", []):
+        drifted = ", ".join(f"{label} {hour['distances'][v['feature_name']]['distance']:.3f}"
+                            for label, v in zip(hour["drifted"], hour["violations"])) or "none"
+        lines.append(f"| {hour['hour']} | {hour['what']} | {hour['rows']} | `{hour['job']}` | {drifted} |")
+    first, second, retrain = drift.get("first", {}), drift.get("second", {}), drift.get("retrain", {})
+    if first:
+        lines += ["", f"- First drift: **{first.get('outcome')}**, execution `{first.get('pipeline_execution_arn')}` "
+                      f"(features {', '.join(first.get('features', []))}); alarm topic: "
+                      f"\"{drift.get('notification', {}).get('subject', '')}\""]
+    if retrain:
+        lines.append(f"- Retrain: {result.metric} = {retrain.get('metric_value'):.4f}, package "
+                     f"`{retrain.get('package_arn')}` {retrain.get('status')}")
+    if second:
+        lines.append(f"- Drift again: **{second.get('outcome')}** until {second.get('cooldown_until')}; pipeline "
+                     f"executions: {drift.get('executions')}, messages during the cooldown: "
+                     f"{drift.get('notifications_in_cooldown')}")
     return lines

@@ -82,6 +82,7 @@ class DemoResult:
     package_metadata: dict = field(default_factory=dict)
     package_group_of_arn: Optional[str] = None
     serving: dict[str, Any] = field(default_factory=dict)  # what the config serves and what the demo served
+    drift: dict[str, Any] = field(default_factory=dict)  # drift -> retrain -> cooldown (demo.drift)
     endpoint_predictions: Optional[list] = None  # the package's serve.py, as the endpoint runs it, on the batch
     endpoint_matches_evaluation: Optional[bool] = None
     git_commit: str = "unknown"
