@@ -529,6 +529,7 @@ class BatchInference(Construct):
         if self.placement is not None:
             # A role passed to a Function gets no VPC policy from CDK: the ENI actions Lambda documents, inline.
             grant_network_interfaces(role, self.placement, "lambda")
+        compliance.checkov_skip_event_function(function, in_vpc=self.placement is not None, invoked="sync")
         return function
 
     # --- the state machine -----------------------------------------------------------------------------------------

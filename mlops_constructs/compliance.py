@@ -98,3 +98,31 @@ def checkov_skip(resource: IConstruct, checks: dict[str, str]) -> None:
     skips = [s for s in metadata.get("skip", []) if s["id"] not in checks]
     skips += [{"id": check, "comment": reason} for check, reason in sorted(checks.items())]
     cfn.add_metadata("checkov", {**metadata, "skip": skips})
+
+
+def checkov_skip_event_function(function: IConstruct, *, in_vpc: bool, invoked: str, dead_letters: IConstruct = None
+                                ) -> None:
+    """The checkov skips every small platform function shares, with their reasons: reserved concurrency (CKV_AWS_115),
+    environment encryption (CKV_AWS_173), a VPC outside ``network.mode`` create/existing (CKV_AWS_117), a dead-letter
+    queue for a synchronously invoked function (CKV_AWS_116), and SSE-SQS on its dead-letter queue (CKV_AWS_27).
+
+    ``invoked``: ``"sync"`` (by Step Functions or a caller that gets the error) or ``"async"`` (by EventBridge: it has
+    ``dead_letters``, the queue of the events it could not take).
+    """
+    skips = {
+        "CKV_AWS_115": "Invoked at most a few times an hour by the platform's own events; reserved concurrency would "
+                       "take from the account's unreserved pool, which new accounts keep at its minimum",
+        "CKV_AWS_173": "The environment holds names, prefixes and settings, no secret; Lambda encrypts it at rest "
+                       "with its service key",
+    }
+    if not in_vpc:
+        skips["CKV_AWS_117"] = ("No vpc was given (network.mode none): the function calls AWS APIs over TLS with its "
+                                "least-privilege role; pass vpc to run it in private subnets")
+    if invoked == "sync":
+        skips["CKV_AWS_116"] = ("Invoked synchronously (the caller, a Step Functions task, gets and handles the error): "
+                                "a dead-letter queue applies to asynchronous invocations only")
+    checkov_skip(function, skips)
+    if dead_letters is not None:
+        checkov_skip(dead_letters, {
+            "CKV_AWS_27": "Encrypted with SSE-SQS (SQS-managed keys): it holds EventBridge events (names and S3 "
+                          "URIs); a KMS key would need grants for EventBridge and Lambda"})

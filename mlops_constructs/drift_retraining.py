@@ -177,20 +177,8 @@ class DriftRetraining(Construct):
                 "LOG_LEVEL": log_level,
             },
         )
-        skips = {
-            "CKV_AWS_115": "At most one event per monitoring execution (hourly) reaches it; reserved concurrency would "
-                           "take from the account's unreserved pool, which new accounts keep at its minimum",
-            "CKV_AWS_173": "The environment holds names, a prefix and a cooldown, no secret; Lambda encrypts it at "
-                           "rest with its service key",
-        }
-        if vpc is None:
-            skips["CKV_AWS_117"] = ("No vpc was given (network.mode none): the function calls SageMaker, S3 and SNS "
-                                    "over TLS with its role; pass vpc to run it in private subnets")
-        compliance.checkov_skip(self.function, skips)
-        compliance.checkov_skip(self.dead_letter_queue, {
-            "CKV_AWS_27": "Encrypted with SSE-SQS (SQS-managed keys): the queue holds EventBridge events of "
-                          "monitoring jobs (names and S3 URIs), and a KMS key would need grants for EventBridge "
-                          "and Lambda"})
+        compliance.checkov_skip_event_function(self.function, in_vpc=vpc is not None, invoked="async",
+                                               dead_letters=self.dead_letter_queue)
         compliance.acknowledge(
             self.function,
             "AwsSolutions-L1",

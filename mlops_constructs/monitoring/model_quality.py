@@ -540,6 +540,8 @@ class GroundTruthIngestion(Construct):
         if placement is not None:
             # A role passed to a Function gets no VPC policy from CDK: the ENI actions Lambda documents, inline.
             grant_network_interfaces(role, placement, "lambda")
+        compliance.checkov_skip_event_function(self.function, in_vpc=placement is not None, invoked="async",
+                                               dead_letters=self.dead_letter_queue)
         self.rule = events.Rule(
             self, "OnUpload", description="Ground-truth labels uploaded: ingest them for Model Monitor",
             event_pattern=object_created(upload_bucket, [{"prefix": upload_prefix}]),
