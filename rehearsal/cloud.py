@@ -245,6 +245,35 @@ def install_authorizer() -> None:
     base._rehearsal_authorizer = True
 
 
+# --- references the account's services return ---------------------------------------------------------------------
+def _state_machine_references(resolver: Any) -> None:
+    """``Ref`` of an ``AWS::StepFunctions::StateMachine`` is its ARN and ``Fn::GetAtt Arn`` too (CloudFormation's
+    "Return values"; ``Name``/``StateMachineName`` the name): the model stacks' batch-inference policies, rule targets
+    and stack parameters name the state machine so. (Belongs in the resolver's tables of ``rehearsal.assembly``.)"""
+    if getattr(resolver, "_state_machine_references", False):
+        return
+    ref, get_att = resolver.ref, resolver.get_att
+
+    def arn(stack: Stack, logical_id: str) -> Optional[str]:
+        res = stack.resources.get(logical_id)
+        if res is None or res.get("Type") != "AWS::StepFunctions::StateMachine":
+            return None
+        props = res.get("Properties") or {}
+        name = props.get("StateMachineName")
+        name = name if isinstance(name, str) else resolver.name(stack, logical_id)
+        return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+
+    def state_machine_ref(stack: Stack, logical_id: str) -> Any:
+        return arn(stack, logical_id) or ref(stack, logical_id)
+
+    def state_machine_get_att(stack: Stack, logical_id: str, attribute: str) -> Any:
+        value = arn(stack, logical_id) if attribute == "Arn" else None
+        return value or get_att(stack, logical_id, attribute)
+
+    resolver.ref, resolver.get_att = state_machine_ref, state_machine_get_att
+    resolver._state_machine_references = True
+
+
 # --- the stand-in account ---------------------------------------------------------------------------------------------
 class Cloud:
     """moto on a free loopback port; resources of the assembly; credentials per role."""
@@ -252,6 +281,7 @@ class Cloud:
     def __init__(self, assembly: Assembly) -> None:
         self.assembly = assembly
         self.resolver = assembly.resolver
+        _state_machine_references(self.resolver)
         self.server = None
         self.endpoint_url = ""
         self._admin: Optional[tuple[str, str]] = None

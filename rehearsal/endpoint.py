@@ -41,11 +41,12 @@
 **Data capture** (the endpoint configuration's ``DataCaptureConfig``; docs: "Capture data from real-time endpoint"):
 each sampled invocation (``InitialSamplingPercentage``, deterministic) is written, under the execution role, as one
 JSON line ``{"captureData": {"endpointInput": {"observedContentType", "mode": "INPUT", "data", "encoding"},
-"endpointOutput": {...}}, "eventMetadata": {"eventId", "inferenceTime"}, "eventVersion": "0"}`` to
+"endpointOutput": {...}}, "eventMetadata": {"eventId", "inferenceId", "inferenceTime"}, "eventVersion": "0"}`` to
 ``<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<mm-ss-fff>-<uuid>.jsonl``. ``encoding`` is ``CSV``/``JSON``
 when the media type is listed in ``CaptureContentTypeHeader``, ``BASE64`` otherwise. The role must be allowed
 ``kms:GenerateDataKey`` on ``KmsKeyId`` (checked with the IAM evaluation; no encryption is applied: moto has no KMS
-here). Not emulated: SageMaker's buffering of several records per file, capture of failed invocations.
+here). ``inferenceId`` is the request's ``InferenceId`` (header ``X-Amzn-SageMaker-Inference-Id``), only when given:
+Model Monitor joins it with the ground truth's ``eventId``. Not emulated: SageMaker's buffering of several records per file, capture of failed invocations.
 :meth:`EndpointStandIn.check_capture` reads the captured records back and checks the CSV request rows against the
 package's ``ModelMetrics.ModelDataQuality.Constraints`` the way Model Monitor's analysis would see them (no header:
 columns ``_c0``..; their number; numeric types): a mismatch fails with "baseline does not describe what the endpoint
@@ -139,12 +140,15 @@ class EndpointStandIn:
         data_capture: Optional[dict[str, Any]] = None,
         describer_role_arn: Optional[str] = None,
         network_isolation: bool = False,
+        container: Optional[dict[str, Any]] = None,
     ) -> "EndpointStandIn":
         """Create the model from the package and start the container (see the module docstring).
 
         ``role_arn``: the model's execution role (downloads, capture). ``describer_role_arn``: who calls
         CreateModel (None: the deployer, i.e. the stand-in's administrator, as CloudFormation's execution role).
-        ``network_isolation``: the model's ``EnableNetworkIsolation`` (see the module docstring).
+        ``network_isolation``: the model's ``EnableNetworkIsolation`` (see the module docstring). ``container``: the
+        model's container as CreateModel gives it (``Image``, ``ModelDataUrl``, ``Environment``: a batch transform's
+        model); default the package's first inference container.
         """
         cloud = rh.cloud
         sm = cloud.client("sagemaker", describer_role_arn) if describer_role_arn else cloud.admin("sagemaker")
@@ -155,7 +159,7 @@ class EndpointStandIn:
         containers = package.get("InferenceSpecification", {}).get("Containers") or []
         if not containers:
             raise RehearsalError(f"endpoint {endpoint_name}: package {model_package_arn} has no inference container")
-        container = containers[0]
+        container = dict(container) if container is not None else containers[0]
         environment = dict(container.get("Environment") or {})
         if not environment.get("SAGEMAKER_PROGRAM"):
             raise RehearsalError(f"endpoint {endpoint_name}: {ALGORITHM_MODE} ({model_package_arn}, image "
@@ -215,8 +219,10 @@ class EndpointStandIn:
         return stand_in
 
     # invocation -------------------------------------------------------------------------------------------------------
-    def invoke(self, body: bytes | str, content_type: str = "text/csv", accept: Optional[str] = None) -> Response:
-        """One invocation through the container, captured as the endpoint configuration says."""
+    def invoke(self, body: bytes | str, content_type: str = "text/csv", accept: Optional[str] = None,
+               inference_id: Optional[str] = None) -> Response:
+        """One invocation through the container, captured as the endpoint configuration says (``inference_id``:
+        InvokeEndpoint's ``InferenceId``, recorded as ``eventMetadata.inferenceId``)."""
         raw = body.encode("utf-8") if isinstance(body, str) else body
         with self._lock:
             if self.process.poll() is not None:
@@ -229,10 +235,11 @@ class EndpointStandIn:
         response = Response(answer["status"], base64.b64decode(answer["body"]), answer["content_type"],
                             answer.get("error"))
         if response.status == 200:
-            self._capture(raw, content_type, response)
+            self._capture(raw, content_type, response, inference_id)
         return response
 
-    def _capture(self, request: bytes, content_type: str, response: Response) -> None:
+    def _capture(self, request: bytes, content_type: str, response: Response,
+                 inference_id: Optional[str] = None) -> None:
         config = self.data_capture
         if not config or config.get("EnableCapture") is False:
             return
@@ -246,10 +253,11 @@ class EndpointStandIn:
         if "Output" in modes:
             data["endpointOutput"] = _captured(response.body, response.content_type, "OUTPUT", headers)
         now = dt.datetime.now(dt.timezone.utc)
-        record = {"captureData": data,
-                  "eventMetadata": {"eventId": str(uuid.uuid4()),
-                                    "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"},
-                  "eventVersion": "0"}
+        metadata = {"eventId": str(uuid.uuid4())}
+        if inference_id is not None:
+            metadata["inferenceId"] = inference_id
+        metadata["inferenceTime"] = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+        record = {"captureData": data, "eventMetadata": metadata, "eventVersion": "0"}
         bucket, prefix = split_s3_uri(config["DestinationS3Uri"])
         key = (f"{prefix.rstrip('/')}/{self.name}/{self.variant}/{now:%Y/%m/%d/%H}/"
                f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl")
@@ -367,7 +375,8 @@ class EndpointStandIn:
             if name != self.name:
                 raise CallerError(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
             lower = {k.lower(): v for k, v in headers.items()}
-            response = self.invoke(body, lower.get("content-type", "application/octet-stream"), lower.get("accept"))
+            response = self.invoke(body, lower.get("content-type", "application/octet-stream"), lower.get("accept"),
+                                   lower.get("x-amzn-sagemaker-inference-id"))
         except CallerError as error:
             return aws_error(error)
         if response.status != 200:

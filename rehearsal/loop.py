@@ -14,6 +14,8 @@
    (rehearsal.serving: the endpoint as the framework container's inference toolkit serves the package, the Lambda
    from its zips on Python 3.12, a Function URL), then the Smoke-<stage> build calls them under the smoke role.
 7. New data: a second upload per dataset, its ETL, and every model's execution must retrain (no cache hit).
+8.-10. Closing the loop (rehearsal.closing_loop): batch inference (its plan skips before any approval: 2b), drift
+   retrains once per cooldown, ground truth joins the captured inferences for model quality.
 Every stage's time and findings, and each model's metric as its condition step compared it, go to
 ``<report dir>/rehearsal.json`` and ``summary.md``.
 """
@@ -251,7 +253,7 @@ def _model(rh: Rehearsal, report: Report, model_stack: Stack, jobs: dict[str, An
 
 
 def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log) -> None:
-    from rehearsal import glue, pipeline
+    from rehearsal import closing_loop, glue, pipeline
 
     assembly, cloud = rh.assembly, rh.cloud
     core = [s for n, s in assembly.stacks.items() if "-serving-" not in n and not n.endswith("-pipeline")]
@@ -262,6 +264,7 @@ def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log)
 
     jobs = glue.read_jobs(rh)
     _etl(rh, report, jobs, sample_rows, log)
+    closing_loop.before_approval(rh, report, log)
     cache = pipeline.PipelineCache()
     runs = {}
     for model_stack in [s for n, s in assembly.stacks.items() if "-model-" in n]:
@@ -275,6 +278,7 @@ def _run(rh: Rehearsal, report: Report, *, sample_rows, second_pass, serve, log)
                 second = pipeline.run_pipeline(rh, assembly.stacks[name], params, cache).check()
                 pipeline.check_new_data_retrains(first, second)
                 st[name] = second.model_package_arn
+    closing_loop.after_deploy(rh, report, log, serve=serve)
 
 
 def deploy_and_smoke(rh: Rehearsal, model_stack: Stack, stage: str, variables: dict[str, dict[str, str]]) -> dict:
@@ -402,6 +406,9 @@ def write_report(report: Report, report_dir: Path) -> None:
             value = f"{m['value']:.4f}" if isinstance(m.get("value"), (int, float)) else m.get("value")
             lines.append(f"| {model} | {info['dataset']} | {m.get('name')} | {value} | "
                          f"{m.get('comparison')} {m.get('threshold')} | {info['package']} |")
+    from rehearsal.closing_loop import summary_lines
+
+    lines += summary_lines(report.facts.get("closing_loop") or {})
     denied = report.facts.get("access_denied") or []
     if denied:
         lines += ["", "## AccessDenied", ""] + [f"- {d}" for d in denied]
