@@ -44,6 +44,9 @@ Roles, each least-privilege: the state machine (its own jobs, model and rule onl
 plan function (read this group's packages, list this dataset's curated prefix), the processing jobs (read the
 partition, the model's artifacts and the script; write this model's batch and predictions prefixes), the model (the
 transform: read the model's artifacts and the run's input, write the run's output, pull the framework images).
+
+The job requests and the definition are built in :mod:`mlops_constructs.batch_requests`, the roles of the jobs, the
+model and the state machine in :mod:`mlops_constructs.batch_roles`.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from aws_cdk import ArnFormat, Aws, CfnMapping, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Aws, CfnMapping, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ec2 as ec2
@@ -72,6 +75,21 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from mlops_constructs import compliance
+from mlops_constructs.batch_requests import (  # noqa: F401 (importable from here too)
+    CSV,
+    INPUT_FILTER,
+    INSTANCE_RE,
+    OUTPUT_FILTER,
+    BatchRequests,
+    has_local_storage,
+)
+from mlops_constructs.batch_roles import (
+    JobGrants,
+    grant_state_machine,
+    processing_job_role,
+    sagemaker_arn,
+    transform_model_role,
+)
 from mlops_constructs.glue_catalog import table_columns
 from mlops_constructs.network import WorkloadPlacement, grant_network_interfaces, workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
@@ -79,10 +97,6 @@ from mlops_constructs.storage import allow_cloudwatch_logs, rotating_key
 HANDLER = "batch_resolve.handler"
 SCORING_SCRIPT = "batch_scoring.py"
 CODE_EXCLUDES = ["tests", "**/tests", "__pycache__", "**/__pycache__", "*.pyc", "README.md"]
-#: The transform's data processing: the key column never reaches the model, each output line is key,prediction.
-INPUT_FILTER = "$[1:]"
-OUTPUT_FILTER = "$[0,-1]"
-CSV = "text/csv"
 #: Columns collect adds to the curated ones (sagemaker_steps/batch_scoring.ADDED_COLUMNS), with their Glue types.
 PREDICTION_COLUMNS = (
     ("record_key", "string"),
@@ -98,11 +112,6 @@ PREDICTION_COLUMNS = (
 DT = "dt"
 MAX_JOB_NAME_PREFIX = 30  # lambda_src/batch_resolve: <prefix>-<kind>-<run id> within SageMaker's 63 characters
 _JOB_PREFIX_RE = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
-_INSTANCE_RE = re.compile(r"^ml\.([a-z0-9]+)\.[a-z0-9]+$")
-_LOCAL_STORAGE_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*d[a-z]*$")  # m5d, c6id, r5dn, g4dn, p4d...
-_PROCESSING = "/opt/ml/processing"
-_LAMBDA_RETRY_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-                        "Lambda.TooManyRequestsException"]
 
 
 def job_name_prefix(name: str) -> str:
@@ -113,13 +122,6 @@ def job_name_prefix(name: str) -> str:
         return lowered
     digest = hashlib.sha256(lowered.encode()).hexdigest()[:6]
     return f"{lowered[:MAX_JOB_NAME_PREFIX - 7].rstrip('-')}-{digest}"
-
-
-def has_local_storage(instance_type: str) -> bool:
-    """Instance types with local NVMe storage (``ml.m5d.large``, ``ml.g4dn.xlarge``...): SageMaker encrypts it in
-    hardware and refuses a VolumeKmsKeyId for them."""
-    match = _INSTANCE_RE.match(instance_type)
-    return bool(match and _LOCAL_STORAGE_FAMILY.match(match.group(1)))
 
 
 def framework_images(scope: Construct, id_: str = "ImageAccounts") -> dict[str, tuple[str, str]]:
@@ -255,9 +257,15 @@ class BatchInference(Construct):
             "work": artifacts_bucket.arn_for_objects(f"{work_prefix}*"),
             "predictions": curated_bucket.arn_for_objects(f"{predictions_prefix}*"),
         }
-        self.job_role = self._job_role(processing_repository, curated_bucket, curated_prefix, artifacts_bucket,
-                                       model_artifacts_prefix, work_prefix)
-        self.model_role = self._model_role(model_repositories, artifacts_bucket, work_prefix)
+        grants = JobGrants(name=name, job_name_prefix=self.job_name_prefix, encryption_key=encryption_key,
+                           objects=self._objects, placement=self.placement, vpc=vpc)
+        self.job_role = processing_job_role(
+            self, grants, repository=processing_repository, curated_bucket=curated_bucket,
+            curated_prefix=curated_prefix, artifacts_bucket=artifacts_bucket,
+            model_artifacts_prefix=model_artifacts_prefix, work_prefix=work_prefix, scoring_code=self.scoring_code,
+        )
+        self.model_role = transform_model_role(self, grants, repositories=model_repositories,
+                                               artifacts_bucket=artifacts_bucket, work_prefix=work_prefix)
 
         self.function = self._plan_function(
             code_dir=code_dir, curated_bucket=curated_bucket, curated_prefix=curated_prefix,
@@ -268,7 +276,12 @@ class BatchInference(Construct):
 
         #: The state machine's definition (Amazon States Language, tokens unresolved): what the tests and the
         #: rehearsal read.
-        self.definition = self._definition(
+        self.definition = BatchRequests(
+            name=name, plan_function_arn=self.function.function_arn, job_role_arn=self.job_role.role_arn,
+            model_role_arn=self.model_role.role_arn, processing_image_uri=self.processing_image_uri,
+            scoring_code=self.scoring_code, key_arn=encryption_key.key_arn, placement=self.placement,
+            tags=self._tags,
+        ).definition(
             instance_type=instance_type, instance_count=instance_count, max_payload_mb=max_payload_mb,
             processing_instance_type=processing_instance_type, max_reject_ratio=max_reject_ratio,
             job_max_runtime=job_max_runtime,
@@ -294,7 +307,8 @@ class BatchInference(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment=f"Batch inference of {name} with its latest approved package",
         )
-        self._grant_state_machine()
+        grant_state_machine(self.role, job_name_prefix=self.job_name_prefix, function=self.function,
+                            job_role=self.job_role, model_role=self.model_role, encryption_key=encryption_key)
 
         #: The table of the predictions (Athena: ``SELECT * FROM <database>.<table> WHERE dt = DATE '...'``).
         self.table = self._table(database_name, table_name, dataset_schema, curated_bucket, predictions_prefix)
@@ -319,7 +333,7 @@ class BatchInference(Construct):
             raise ValueError(f"BatchInference schedule must be an EventBridge expression such as "
                              f"'cron(0 4 * * ? *)', got {schedule!r}")
         for prop, value in instance_types.items():
-            if not _INSTANCE_RE.match(value):
+            if not INSTANCE_RE.match(value):
                 raise ValueError(f"BatchInference {prop} must be a SageMaker instance type such as 'ml.m5.large', "
                                  f"got {value!r}")
         if not 1 <= instance_count <= 100:
@@ -340,132 +354,7 @@ class BatchInference(Construct):
 
     # --- roles -----------------------------------------------------------------------------------------------------
     def _arn(self, resource: str, name: str) -> str:
-        return Stack.of(self).format_arn(service="sagemaker", resource=resource, resource_name=name)
-
-    def _job_logs(self, role: iam.Role, kind: str) -> list[str]:
-        """CloudWatch logs of this construct's jobs (``/aws/sagemaker/<kind>``, streams ``<job name>/...``).
-        Returns the wildcard ARNs. CreateLogGroup: SageMaker creates the account-wide group with the job's role on
-        its first job (the platform owns it only on request)."""
-        stack = Stack.of(self)
-
-        def log_arn(name: str) -> str:
-            return stack.format_arn(service="logs", resource="log-group", resource_name=name,
-                                    arn_format=ArnFormat.COLON_RESOURCE_NAME)
-
-        group = log_arn(f"/aws/sagemaker/{kind}")
-        group_any = log_arn(f"/aws/sagemaker/{kind}:*")
-        streams = log_arn(f"/aws/sagemaker/{kind}:log-stream:{self.job_name_prefix}-*")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobLogGroup", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams"],
-            resources=[group, group_any]))
-        role.add_to_policy(iam.PolicyStatement(sid="JobLogStreams", actions=["logs:PutLogEvents"],
-                                               resources=[streams]))
-        return [group_any, streams]
-
-    def _common_job_grants(self, role: iam.Role, repositories: Sequence[str], namespace: str) -> list[str]:
-        """Images, metrics, the lake key (with the volume grant) and the VPC; returns the wildcard resources."""
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PullImages", actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                                       "ecr:BatchCheckLayerAvailability"], resources=list(repositories)))
-        role.add_to_policy(iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"],
-                                               resources=["*"]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringLike": {"cloudwatch:namespace": [namespace]}}))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="LakeKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-            resources=[self.encryption_key.key_arn]))
-        # Volumes encrypted with the lake key: SageMaker creates them on the role's behalf through a KMS grant.
-        role.add_to_policy(iam.PolicyStatement(
-            sid="VolumeKeyGrant", actions=["kms:CreateGrant"], resources=[self.encryption_key.key_arn],
-            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
-        wildcards = []
-        if self.placement is not None:
-            stack = Stack.of(self)
-
-            def ec2_arn(resource: str, name: str) -> str:
-                return stack.format_arn(service="ec2", resource=resource, resource_name=name)
-
-            interfaces = ec2_arn("network-interface", "*")
-            role.add_to_policy(iam.PolicyStatement(
-                sid="JobNetworkInterfaces",
-                actions=["ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
-                         "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"],
-                resources=[interfaces, *(ec2_arn("subnet", s) for s in self.placement.subnet_ids),
-                           *(ec2_arn("security-group", g) for g in self.placement.security_group_ids)],
-                conditions={"ArnEquals": {"ec2:Vpc": self.vpc.vpc_arn}}))
-            role.add_to_policy(iam.PolicyStatement(
-                sid="JobNetworkDescribe",
-                actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
-                         "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"], resources=["*"]))
-            wildcards.append(interfaces)
-        return wildcards
-
-    def _acknowledge_job_role(self, role: iam.Role, wildcards: Sequence[str], what: str) -> None:
-        compliance.acknowledge(
-            role, "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource type; cloudwatch:PutMetricData is limited to the SageMaker "
-            "namespace by condition"
-            + ("; the EC2 Describe* calls SageMaker makes for a job in a VPC have no resource type."
-               if self.placement else "."))
-        compliance.acknowledge_wildcard_resources(
-            role, wildcards,
-            f"{what}: S3 access is limited to this model's prefixes (objects are named per run and partition); the "
-            "jobs log to streams named after the run's jobs (CreateLogStream is authorized on the <group>:* form); "
-            "framework images come from AWS-owned ECR accounts that differ per region"
-            + ("; network interfaces get IDs only when SageMaker creates them, and only in this VPC (ec2:Vpc)."
-               if self.placement else "."))
-
-    def _job_role(self, repository: str, curated_bucket: s3.IBucket, curated_prefix: str,
-                  artifacts_bucket: s3.IBucket, model_artifacts_prefix: str, work_prefix: str) -> iam.Role:
-        """Prepare and collect: read the curated partition, the model data and the script; write this model's batch
-        working files and predictions."""
-        role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                        description=f"Batch inference processing jobs of {self.name}")
-        objects = self._objects
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ReadInputs", actions=["s3:GetObject"],
-            resources=[objects["partition"], objects["model"], objects["work"]]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="WriteOutputs", actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-            resources=[objects["work"], objects["predictions"]]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ListInputs", actions=["s3:ListBucket"], resources=[curated_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [curated_prefix, f"{curated_prefix}*"]}}))
-        # SageMaker lists an S3Prefix input before downloading it (the run's files, the package's model.tar.gz).
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ListArtifacts", actions=["s3:ListBucket"], resources=[artifacts_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [work_prefix, f"{work_prefix}*", f"{model_artifacts_prefix}*"]}}))
-        self.scoring_code.grant_read(role)
-        wildcards = self._common_job_grants(role, [repository], "/aws/sagemaker/ProcessingJobs")
-        wildcards += self._job_logs(role, "ProcessingJobs")
-        self._acknowledge_job_role(
-            role, [*objects.values(), *wildcards, compliance.asset_bucket_objects(self)],
-            "Processing jobs of the batch runs")
-        compliance.acknowledge_wildcard_actions(
-            role, compliance.S3_READ_ACTIONS,
-            "The step script is a CDK asset; CDK's asset grant gives read access to that object only.")
-        return role
-
-    def _model_role(self, repositories: Sequence[str], artifacts_bucket: s3.IBucket, work_prefix: str) -> iam.Role:
-        """The transform job (the model's execution role): read the model data and the run's input, write the run's
-        output, pull the package's framework image."""
-        role = iam.Role(self, "ModelRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                        description=f"Batch inference model (transform jobs) of {self.name}")
-        objects = self._objects
-        role.add_to_policy(iam.PolicyStatement(sid="ReadInputs", actions=["s3:GetObject"],
-                                               resources=[objects["model"], objects["work"]]))
-        role.add_to_policy(iam.PolicyStatement(sid="WriteOutput",
-                                               actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                                               resources=[objects["work"]]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ListInput", actions=["s3:ListBucket"], resources=[artifacts_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [work_prefix, f"{work_prefix}*"]}}))
-        wildcards = self._common_job_grants(role, repositories, "/aws/sagemaker/TransformJobs")
-        wildcards += self._job_logs(role, "TransformJobs")
-        self._acknowledge_job_role(role, [objects["model"], objects["work"], *repositories, *wildcards],
-                                   "Transform jobs of the batch runs")
-        return role
+        return sagemaker_arn(self, resource, name)
 
     # --- the plan function -----------------------------------------------------------------------------------------
     def _plan_function(self, *, code_dir: Path, curated_bucket: s3.IBucket, curated_prefix: str,
@@ -531,210 +420,6 @@ class BatchInference(Construct):
             grant_network_interfaces(role, self.placement, "lambda")
         compliance.checkov_skip_event_function(function, in_vpc=self.placement is not None, invoked="sync")
         return function
-
-    # --- the state machine -----------------------------------------------------------------------------------------
-    def _network(self) -> dict[str, Any]:
-        return {"VpcConfig": self.placement.vpc_config()} if self.placement else {}
-
-    def _processing_job(self, step: str, arguments: str, inputs: list[dict], outputs: list[dict],
-                        instance_type: str, max_runtime: Duration) -> dict[str, Any]:
-        script = f"{_PROCESSING}/input/code/{Path(self.scoring_code.s3_object_key).name}"
-        cluster: dict[str, Any] = {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": 30}
-        if not has_local_storage(instance_type):
-            cluster["VolumeKmsKeyId"] = self.encryption_key.key_arn
-        code_input = {"InputName": "code", "S3Input": {
-            "S3Uri": self.scoring_code.s3_object_url, "LocalPath": f"{_PROCESSING}/input/code",
-            "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
-        request = {
-            "ProcessingJobName.$": f"$.plan.jobs.{step}",
-            "RoleArn": self.job_role.role_arn,
-            "AppSpecification": {
-                "ImageUri": self.processing_image_uri,
-                "ContainerEntrypoint": ["python3", script],
-                "ContainerArguments.$": arguments,
-            },
-            "ProcessingInputs": [code_input, *inputs],
-            "ProcessingOutputConfig": {"KmsKeyId": self.encryption_key.key_arn, "Outputs": outputs},
-            "ProcessingResources": {"ClusterConfig": cluster},
-            "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime.to_seconds())},
-            "NetworkConfig": {"EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True,
-                              **self._network()},
-        }
-        if self._tags:
-            request["Tags"] = self._tags
-        return request
-
-    @staticmethod
-    def _input(name: str, uri_path: str, local: str) -> dict[str, Any]:
-        return {"InputName": name, "S3Input": {
-            "S3Uri.$": uri_path, "LocalPath": local, "S3DataType": "S3Prefix", "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated"}}
-
-    @staticmethod
-    def _output(name: str, uri_path: str, local: str) -> dict[str, Any]:
-        return {"OutputName": name, "S3Output": {"S3Uri.$": uri_path, "LocalPath": local,
-                                                 "S3UploadMode": "EndOfJob"}}
-
-    def _definition(self, *, instance_type: str, instance_count: int, max_payload_mb: int,
-                    processing_instance_type: str, max_reject_ratio: float,
-                    job_max_runtime: Duration) -> dict[str, Any]:
-        key = self.encryption_key.key_arn
-        prepare = self._processing_job(
-            "prepare",
-            "States.Array('prepare', '--partition', $.plan.partition, '--max-reject-ratio', "
-            f"'{max_reject_ratio}')",
-            [self._input("data", "$.plan.s3.partition", f"{_PROCESSING}/input/data"),
-             self._input("model", "$.plan.s3.model_data", f"{_PROCESSING}/input/model")],
-            [self._output("transform", "$.plan.s3.transform_input", f"{_PROCESSING}/transform"),
-             self._output("rows", "$.plan.s3.rows", f"{_PROCESSING}/rows"),
-             self._output("report", "$.plan.s3.report", f"{_PROCESSING}/report")],
-            processing_instance_type, job_max_runtime,
-        )
-        collect = self._processing_job(
-            "collect",
-            "States.Array('collect', '--partition', $.plan.partition, '--dt', $.plan.dt, '--run-id', $.plan.run_id, "
-            "'--model-package-arn', $.plan.package.arn, '--model-package-version', "
-            "States.Format('{}', $.plan.package.version))",
-            [self._input("rows", "$.plan.s3.rows", f"{_PROCESSING}/input/rows"),
-             self._input("transform", "$.plan.s3.transform_output", f"{_PROCESSING}/input/transform")],
-            [self._output("predictions", "$.plan.s3.predictions", f"{_PROCESSING}/predictions"),
-             self._output("report", "$.plan.s3.report", f"{_PROCESSING}/report")],
-            processing_instance_type, job_max_runtime,
-        )
-        model: dict[str, Any] = {
-            "ModelName.$": "$.plan.jobs.model",
-            "ExecutionRoleArn": self.model_role.role_arn,
-            "PrimaryContainer": {
-                "Image.$": "$.plan.package.image",
-                "ModelDataUrl.$": "$.plan.package.model_data_url",
-                "Environment.$": "$.plan.package.environment",
-            },
-            "EnableNetworkIsolation": True,
-            **self._network(),
-        }
-        resources: dict[str, Any] = {"InstanceType": instance_type, "InstanceCount": instance_count}
-        if not has_local_storage(instance_type):
-            resources["VolumeKmsKeyId"] = key
-        transform: dict[str, Any] = {
-            "TransformJobName.$": "$.plan.jobs.transform",
-            "ModelName.$": "$.plan.jobs.model",
-            "BatchStrategy": "MultiRecord",
-            "MaxPayloadInMB": max_payload_mb,
-            "TransformInput": {
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri.$": "$.plan.s3.transform_input"}},
-                "ContentType": CSV,
-                "SplitType": "Line",
-                "CompressionType": "None",
-            },
-            "TransformOutput": {
-                "S3OutputPath.$": "$.plan.s3.transform_output",
-                "Accept": CSV,
-                "AssembleWith": "Line",
-                "KmsKeyId": key,
-            },
-            "TransformResources": resources,
-            "DataProcessing": {"InputFilter": INPUT_FILTER, "JoinSource": "Input", "OutputFilter": OUTPUT_FILTER},
-        }
-        if self._tags:
-            model["Tags"] = self._tags
-            transform["Tags"] = self._tags
-        catch_all = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}]
-        processing_sync = f"arn:{Aws.PARTITION}:states:::sagemaker:createProcessingJob.sync"
-        delete_model = {"Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:sagemaker:deleteModel",
-                        "Parameters": {"ModelName.$": "$.plan.jobs.model"}, "ResultPath": None,
-                        "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 3,
-                                   "BackoffRate": 2}]}
-        return {
-            "Comment": f"Batch inference of {self.name}: plan, prepare, transform, collect",
-            "StartAt": "Plan",
-            "States": {
-                "Plan": {
-                    "Type": "Task",
-                    "Resource": f"arn:{Aws.PARTITION}:states:::lambda:invoke",
-                    "Parameters": {
-                        "FunctionName": self.function.function_arn,
-                        "Payload": {"execution_name.$": "$$.Execution.Name",
-                                    "start_time.$": "$$.Execution.StartTime", "input.$": "$"},
-                    },
-                    "ResultSelector": {"plan.$": "$.Payload"},
-                    "ResultPath": "$",
-                    "Retry": [{"ErrorEquals": _LAMBDA_RETRY_ERRORS, "IntervalSeconds": 2, "MaxAttempts": 3,
-                               "BackoffRate": 2}],
-                    "Catch": catch_all,
-                    "Next": "ShouldScore",
-                },
-                "ShouldScore": {
-                    "Type": "Choice",
-                    "Choices": [{"Variable": "$.plan.action", "StringEquals": "score", "Next": "Prepare"}],
-                    "Default": "NothingToScore",
-                },
-                "NothingToScore": {"Type": "Succeed", "Comment": "No approved package or no curated partition yet"},
-                "Prepare": {"Type": "Task", "Resource": processing_sync, "Parameters": prepare, "ResultPath": None,
-                            "Catch": catch_all, "Next": "CreateModel"},
-                "CreateModel": {"Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createModel",
-                                "Parameters": model, "ResultPath": None, "Catch": catch_all, "Next": "Transform"},
-                "Transform": {
-                    "Type": "Task", "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createTransformJob.sync",
-                    "Parameters": transform, "ResultPath": None,
-                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
-                               "Next": "DeleteModelAfterFailure"}],
-                    "Next": "DeleteModel",
-                },
-                "DeleteModel": {**delete_model, "Next": "Collect"},
-                # The transform's error stays in $.error; a failed cleanup is recorded next to it.
-                "DeleteModelAfterFailure": {**delete_model, "Catch": [{"ErrorEquals": ["States.ALL"],
-                                                                       "ResultPath": "$.cleanup_error",
-                                                                       "Next": "Failed"}], "Next": "Failed"},
-                "Collect": {"Type": "Task", "Resource": processing_sync, "Parameters": collect, "ResultPath": None,
-                            "Catch": catch_all, "Next": "Scored"},
-                "Scored": {"Type": "Succeed"},
-                "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
-            },
-        }
-
-    def _grant_state_machine(self) -> None:
-        """Its own jobs and models (by name prefix), their managed rules, passing the two job roles, the function."""
-        role, stack = self.role, Stack.of(self)
-        prefix = f"{self.job_name_prefix}-*"
-        processing = self._arn("processing-job", prefix)
-        transform = self._arn("transform-job", prefix)
-        model = self._arn("model", prefix)
-        self.function.grant_invoke(role)
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ProcessingJobs", actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                                           "sagemaker:StopProcessingJob", "sagemaker:AddTags", "sagemaker:ListTags"],
-            resources=[processing]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="TransformJobs", actions=["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob",
-                                          "sagemaker:StopTransformJob", "sagemaker:AddTags", "sagemaker:ListTags"],
-            resources=[transform]))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="Models", actions=["sagemaker:CreateModel", "sagemaker:DeleteModel", "sagemaker:DescribeModel",
-                                   "sagemaker:AddTags"], resources=[model]))
-        rules = [stack.format_arn(service="events", resource="rule",
-                                  resource_name=f"StepFunctionsGetEventsForSageMaker{kind}JobsRule")
-                 for kind in ("Processing", "Transform")]
-        role.add_to_policy(iam.PolicyStatement(
-            sid="SyncRules", actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
-            resources=rules))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PassJobRoles", actions=["iam:PassRole"], resources=[self.job_role.role_arn, self.model_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-        # The caller of CreateProcessingJob / CreateTransformJob with a VolumeKmsKeyId: SageMaker creates the
-        # encrypted volumes through a grant.
-        role.add_to_policy(iam.PolicyStatement(
-            sid="VolumeKeyGrant", actions=["kms:CreateGrant", "kms:DescribeKey"],
-            resources=[self.encryption_key.key_arn],
-            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
-        compliance.acknowledge_wildcard_resources(
-            role, [processing, transform, model, f"{self.function.function_arn}:*"],
-            "The runs' jobs and models are named <prefix>-<kind>-<run id> by the plan function; the state machine "
-            "may create, watch, stop and delete only names under this construct's prefix (and invoke any version "
-            "of its own function).")
-        compliance.acknowledge(
-            role, "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions' log delivery and X-Ray actions (CDK's logging and tracing grants) have no resource "
-            "type.")
 
     # --- catalog, triggers, alarm ----------------------------------------------------------------------------------
     def _table(self, database_name: str, table_name: str, dataset_schema: Mapping[str, Any],

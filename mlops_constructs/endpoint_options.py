@@ -1,15 +1,16 @@
 """Options and checks of :class:`~mlops_constructs.realtime_endpoint.RealtimeEndpoint`: traffic routing,
-autoscaling, serverless capacity, SageMaker's limits and the validation of the endpoint's props."""
+autoscaling, serverless capacity, data capture, SageMaker's limits and the validation of the endpoint's props."""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 
@@ -252,3 +253,35 @@ def execution_timeout(
             f"RealtimeEndpoint maximum_execution_timeout ({timeout} s) must exceed the bake times ({bakes} s)"
         )
     return timeout
+
+
+def data_capture_config(
+    bucket: Optional[s3.IBucket],
+    prefix: str,
+    percent: int,
+    encryption_key: kms.IKey,
+    csv_content_types: Sequence[str],
+    json_content_types: Sequence[str],
+) -> Optional[sagemaker.CfnEndpointConfig.DataCaptureConfigProperty]:
+    """The endpoint configuration's ``DataCaptureConfig``: request and response capture of ``percent`` of the
+    invocations to ``s3://<bucket>/<prefix>``, encrypted with ``encryption_key``; None at 0%.
+
+    :param csv_content_types / json_content_types: the content types SageMaker records as CSV / JSON (an empty
+        sequence leaves that list out).
+    """
+    if percent <= 0:
+        return None
+    return sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+        enable_capture=True,
+        initial_sampling_percentage=percent,
+        destination_s3_uri=bucket.s3_url_for_object(prefix.rstrip("/")),
+        kms_key_id=encryption_key.key_arn,
+        capture_options=[
+            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+        ],
+        capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
+            csv_content_types=list(csv_content_types) or None,
+            json_content_types=list(json_content_types) or None,
+        ),
+    )

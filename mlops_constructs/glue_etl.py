@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import jsii
 from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -22,6 +21,13 @@ from constructs import Construct
 
 from mlops_constructs import compliance
 from mlops_constructs.glue_catalog import curated_table
+from mlops_constructs.glue_network import (
+    NETWORK_DESCRIBE_REASON,
+    acknowledge_network,
+    allow_network,
+    network_connections,
+)
+from mlops_constructs.glue_triggers import EtlTriggers, event_triggers  # noqa: F401 (EtlTriggers importable from here)
 from mlops_constructs.network import WorkloadPlacement, workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs
 
@@ -64,19 +70,6 @@ def schema_argument(dataset_schema: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class EtlTriggers:
-    """What starts the dataset's ETL workflow (with neither, it runs on demand only).
-
-    :param on_raw_upload: an ``Object Created`` event under the dataset's raw prefix (the raw bucket must send events
-        to EventBridge). Default: True.
-    :param schedule: an EventBridge schedule expression (``cron(...)``/``rate(...)``). Default: none.
-    """
-
-    on_raw_upload: bool = True
-    schedule: Optional[str] = None
-
-
-@dataclass(frozen=True)
 class DatasetPrefixes:
     """Key prefixes of one dataset (each like ``name/``, no leading ``/``). Default for each: derived from the
     dataset name, ``<dataset>/`` in the raw and curated buckets and ``quarantine/<dataset>/`` in the curated bucket."""
@@ -97,18 +90,6 @@ class DatasetPrefixes:
                 raise ValueError(f"GlueEtl {label} prefix must be a key prefix like 'name/' (no leading '/'), "
                                  f"got {value!r}")
         return resolved
-
-
-@jsii.implements(events.IRuleTarget)
-class _GlueWorkflowTarget:
-    """EventBridge target that notifies a Glue workflow's EVENT trigger (there is no L2 target for it)."""
-
-    def __init__(self, workflow: glue.Workflow, role: iam.IRole) -> None:
-        self._workflow = workflow
-        self._role = role
-
-    def bind(self, _rule: events.IRule, _id: Optional[str] = None) -> events.RuleTargetConfig:
-        return events.RuleTargetConfig(arn=self._workflow.workflow_arn, role=self._role)
 
 
 class GlueEtl(Construct):
@@ -150,7 +131,8 @@ class GlueEtl(Construct):
     :param removal_policy: of the log groups. Default: RETAIN.
     :param extra_arguments: more job arguments. Default: none.
     :param vpc: run the job's workers in this VPC (through Glue ``NETWORK`` connections, one per subnet, see
-        :meth:`_network_connections`). Default: none, Glue's own network (public service endpoints).
+        :func:`~mlops_constructs.glue_network.network_connections`). Default: none, Glue's own network (public
+        service endpoints).
     :param vpc_subnets: the subnets, one per Availability Zone, in the order Glue should try them. Default: the VPC's
         private subnets (CDK's default selection). Only with ``vpc``.
     :param security_groups: of the workers' network interfaces; one must admit itself on all TCP ports (Glue's
@@ -206,7 +188,9 @@ class GlueEtl(Construct):
             f"GlueEtl {self.job_name_value}", vpc, vpc_subnets, security_groups
         )
         #: The job's NETWORK connections, in the order Glue tries them (empty without a VPC).
-        self.connections: list[glue.CfnConnection] = self._network_connections() if self.placement else []
+        self.connections: list[glue.CfnConnection] = (
+            network_connections(self, self.placement, self.job_name_value) if self.placement else []
+        )
 
         self.database: glue.IDatabase = database or self._new_database(name_prefix, database_name)
         self.table = self._declare_table()
@@ -300,9 +284,8 @@ class GlueEtl(Construct):
                            "condition.")
         network_wildcards: list[Any] = []
         if self.placement is not None:
-            network_wildcards = self._allow_network(role)
-            wildcard_reason += (" The EC2 Describe* actions Glue calls to validate the connection's VPC, subnet and "
-                                "security groups have no resource type either.")
+            network_wildcards = allow_network(role, self.placement, self.connections)
+            wildcard_reason += NETWORK_DESCRIBE_REASON
         compliance.acknowledge(role, "AwsSolutions-IAM5[Resource::*]", wildcard_reason)
         compliance.acknowledge_wildcard_resources(
             role,
@@ -316,107 +299,13 @@ class GlueEtl(Construct):
             ],
             "Objects under the dataset's own prefixes, the job's script assets and the streams of its own log groups.",
         )
-        if network_wildcards:
-            compliance.acknowledge_wildcard_resources(
-                role,
-                network_wildcards,
-                "Network interfaces Glue creates for the job's workers get IDs only at run time: this account and "
-                "region's interfaces, created only in the connections' subnets and security groups, tagged only with "
-                "Glue's aws-glue-service-resource key.",
-            )
+        acknowledge_network(role, network_wildcards)
         compliance.acknowledge_wildcard_actions(
             role,
             compliance.S3_READ_ACTIONS + compliance.S3_WRITE_ACTIONS + compliance.KMS_ACTIONS,
             "CDK grant actions, limited to the prefixes and the key listed in the same statements.",
         )
         return role
-
-    # --- network (with a VPC) --------------------------------------------------------------------------------------
-    def _network_connections(self) -> list[glue.CfnConnection]:
-        """One Glue ``NETWORK`` connection per subnet, in the subnets' order (the job lists them in the same order).
-
-        A connection names one subnet and its Availability Zone, so one connection pins every run to one AZ. A job
-        takes several connections (``Connections``, up to 1000) and, when a run is submitted, Glue checks the ones
-        with a network configuration in the order they are listed (valid VPC and subnet, an S3 endpoint or NAT, free
-        IP addresses in the subnet, a healthy AZ) and places the whole run (driver and executors, one AZ, one subnet's
-        interfaces) with the first that passes; a retry keeps that connection unless its AZ has failed (AWS Glue
-        developer guide, "Troubleshooting Glue common setup errors", failover behavior between VPCs; AWS re:Post
-        "AWS Glue job networking: managing multiple connections"). So one connection per subnet, in the subnets'
-        order, lets a run start while an AZ is impaired or a subnet is out of addresses; a single one would not.
-
-        No physical name: ``ConnectionInput.Name`` is not required by CloudFormation (it generates one; ``Ref``
-        returns the name, which the job and the role's ``glue:GetConnection`` use), and nothing outside this construct
-        refers to a connection by name.
-        """
-        placement, stack = self.placement, Stack.of(self)
-        assert placement is not None
-        connections = []
-        for index, (subnet_id, az) in enumerate(zip(placement.subnet_ids, placement.availability_zones), start=1):
-            connection = glue.CfnConnection(
-                self,
-                f"NetworkConnection{index}",
-                catalog_id=stack.account,
-                connection_input=glue.CfnConnection.ConnectionInputProperty(
-                    connection_type="NETWORK",
-                    description=f"Glue job {self.job_name_value}: network {index} of {len(placement.subnet_ids)}",
-                    physical_connection_requirements=glue.CfnConnection.PhysicalConnectionRequirementsProperty(
-                        subnet_id=subnet_id,
-                        availability_zone=az,
-                        security_group_id_list=list(placement.security_group_ids),
-                    ),
-                ),
-            )
-            # No Tags (an app's cost tags would land here): cfn-lint's AWS::Glue::Connection schema (1.51) has no Tags
-            # property yet, and a connection costs nothing.
-            connection.add_property_deletion_override("Tags")
-            connections.append(connection)
-        return connections
-
-    def _allow_network(self, role: iam.Role) -> list[Any]:
-        """What Glue does with the job role to run the job in the VPC (the EC2 part of the AWSGlueServiceRole managed
-        policy, scoped to this placement); returns the wildcard resources it grants, for cdk-nag."""
-        placement, stack = self.placement, Stack.of(self)
-        assert placement is not None
-
-        def ec2_arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
-
-        interfaces = ec2_arn("network-interface", "*")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="GlueNetworkDescribe",
-            # Glue validates the connection (VPC endpoints or NAT of the subnet's route tables, the subnet, its
-            # security groups, the VPC's DNS attributes) and tracks the interfaces; Describe* has no resource type.
-            actions=["ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces",
-                     "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcAttribute"],
-            resources=["*"],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="GlueNetworkInterfaces",
-            # CreateNetworkInterface is authorized on the new interface, its subnet and its security groups.
-            actions=["ec2:CreateNetworkInterface"],
-            resources=[interfaces,
-                       *[ec2_arn("subnet", s) for s in placement.subnet_ids],
-                       *[ec2_arn("security-group", g) for g in placement.security_group_ids]],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="GlueNetworkInterfacesDelete", actions=["ec2:DeleteNetworkInterface"], resources=[interfaces],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="GlueNetworkInterfaceTags",
-            # Glue marks the interfaces it manages with this one tag key (as the managed policy allows).
-            actions=["ec2:CreateTags", "ec2:DeleteTags"],
-            resources=[interfaces],
-            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": ["aws-glue-service-resource"]}},
-        ))
-        # Glue reads the job's connections (a Data Catalog object: the catalog and the connection are authorized).
-        role.add_to_policy(iam.PolicyStatement(
-            sid="GlueConnections",
-            actions=["glue:GetConnection"],
-            resources=[stack.format_arn(service="glue", resource="catalog"),
-                       *[stack.format_arn(service="glue", resource="connection", resource_name=c.ref)
-                         for c in self.connections]],
-        ))
-        return [interfaces]
 
     def _log_group(self, id_: str, name: str) -> logs.LogGroup:
         return logs.LogGroup(
@@ -471,7 +360,7 @@ class GlueEtl(Construct):
             enable_metrics=True,
             enable_observability_metrics=True,
             default_arguments=args,
-            # With a VPC: the NETWORK connections, in the order Glue tries them (see _network_connections).
+            # With a VPC: the NETWORK connections, in the order Glue tries them (glue_network.network_connections).
             connections=[
                 glue.Connection.from_connection_name(self, f"JobConnection{i}", c.ref)
                 for i, c in enumerate(self.connections, start=1)
@@ -575,7 +464,8 @@ class GlueEtl(Construct):
         self.rules: list[events.Rule] = []
         # Trigger names are left to CloudFormation: nothing refers to them by name.
         if triggers.on_raw_upload or triggers.schedule:
-            self._event_triggers(triggers)
+            self.rules = event_triggers(self, self.workflow, self.job, triggers, raw_bucket=self._raw_bucket,
+                                        raw_prefix=self.raw_prefix, dataset=self.dataset)
         else:
             # ON_DEMAND: StartOnCreation must stay unset (true is not supported for ON_DEMAND triggers).
             self.workflow.add_on_demand_trigger("Start", actions=[glue.Action.job(self.job)])
@@ -589,41 +479,6 @@ class GlueEtl(Construct):
             )
             # CDK adds an event batching condition to every workflow trigger; it only applies to EVENT triggers.
             crawl_after_job.add_property_deletion_override("EventBatchingCondition")
-
-    def _event_triggers(self, triggers: EtlTriggers) -> None:
-        # EVENT triggers listen as soon as they exist (StartOnCreation applies to SCHEDULED/CONDITIONAL only).
-        self.workflow.add_event_trigger(
-            "Start",
-            actions=[glue.Action.job(self.job)],
-            event_batching_condition=glue.EventBatchingCondition(batch_size=100, batch_window=Duration.minutes(5)),
-        )
-        notify_role = iam.Role(
-            self,
-            "EventsToWorkflowRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
-            description="EventBridge notifies the ETL workflow",
-        )
-        notify_role.add_to_policy(
-            iam.PolicyStatement(actions=["glue:notifyEvent"], resources=[self.workflow.workflow_arn])
-        )
-        target = _GlueWorkflowTarget(self.workflow, notify_role)
-        rules: list[tuple[str, str, dict]] = []
-        if triggers.on_raw_upload:
-            pattern = events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [self._raw_bucket.bucket_name]},
-                    "object": {"key": [{"prefix": self.raw_prefix}]},
-                },
-            )
-            description = f"Raw {self.dataset} object created: start the ETL workflow"
-            rules.append(("OnRawUpload", description, {"event_pattern": pattern}))
-        if triggers.schedule:
-            schedule = events.Schedule.expression(triggers.schedule)
-            rules.append(("OnSchedule", f"Scheduled {self.dataset} ingestion", {"schedule": schedule}))
-        for id_, description, source in rules:
-            self.rules.append(events.Rule(self, id_, description=description, targets=[target], **source))
 
     # --- helpers ---------------------------------------------------------------------------------------------------
     @property

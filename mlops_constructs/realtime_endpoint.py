@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -15,7 +15,6 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from mlops_constructs import compliance
 from mlops_constructs.endpoint_options import (  # noqa: F401 (the options are importable from here too)
     DEFAULT_IMAGE_REPOSITORIES,
     INSTANCE_NAMESPACE,
@@ -25,11 +24,13 @@ from mlops_constructs.endpoint_options import (  # noqa: F401 (the options are i
     EndpointAutoscaling,
     ServerlessCapacity,
     TrafficRouting,
+    data_capture_config,
     execution_timeout,
     fleet_minimum,
     grant_network_interfaces,
     validate_endpoint_props,
 )
+from mlops_constructs.endpoint_role import endpoint_execution_role
 from mlops_constructs.network import workload_placement
 from mlops_constructs.storage import allow_cloudwatch_logs
 
@@ -63,7 +64,8 @@ class RealtimeEndpoint(Construct):
     :param model_package_arn: the approved model package version to serve (a stack parameter, usually).
     :param endpoint_name: physical endpoint name (also the log group ``/aws/sagemaker/Endpoints/<name>``).
     :param encryption_key: encrypts the ML storage volume and the captured data.
-    :param execution_role: role SageMaker assumes. Default: a new role allowed to read ``model_artifacts_prefix`` of
+    :param execution_role: role SageMaker assumes. Default: a new role
+        (:func:`~mlops_constructs.endpoint_role.endpoint_execution_role`) allowed to read ``model_artifacts_prefix`` of
         ``model_artifacts_bucket``, decrypt with ``encryption_key``, pull the SageMaker framework images, write the
         capture prefix and its own log group, describe the rollback alarms (``cloudwatch:DescribeAlarms``, which
         SageMaker's auto-rollback requires of the execution role) and, with ``vpc``, manage the model's network
@@ -171,8 +173,10 @@ class RealtimeEndpoint(Construct):
         if execution_role is not None:
             self.role = execution_role
         else:
-            self.role = self._default_role(
-                stack,
+            self.role = endpoint_execution_role(
+                self,
+                endpoint_name=endpoint_name,
+                log_group=self.log_group,
                 encryption_key=encryption_key,
                 model_artifacts_bucket=model_artifacts_bucket,
                 model_artifacts_prefix=model_artifacts_prefix,
@@ -209,7 +213,7 @@ class RealtimeEndpoint(Construct):
             "Config",
             production_variants=[self._variant(serverless, instance_type, initial_instance_count)],
             kms_key_id=encryption_key.key_arn if encrypt_volume else None,
-            data_capture_config=_capture_config(data_capture_bucket, data_capture_prefix, data_capture_percent,
+            data_capture_config=data_capture_config(data_capture_bucket, data_capture_prefix, data_capture_percent,
                                                 encryption_key, capture_csv_content_types, capture_json_content_types),
         )
 
@@ -414,107 +418,6 @@ class RealtimeEndpoint(Construct):
         """Seconds a blue/green deployment with ``routing`` may take (its ``MaximumExecutionTimeoutInSeconds``)."""
         return execution_timeout(routing, termination_wait, maximum)
 
-    # --- role --------------------------------------------------------------------------------------------------------
-    def _default_role(
-        self,
-        stack: Stack,
-        *,
-        encryption_key: kms.IKey,
-        model_artifacts_bucket: s3.IBucket,
-        model_artifacts_prefix: str,
-        source_code_objects: Sequence[str],
-        image_repositories: Sequence[str],
-        data_capture_bucket: Optional[s3.IBucket],
-        data_capture_prefix: str,
-        log_group_name: str,
-    ) -> iam.Role:
-        role = iam.Role(
-            self,
-            "ExecutionRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description=f"SageMaker endpoint {self.endpoint_name}: model artifacts, images, capture, logs",
-        )
-        model_objects = model_artifacts_bucket.arn_for_objects(f"{model_artifacts_prefix}*")
-        role.add_to_policy(
-            iam.PolicyStatement(sid="ModelArtifacts", actions=["s3:GetObject"], resources=[model_objects])
-        )
-        if source_code_objects:
-            role.add_to_policy(
-                iam.PolicyStatement(sid="SourceCode", actions=["s3:GetObject"], resources=list(source_code_objects))
-            )
-            compliance.acknowledge_wildcard_resources(
-                role,
-                [arn for arn in source_code_objects if "*" in compliance.render(role, arn)],
-                "Read-only access to the code the model container loads at startup (the package's script-mode "
-                "source directory); its object key changes with every code version, hence the pattern.",
-            )
-        key_actions = ["kms:Decrypt"]
-        wildcards = [model_objects]
-        if data_capture_bucket is not None:
-            capture_objects = data_capture_bucket.arn_for_objects(f"{data_capture_prefix}*")
-            role.add_to_policy(
-                iam.PolicyStatement(sid="DataCapture", actions=["s3:PutObject"], resources=[capture_objects])
-            )
-            key_actions += ["kms:Encrypt", "kms:GenerateDataKey"]
-            wildcards.append(capture_objects)
-        role.add_to_policy(iam.PolicyStatement(sid="Key", actions=key_actions, resources=[encryption_key.key_arn]))
-
-        repositories = [
-            stack.format_arn(service="ecr", account="*", resource="repository", resource_name=name)
-            for name in image_repositories
-        ]
-        if repositories:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    sid="PullFrameworkImages",
-                    actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                    resources=repositories,
-                )
-            )
-            role.add_to_policy(
-                iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
-            )
-        group_arn = stack.format_arn(
-            service="logs",
-            resource="log-group",
-            resource_name=log_group_name,
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="Logs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[group_arn, self.log_group.log_group_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="InstanceMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": INSTANCE_NAMESPACE}},
-            )
-        )
-        compliance.acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "ecr:GetAuthorizationToken has no resource type, and cloudwatch:PutMetricData has none either (it is "
-            "limited to the /aws/sagemaker/Endpoints namespace by condition).",
-        )
-        compliance.acknowledge_wildcard_resources(
-            role,
-            wildcards,
-            "The endpoint reads the model artifacts under this model's own prefix and writes captured requests "
-            "under its own capture prefix; object keys are versioned by the pipeline, so a prefix is the scope.",
-        )
-        compliance.acknowledge_wildcard_resources(
-            role,
-            repositories,
-            "SageMaker framework images (XGBoost, scikit-learn) are served from AWS-owned ECR accounts that differ "
-            "per region; the repository names are fixed and the approved model package pins the image.",
-        )
-        return role
-
     def add_idle_alarm(self, idle_for: Duration) -> cloudwatch.Alarm:
         """Alarm when the endpoint received no invocation for ``idle_for`` (whole hours, 1 to 168): instances cost
         by the hour whether they serve or not. SageMaker publishes no Invocations datapoint for an hour without
@@ -616,30 +519,3 @@ class RealtimeEndpoint(Construct):
 
     def metric_disk_utilization(self, **kwargs) -> cloudwatch.Metric:
         return self._instance_metric("DiskUtilization", "Average", kwargs)
-
-
-def _capture_config(
-    bucket: Optional[s3.IBucket],
-    prefix: str,
-    percent: int,
-    encryption_key: kms.IKey,
-    csv_content_types: Sequence[str],
-    json_content_types: Sequence[str],
-) -> Optional[sagemaker.CfnEndpointConfig.DataCaptureConfigProperty]:
-    """Request and response capture to ``s3://<bucket>/<prefix>``, encrypted with ``encryption_key`` (none at 0%)."""
-    if percent <= 0:
-        return None
-    return sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
-        enable_capture=True,
-        initial_sampling_percentage=percent,
-        destination_s3_uri=bucket.s3_url_for_object(prefix.rstrip("/")),
-        kms_key_id=encryption_key.key_arn,
-        capture_options=[
-            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
-            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
-        ],
-        capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
-            csv_content_types=list(csv_content_types) or None,
-            json_content_types=list(json_content_types) or None,
-        ),
-    )
