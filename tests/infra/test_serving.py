@@ -53,6 +53,13 @@ class Variant:
         assert len(found) == 1, (cfn_type, sorted(found))
         return next(iter(found.items()))
 
+    def inference_function(self) -> tuple[str, dict]:
+        """The inference function (the stage may also have the drift and ground-truth functions)."""
+        found = {k: v for k, v in self.resources("AWS::Lambda::Function").items()
+                 if v["Properties"].get("Handler") == "app.handler"}
+        assert len(found) == 1, sorted(found)
+        return next(iter(found.items()))
+
     def statements(self):
         for res in self.resources("AWS::IAM::Policy").values():
             yield from res["Properties"]["PolicyDocument"]["Statement"]
@@ -342,7 +349,7 @@ def test_fixed_fleet_takes_the_configured_instance_count_on_update(scratch):
 # --- Lambda -----------------------------------------------------------------------------------------------------------
 def test_function_runtime_layer_tracing_and_environment(served):
     variant = served["staging"]
-    function_id, function = variant.one("AWS::Lambda::Function")
+    function_id, function = variant.inference_function()
     props = function["Properties"]
     assert props["Runtime"] == "python3.12" and props["Handler"] == "app.handler"
     assert props["TracingConfig"] == {"Mode": "Active"}
@@ -426,7 +433,7 @@ def test_endpoint_proxy_invokes_exactly_the_endpoint_arn(served):
         {"Action": "sagemaker:InvokeEndpoint", "Effect": "Allow", "Resource": _ref(endpoint_id),
          "Sid": "InvokeEndpoint"}
     ]
-    _, function = variant.one("AWS::Lambda::Function")
+    _, function = variant.inference_function()
     env = function["Properties"]["Environment"]["Variables"]
     assert env["INFERENCE_MODE"] == "endpoint_proxy"
     assert env["ENDPOINT_NAME"] == "mlops-prod-abalone-prod"
@@ -458,7 +465,7 @@ def test_rest_api_is_iam_authorized_validated_throttled_and_logged(served):
 
 def test_grants_to_call_the_function_url_and_the_api(served):
     variant = served["api"]
-    function_id, _ = variant.one("AWS::Lambda::Function")
+    function_id, _ = variant.inference_function()
     api_id, _ = variant.one("AWS::ApiGateway::RestApi")
     statements = {tuple(_actions(s)): s for s in variant.statements()}
     # The function and its qualifiers (versions, the live alias): Function URLs need both actions on them.
@@ -642,12 +649,16 @@ def test_data_quality_monitor_uses_the_package_baseline_once_one_is_passed(serve
         baseline = job["Properties"]["DataQualityBaselineConfig"]
         assert baseline["StatisticsResource"]["S3Uri"] == _ref("BaselineStatisticsUrl")
         assert baseline["ConstraintsResource"]["S3Uri"] == _ref("BaselineConstraintsUrl")
-        (schedule_id, schedule), = variant.resources("AWS::SageMaker::MonitoringSchedule").items()
+        (schedule_id, schedule), = [
+            (k, v) for k, v in variant.resources("AWS::SageMaker::MonitoringSchedule").items()
+            if v["Properties"]["MonitoringScheduleConfig"]["MonitoringType"] == "DataQuality"
+        ]  # model quality (models[].model_quality) has its own schedule, which needs no baseline
         endpoint_id, _ = variant.one("AWS::SageMaker::Endpoint")
         # Every resource of the monitor, and nothing else, exists only with a baseline.
         conditioned = {k for k, v in template["Resources"].items() if v.get("Condition") == "HasBaseline"}
         assert {job_id, schedule_id} <= conditioned and endpoint_id not in conditioned
-        assert all("DataQuality" in k for k in conditioned), conditioned
+        # (and drift retraining, on the last stage: it reads the monitor's reports)
+        assert all("DataQuality" in k or "DriftRetraining" in k for k in conditioned), conditioned
         # The monitor's role reads exactly the two baseline objects.
         (baselines,) = [s for s in variant.statements() if s.get("Sid") == "Baselines"]
         assert baselines["Action"] == "s3:GetObject"
@@ -663,13 +674,15 @@ def test_data_quality_monitor_uses_the_package_baseline_once_one_is_passed(serve
 def test_app_serving_stacks_monitor_data_quality_and_notify_failures_except_no_data(dev):
     for stage in ("staging", "prod"):
         template = dev.template(f"serving-abalone-{stage}")
-        (schedule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::MonitoringSchedule"]
-        assert schedule["Properties"]["MonitoringScheduleConfig"]["MonitoringType"] == "DataQuality"
+        schedules = [r["Properties"]["MonitoringScheduleConfig"]["MonitoringType"] for r in template["Resources"].values()
+                     if r["Type"] == "AWS::SageMaker::MonitoringSchedule"]
+        assert sorted(schedules) == ["DataQuality", "ModelQuality"]  # dev.yaml: abalone's model_quality is on
         (job,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::DataQualityJobDefinition"]
         assert job["Properties"]["DataQualityJobInput"]["EndpointInput"]["EndpointName"] == f"mlops-dev-abalone-{stage}"
         (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"
                    and "Processing Job" in json.dumps(r["Properties"]["EventPattern"])
-                   and "FailureReason" in json.dumps(r["Properties"]["EventPattern"])]  # not the drift rule (prod)
+                   and "FailureReason" in json.dumps(r["Properties"]["EventPattern"])
+                   and r.get("Condition") == "HasBaseline"]  # not the drift rule, not model quality's
         assert rule["Condition"] == "HasBaseline"
         detail = rule["Properties"]["EventPattern"]["detail"]
         assert detail["FailureReason"] == [{"anything-but": {"prefix": "Job inputs had no data"}}]
