@@ -46,7 +46,8 @@ JSON line ``{"captureData": {"endpointInput": {"observedContentType", "mode": "I
 when the media type is listed in ``CaptureContentTypeHeader``, ``BASE64`` otherwise. The role must be allowed
 ``kms:GenerateDataKey`` on ``KmsKeyId`` (checked with the IAM evaluation; no encryption is applied: moto has no KMS
 here). ``inferenceId`` is the request's ``InferenceId`` (header ``X-Amzn-SageMaker-Inference-Id``), only when given:
-Model Monitor joins it with the ground truth's ``eventId``. Not emulated: SageMaker's buffering of several records per file, capture of failed invocations.
+Model Monitor joins it with the ground truth's ``eventId``. Not emulated: SageMaker's buffering of several records per
+file, capture of failed invocations.
 :meth:`EndpointStandIn.check_capture` reads the captured records back and checks the CSV request rows against the
 package's ``ModelMetrics.ModelDataQuality.Constraints`` the way Model Monitor's analysis would see them (no header:
 columns ``_c0``..; their number; numeric types): a mismatch fails with "baseline does not describe what the endpoint
