@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from demo import drift, serving, stages
+from demo import challenger, drift, serving, stages
 from demo.aws import DEFAULT_REGION, UnsafeEnvironmentError, check_endpoint
 from demo.report import write_texts
 from demo.result import DemoFailed, DemoResult, DemoRun, Progress
@@ -116,6 +116,7 @@ def _run_model(loop: stages.Loop, model: Any, result: DemoResult) -> None:
         loop.progress.run(4, seconds, stages.build_model, run, label=model.name)
         if result.passed:
             loop.progress.run(5, seconds, stages.approve_and_resolve, run, label=model.name)
+            challenger.challenge(run)  # a worse challenger on the same split, rejected against the champion
             loop.progress.run(6, seconds, serving.serve, run, label=model.name)
             drift.drift_retrain(run)  # drift on the served endpoint starts a retrain once; the cooldown holds
 

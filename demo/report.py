@@ -93,6 +93,7 @@ def model_metrics(result: DemoResult) -> dict:
         "resolved": result.resolved, "resolve_exit_code": result.resolve_exit_code,
         "serving": result.serving,
         "drift": result.drift,
+        "challenger": getattr(result, "challenger", None),  # demo.challenger: both figures, the margin, the verdict
         "requests": [asdict(r) for r in result.requests],
         "batch_matches_evaluation": result.batch_matches_evaluation,
         "endpoint_predictions": result.endpoint_predictions,
@@ -195,7 +196,26 @@ def _model_section(result: DemoResult) -> list[str]:
         ]
     else:
         lines.append("- Nothing registered.")
-    return lines + _serving_lines(result) + _drift_lines(result)
+    return lines + _challenger_lines(result) + _serving_lines(result) + _drift_lines(result)
+
+
+def _challenger_lines(result: DemoResult) -> list[str]:
+    """The worse challenger against the approved champion (:mod:`demo.challenger`), both figures."""
+    challenger = getattr(result, "challenger", None)
+    if not challenger:
+        return []
+
+    def figure(value) -> str:
+        return "none" if value is None else f"{value:.4f}"
+
+    override = ", ".join(f"{k}={v}" for k, v in challenger["hyperparameters"].items())
+    return [
+        f"- Champion vs challenger (same data and test split; challenger with {override}): challenger "
+        f"{challenger['metric']} {figure(challenger['challenger'])} vs champion {figure(challenger['champion'])} "
+        f"(version {challenger['champion_version']}), margin {challenger['margin']:g}: **{challenger['verdict']}** "
+        f"(threshold {'met' if challenger['meets_threshold'] else 'not met'}, challenger_wins "
+        f"{challenger['challenger_wins']}; nothing registered)",
+    ]
 
 
 def _serving_lines(result: DemoResult) -> list[str]:

@@ -1,4 +1,5 @@
-"""SageMaker model-build pipeline (preprocess, train, evaluate, condition, register | fail), generated at synth time."""
+"""SageMaker model-build pipeline (resolve champion, preprocess, train, evaluate challenger vs champion, condition,
+register | fail), generated at synth time."""
 
 from __future__ import annotations
 
@@ -72,11 +73,14 @@ def _deterministic_tar_gz(members: Mapping[str, Path], dest: Path) -> Path:
 class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
     """An ``AWS::SageMaker::Pipeline`` for one model, built from :mod:`sagemaker_steps.pipeline_spec` at synth time.
 
-    Steps: Preprocess (processing; encoded splits, the Model Monitor baseline dataset and a data manifest with a
-    content digest) -> DataQualityBaseline (Model Monitor statistics and constraints of exactly the rows the endpoint
-    receives) -> Train (script mode; model.tar.gz holds the inference code in ``code/``) -> Evaluate (processing,
-    PropertyFile) -> CheckMetric (condition on the threshold) -> Register (model package, PendingManualApproval, the
-    serving environment, model quality and data quality metrics, lineage metadata) or FailStep.
+    Steps: ResolveChampion (with ``spec.champion``: the group's latest Approved package and its model.tar.gz, in
+    parallel with the rest) and Preprocess (processing; encoded splits, the Model Monitor baseline dataset and a data
+    manifest with a content digest) -> DataQualityBaseline (Model Monitor statistics and constraints of exactly the
+    rows the endpoint receives) -> Train (script mode; model.tar.gz holds the inference code in ``code/``) -> Evaluate
+    (processing, PropertyFile; scores the challenger and the champion on the same test split) -> CheckMetric
+    (the threshold and, with a champion, ``challenger_wins``: better by ``spec.champion_margin``) -> Register (model
+    package, PendingManualApproval, the serving environment, model quality metrics with both figures, data quality
+    metrics, lineage metadata) or FailStep (its message names both figures).
     Every execution writes under ``models/<model>/executions/<PipelineExecutionId>/``. No step caching (new data under
     the same InputDataUrl retrains), no SageMaker Experiments entities; retry policies on service faults,
     throttling and capacity. Parameters: InputDataUrl, MetricThreshold, ModelApprovalStatus, GitCommit,
@@ -110,7 +114,9 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
         this VPC (:func:`mlops_constructs.network.workload_placement`: ``vpc_subnets`` defaults to the VPC's private
         subnets; ``security_groups`` are required with ``vpc``), with network isolation and inter-container traffic
         encryption: the containers reach nothing, SageMaker downloads their inputs (the training source tarball as
-        the ``code`` channel) and uploads their outputs through the VPC's S3 endpoint. The default role then gets the
+        the ``code`` channel) and uploads their outputs through the VPC's S3 endpoint. ResolveChampion is the
+        exception to isolation (not to the VPC or encryption): it calls the SageMaker API (the VPC's interface
+        endpoint) and reads the champion's artifact (the S3 gateway). The default role then gets the
         EC2 network interface permissions SageMaker documents for jobs in a VPC, limited to this VPC. The Register
         step's model needs none (the serving stack sets the model's VpcConfig). Default: no VPC.
     """
@@ -213,6 +219,7 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
             sdk.PLACEHOLDER_KMS: encryption_key.key_arn,
             **{sdk.PLACEHOLDER_IMAGE[fw]: uri for fw, uri in images.items()},
             sdk.model_monitor_placeholder_prefix(): monitor_registry,
+            sdk.PLACEHOLDER_GROUP_ARN: self.model_package_group_arn,
         }
         if placement:
             # The isolated training job's sagemaker_submit_directory: the code channel's file, the asset's object name.
@@ -239,10 +246,11 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
     # --- parts of __init__ ---------------------------------------------------------------------------------------
     def _stage_code(self) -> None:
         """The step scripts as assets (processing ``code``, training source dir) and the digest of them all."""
-        steps = {s.name: s for s in spec_module.pipeline_steps(self.spec.framework)}
+        steps = {s.name: s for s in spec_module.pipeline_steps(self.spec.framework, self.spec.champion)}
         #: Script name -> asset of the processing steps' code.
         self.code_assets: dict[str, s3_assets.Asset] = {}
-        for name in (spec_module.PREPROCESS, spec_module.EVALUATE):
+        for name in [n for n in (spec_module.RESOLVE_CHAMPION, spec_module.PREPROCESS, spec_module.EVALUATE)
+                     if n in steps]:
             script = steps[name].script_path
             self.code_assets[steps[name].script] = s3_assets.Asset(self, f"{name}Code", path=str(script))
         tmp = Path(tempfile.mkdtemp(prefix="train-sourcedir-"))
@@ -347,6 +355,7 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken has no resource type; cloudwatch:PutMetricData is limited to the SageMaker "
             "namespaces by condition."
+            + (" sagemaker:ListModelPackages (ResolveChampion) has no resource type." if self.spec.champion else "")
             + (" The EC2 Describe* calls SageMaker makes for jobs in a VPC (subnets, security groups, VPCs, DHCP "
                "options, network interfaces) have no resource type." if self.placement else ""),
         )
@@ -401,8 +410,7 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
                 resources=jobs,
             )
         )
-        # Register creates a version in this group. (No ListModelPackages: it takes no resource ARN, and nothing
-        # here lists versions: the baseline step is given no package group to look baselines up in.)
+        # Register creates a version in this group; ResolveChampion describes the champion (a version of it).
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="Registry",
@@ -415,6 +423,13 @@ class ModelBuildPipeline(SageMakerPipelineGrants, Construct):
                 resources=[self.model_package_group_arn, self._model_packages_arn()],
             )
         )
+        if self.spec.champion:
+            # ResolveChampion lists the group's Approved versions. ListModelPackages has no resource type in IAM
+            # (the Service Authorization Reference lists none, as for the registry grants and batch inference), so
+            # "*" only; what it returns are summaries, and the role describes and reads only this group's versions.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(sid="ChampionLookup", actions=["sagemaker:ListModelPackages"], resources=["*"])
+            )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="PassOwnRole",

@@ -43,6 +43,9 @@ PLACEHOLDER_IMAGE = {
     "xgboost": "111111111111.dkr.ecr.us-east-1.amazonaws.com/placeholder-xgboost:1",
 }
 PLACEHOLDER_MONITOR_IMAGE = "111111111111.dkr.ecr.us-east-1.amazonaws.com/placeholder-model-monitor:1"
+#: ResolveChampion's ``--model-package-group``: the group's ARN (the construct substitutes the real one), so the
+#: script calls the group's own region whatever the container's environment says.
+PLACEHOLDER_GROUP_ARN = "arn:aws:sagemaker:us-east-1:111111111111:model-package-group/placeholder-champion-group"
 # Network placeholders, fixed width (two digits): no placeholder is a substring of another, so each is replaced by
 # exactly one subnet or security group ID token. VpcConfig takes at most 16 subnets and 5 security groups.
 MAX_SUBNETS = 16
@@ -208,19 +211,19 @@ class _DefinitionBuilder:
         self.execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
         self.tags = [{"Key": k, "Value": v} for k, v in sorted(inputs.job_tags.items())] or None
         self.retry = _retry_policies()
-        self.steps = {s.name: s for s in spec.pipeline_steps(model.framework)}
+        self.steps = {s.name: s for s in spec.pipeline_steps(model.framework, model.champion)}
         self.image = {kind: PLACEHOLDER_IMAGE[meta["framework"]] for kind, meta in spec.CONTAINER_IMAGES.items()}
         self.subnets = placeholder_subnets(inputs.subnet_count)
         self.security_groups = placeholder_security_groups(inputs.security_group_count)
 
-    def network_config(self):
-        """Processing and baseline jobs in the VPC: network isolation, inter-container traffic encryption. None
-        without a VPC (the SDK then writes no NetworkConfig)."""
+    def network_config(self, isolated: bool = True):
+        """Processing and baseline jobs in the VPC: network isolation (``isolated``: all but ResolveChampion),
+        inter-container traffic encryption. None without a VPC (the SDK then writes no NetworkConfig)."""
         from sagemaker.network import NetworkConfig
 
         if not self.inputs.in_vpc:
             return None
-        return NetworkConfig(enable_network_isolation=True, security_group_ids=list(self.security_groups),
+        return NetworkConfig(enable_network_isolation=isolated, security_group_ids=list(self.security_groups),
                              subnets=list(self.subnets), encrypt_inter_container_traffic=True)
 
     def run_uri(self, *parts: str):
@@ -229,7 +232,7 @@ class _DefinitionBuilder:
 
         return Join(on="/", values=[f"{self.out}{EXECUTIONS_PREFIX}", self.execution_id, *parts])
 
-    def processor(self, container: str, base: str):
+    def processor(self, container: str, base: str, isolated: bool = True):
         from sagemaker.processing import ScriptProcessor
 
         return ScriptProcessor(
@@ -244,7 +247,33 @@ class _DefinitionBuilder:
             sagemaker_session=self.session,
             max_runtime_in_seconds=3600,
             tags=self.tags,
-            network_config=self.network_config(),
+            network_config=self.network_config(isolated),
+        )
+
+    def champion_step(self):
+        """ResolveChampion (``models[].champion.enabled``): the latest Approved package of the model's group and its
+        model.tar.gz, for Evaluate to score on the challenger's test split (``sagemaker_steps/champion.py``).
+
+        The one job without network isolation: it calls SageMaker (ListModelPackages, DescribeModelPackage) and
+        reads the champion's artifact with the job role, which an isolated container cannot; in a VPC it still runs
+        in the VPC's subnets and security groups (the VPC has the SageMaker API interface endpoint and the S3
+        gateway), with encrypted volume, outputs and inter-container traffic. Evaluate, which reads the data, stays
+        isolated and gets the champion as an input SageMaker downloads. No dependency: it runs while Preprocess and
+        Train do, so the champion is the package Approved when the execution starts."""
+        from sagemaker.processing import ProcessingOutput
+        from sagemaker.workflow.steps import ProcessingStep
+
+        step = self.steps[spec.RESOLVE_CHAMPION]
+        return ProcessingStep(
+            name=step.name,
+            processor=self.processor(step.container, "champion", isolated=False),
+            code=code_key(step.script),
+            outputs=[
+                ProcessingOutput(output_name=o.name, source=o.container_path, destination=self.run_uri(o.name))
+                for o in step.outputs
+            ],
+            job_arguments=spec.champion_arguments(PLACEHOLDER_GROUP_ARN),
+            retry_policies=self.retry,
         )
 
     def preprocess_step(self):
@@ -373,7 +402,9 @@ class _DefinitionBuilder:
             retry_policies=self.retry,
         )
 
-    def evaluate_step(self, step_pre, step_train, report):
+    def evaluate_step(self, step_pre, step_train, report, step_champion=None):
+        """Scores the challenger (and, with ResolveChampion, the champion) on the test split; network-isolated in a
+        VPC. Writes evaluation.json, the EvaluationReport property file."""
         from sagemaker.processing import ProcessingInput, ProcessingOutput
         from sagemaker.workflow.steps import ProcessingStep
 
@@ -382,6 +413,9 @@ class _DefinitionBuilder:
             "Train.model": step_train.properties.ModelArtifacts.S3ModelArtifacts,
             "Preprocess.test": step_pre.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
         }
+        if step_champion is not None:
+            sources[f"{spec.RESOLVE_CHAMPION}.champion"] = (
+                step_champion.properties.ProcessingOutputConfig.Outputs["champion"].S3Output.S3Uri)
         return ProcessingStep(
             name=ev.name,
             processor=self.processor(ev.container, "evaluate"),
@@ -394,7 +428,7 @@ class _DefinitionBuilder:
                 ProcessingOutput(output_name=o.name, source=o.container_path, destination=self.run_uri("evaluation"))
                 for o in ev.outputs
             ],
-            job_arguments=spec.evaluate_arguments(),
+            job_arguments=spec.evaluate_arguments(model=self.model),
             property_files=[report],
             retry_policies=self.retry,
         )
@@ -466,7 +500,9 @@ class _DefinitionBuilder:
         )
 
     def condition_step(self, step_eval, report, register):
-        """CheckMetric: the metric from the EvaluationReport against MetricThreshold; Register or FailStep."""
+        """CheckMetric: the metric from the EvaluationReport against MetricThreshold and, with the champion
+        comparison, ``challenger_wins >= 1`` (the conditions of a ConditionStep must all hold); Register or FailStep,
+        whose message names the metric, the threshold and (with the comparison) both figures and the margin."""
         from sagemaker.workflow.condition_step import ConditionStep
         from sagemaker.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
         from sagemaker.workflow.fail_step import FailStep
@@ -476,15 +512,24 @@ class _DefinitionBuilder:
         metric_value = JsonGet(step_name=step_eval.name, property_file=report, json_path=model.metric_json_path)
         condition_cls = ConditionGreaterThanOrEqualTo if model.higher_is_better else ConditionLessThanOrEqualTo
         parts = {"model": model.name, "metric": model.metric, "value": metric_value, "threshold": self.p_threshold}
+        conditions = [condition_cls(left=metric_value, right=self.p_threshold)]
+        template = spec.FAIL_MESSAGE_TEMPLATE
+        if model.champion:
+            wins = JsonGet(step_name=step_eval.name, property_file=report, json_path=spec.CHALLENGER_WINS_PATH)
+            conditions.append(ConditionGreaterThanOrEqualTo(left=wins, right=1))
+            parts["champion"] = JsonGet(step_name=step_eval.name, property_file=report,
+                                        json_path=spec.CHAMPION_SUMMARY_PATH)
+            template = spec.CHAMPION_FAIL_MESSAGE_TEMPLATE
         fail = FailStep(
             name=spec.FAIL,
             error_message=Join(
-                on="", values=[text if kind == "text" else parts[text] for kind, text in spec.fail_message_parts()]
+                on="", values=[text if kind == "text" else parts[text]
+                               for kind, text in spec.fail_message_parts(template)]
             ),
         )
         return ConditionStep(
             name=spec.CHECK_METRIC,
-            conditions=[condition_cls(left=metric_value, right=self.p_threshold)],
+            conditions=conditions,
             if_steps=[register],
             else_steps=[fail],
         )
@@ -508,7 +553,8 @@ def _no_instance_metadata():
 def build_definition(inputs: PipelineInputs) -> dict[str, Any]:
     """The pipeline definition (parsed JSON) with placeholders for role, key, buckets, code and images.
 
-    Preprocess -> [DataQualityBaseline] -> Train -> Evaluate -> CheckMetric -> Register | FailStep.
+    [ResolveChampion] + Preprocess -> [DataQualityBaseline] -> Train -> Evaluate -> CheckMetric -> Register |
+    FailStep (ResolveChampion when ``spec.champion``; without it the definition is the one without the comparison).
     """
     with _no_instance_metadata():
         return _build_definition(inputs)
@@ -520,6 +566,7 @@ def _build_definition(inputs: PipelineInputs) -> dict[str, Any]:
     from sagemaker.workflow.properties import PropertyFile
 
     builder = _DefinitionBuilder(inputs)
+    step_champion = builder.champion_step() if inputs.spec.champion else None
     step_pre = builder.preprocess_step()
     baseline_step = builder.baseline_step(step_pre) if inputs.baseline else None
     step_train = builder.train_step(step_pre)
@@ -528,13 +575,14 @@ def _build_definition(inputs: PipelineInputs) -> dict[str, Any]:
         output_name=spec.EVALUATION_REPORT.output_name,
         path=spec.EVALUATION_REPORT.path,
     )
-    step_eval = builder.evaluate_step(step_pre, step_train, report)
+    step_eval = builder.evaluate_step(step_pre, step_train, report, step_champion)
     register = builder.register_step(step_pre, step_train, builder.model_metrics(step_eval, baseline_step))
     check = builder.condition_step(step_eval, report, register)
     pipeline = Pipeline(
         name=inputs.pipeline_name,
         parameters=builder.parameters,
-        steps=[step_pre, *([baseline_step] if baseline_step else []), step_train, step_eval, check],
+        steps=[*([step_champion] if step_champion else []), step_pre, *([baseline_step] if baseline_step else []),
+               step_train, step_eval, check],
         sagemaker_session=builder.session,
         # No SageMaker Experiments entities (experiment, trial, trial components): the pipeline role needs no
         # sagemaker:CreateExperiment/CreateTrial/AssociateTrialComponent; lineage is in the package metadata.

@@ -386,6 +386,8 @@ class ModelConfig(_Strict):
             spot_training=self.spot_training.enabled,
             max_run_seconds=self.spot_training.max_run_minutes * 60,
             max_wait_seconds=self.spot_training.wait_minutes * 60 if self.spot_training.enabled else None,
+            champion=self.champion.enabled,
+            champion_margin=self.champion.margin,
         )
 
 

@@ -45,6 +45,13 @@ Not emulated: retries (RetryPolicies), parallel step execution, instance types a
 and outputs (no KMS calls are made), routing and security group rules, Pipe/FastFile input modes, ManifestFile
 inputs, step types other than Processing, Training, QualityCheck, Condition, Fail and RegisterModel.
 
+Champion vs challenger: after the run, the champion block Evaluate wrote into its EvaluationReport
+(``champion_challenger``: both figures, the margin, ``challenger_wins``, the champion package) is read back and kept
+in :attr:`PipelineRun.champion` and the execution's facts. A run that stops at the Fail step because the challenger met
+the threshold but did not beat the champion (:attr:`PipelineRun.rejected_by_champion`) is the pipeline doing its job,
+not a defect: :meth:`PipelineRun.check` accepts it, and :func:`check_new_data_retrains` then checks that the rejected
+challenger was trained anew.
+
 After the run, rehearsal findings the pipeline itself would not report (the execution "succeeds" on AWS) are listed
 in :attr:`PipelineRun.findings`: a data-quality baseline whose columns are not exactly the encoded feature columns
 (numeric, no header) the endpoint receives (read from the model's ``model_metadata.json``), a registered package
@@ -103,25 +110,43 @@ class PipelineRun:
     denials: list[str] = field(default_factory=list)
     register_arguments: Optional[dict[str, Any]] = None
     seconds: float = 0.0
+    champion: Optional[dict[str, Any]] = None  # evaluation.json's champion_challenger block, when Evaluate wrote one
 
     @property
     def ok(self) -> bool:
         return self.status == "Succeeded" and not self.findings
+
+    @property
+    def rejected_by_champion(self) -> bool:
+        """The execution stopped at the Fail step because the challenger, meeting the threshold, did not beat the
+        champion by the margin (every condition of the condition step held but the champion's)."""
+        if self.status != "Failed" or not self.champion or self.champion.get("challenger_wins") != 0:
+            return False
+        failed = self.steps.get(self.failed_step or "", {})
+        conditions = next((info.get("conditions") for info in self.steps.values() if info.get("conditions")), None)
+        return failed.get("type") == "Fail" and bool(conditions) and all(ok for path, ok in conditions
+                                                                           if not path.endswith("challenger_wins"))
 
     def summary(self) -> str:
         lines = [f"pipeline execution {self.execution_id}: {self.status} in {self.seconds:.1f}s"]
         for name, step in self.steps.items():
             lines.append(f"  {name}: {step['status']}{' (cache hit)' if step.get('cache_hit') else ''}"
                          f" {step.get('seconds', 0):.1f}s")
+        if self.champion:
+            lines.append(f"  champion vs challenger: {self.champion.get('summary')}")
         if self.fail_message:
-            lines.append(f"  failure: {self.fail_message}")
+            lines.append(f"  failure{' (rejected by the champion comparison)' if self.rejected_by_champion else ''}:"
+                         f" {self.fail_message}")
         lines += [f"  finding: {f}" for f in self.findings]
         return "\n".join(lines)
 
     def check(self, expect_registered: bool = True) -> "PipelineRun":
-        """Raise RehearsalError when the execution failed, a finding was made, or no package was registered."""
+        """Raise RehearsalError when the execution failed, a finding was made, or no package was registered. A
+        challenger rejected by the champion comparison (:attr:`rejected_by_champion`) is an outcome, not a failure."""
         problems = []
-        if self.status != "Succeeded":
+        if self.rejected_by_champion:
+            expect_registered = False
+        elif self.status != "Succeeded":
             problems.append(f"step {self.failed_step} failed: {self.fail_message}")
         problems += self.findings
         if expect_registered and self.status == "Succeeded" and not self.model_package_arn:
@@ -226,7 +251,8 @@ class _Execution(Expressions, JobSteps):
             try:
                 self._run_step(step)
             except StepFailure as exc:
-                self.steps[name] = {"status": "Failed", "cache_hit": False, "outputs": {}, "reason": str(exc)}
+                self.steps[name] = {**self.steps.get(name, {}), "status": "Failed", "cache_hit": False,
+                                    "outputs": {}, "reason": str(exc), "type": step.get("Type")}
                 status, fail_message, failed_step = "Failed", str(exc), name
                 break
             finally:
@@ -239,11 +265,35 @@ class _Execution(Expressions, JobSteps):
         if status == "Succeeded":
             self._post_checks()
         metric = next((info["metric"] for info in reversed(self.steps.values()) if "metric" in info), None)
+        champion = self._champion_block()
+        if champion is not None:
+            self.facts["champion"] = champion
         return PipelineRun(
             status, self.steps, self.model_package_arn, metric, fail_message, self.execution_id, self.execution_arn,
             self.parameters, failed_step, self.findings, register_arguments=self.register_arguments,
-            seconds=time.time() - t0,
+            seconds=time.time() - t0, champion=champion,
         )
+
+    def _champion_block(self) -> Optional[dict[str, Any]]:
+        """The ``champion_challenger`` block of the property files the job steps wrote (read as the service reads
+        them), or None."""
+        import json
+
+        s3 = self.cloud.admin("s3")
+        for step, files in self.property_files.items():
+            outputs = (self.properties.get(step) or {}).get("ProcessingOutputConfig", {}).get("Outputs", {})
+            for spec in files.values():
+                output = outputs.get(spec["OutputName"])
+                if not output:
+                    continue
+                bucket, key = split_s3_uri(output["S3Output"]["S3Uri"].rstrip("/") + "/" + spec["FilePath"])
+                try:
+                    document = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                except Exception:
+                    continue
+                if isinstance(document, dict) and isinstance(document.get("champion_challenger"), dict):
+                    return document["champion_challenger"]
+        return None
 
     def _branch_taken(self, condition_step: dict) -> set[str]:
         outcome = self.steps.get(condition_step["Name"], {}).get("outcome")
@@ -281,16 +331,22 @@ class _Execution(Expressions, JobSteps):
         elif kind == "Condition":
             args = step.get("Arguments", {})
             values: dict[str, Any] = {}
-            outcome = all(self._condition(c, values) for c in args.get("Conditions", []))
+            results = []  # (the left value's JSON path or condition type, held) per condition: all must hold
+            for cond in args.get("Conditions", []):
+                left = cond.get("LeftValue") if isinstance(cond.get("LeftValue"), dict) else {}
+                results.append(((left.get("Std:JsonGet") or {}).get("Path") or cond["Type"],
+                                self._condition(cond, values)))
+            outcome = all(held for _, held in results)
             self.properties[name] = {"Outcome": str(outcome).lower()}
             info = {"status": "Succeeded", "cache_hit": False, "outputs": {"Outcome": outcome, **values},
-                    "outcome": outcome}
+                    "outcome": outcome, "conditions": results}
             if "left" in values and isinstance(values["left"], (int, float)):
                 info["metric"] = values["left"]
             self.steps[name] = info
         elif kind == "Fail":
             message = as_text(self.evaluate(step.get("Arguments", {}).get("ErrorMessage", "")))
-            self.steps[name] = {"status": "Succeeded", "cache_hit": False, "outputs": {"ErrorMessage": message}}
+            self.steps[name] = {"status": "Succeeded", "cache_hit": False, "outputs": {"ErrorMessage": message},
+                                "type": "Fail"}
             raise StepFailure(message)
         elif kind == "RegisterModel":
             self._register(name, self.evaluate(step.get("Arguments", {})))
@@ -422,6 +478,7 @@ def run_pipeline(
         "metric": run.metric,
         "findings": run.findings,
         "denials": run.denials,
+        "rejected_by_champion": run.rejected_by_champion,
         "seconds": round(run.seconds, 1),
         **execution.facts,
     })
@@ -435,6 +492,15 @@ def check_new_data_retrains(run1: PipelineRun, run2: PipelineRun) -> None:
         spec = (run.register_arguments or {}).get("InferenceSpecification", {})
         return [c.get("ModelDataUrl") for c in spec.get("Containers", [])]
 
+    if run2.rejected_by_champion:  # no package, by design: the challenger must still have been trained anew
+        if run1.status != "Succeeded" or not run1.model_package_arn:
+            raise RehearsalError(f"execution {run1.execution_id} did not register a package ({run1.fail_message})")
+        train = next((info for info in run2.steps.values() if "model" in (info.get("outputs") or {})), None)
+        if train is None or train.get("cache_hit") or [train["outputs"]["model"]] == model_data(run1):
+            raise RehearsalError(
+                f"new data did not retrain: execution {run2.execution_id} was rejected by the champion comparison "
+                f"with a challenger that was not trained anew ({train and train['outputs'].get('model')})")
+        return
     for run in (run1, run2):
         if run.status != "Succeeded" or not run.model_package_arn:
             raise RehearsalError(f"execution {run.execution_id} did not register a package ({run.fail_message})")

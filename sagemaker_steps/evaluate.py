@@ -9,10 +9,21 @@ Container paths (each overridable):
   model       /opt/ml/processing/model       model.tar.gz (as SageMaker packs /opt/ml/model), or its extracted files
   test        /opt/ml/processing/test        test.csv (header; target first, then encoded_columns)
   evaluation  /opt/ml/processing/evaluation  evaluation.json (docs/CONTRACTS.md shape) and predictions.csv
+  champion    (``--champion-dir``, given)      ResolveChampion's output: champion.json and the champion's model.tar.gz
 
-evaluation.json is exactly ``{"<problem_type>_metrics": {"<metric>": {"value": v, "standard_deviation": s}}}``
-(regression: rmse, mae, r2; binary_classification: auc, accuracy, f1). ``standard_deviation`` is a bootstrap
-estimate over the test rows (``--bootstrap-rounds``, 0 gives 0.0).
+evaluation.json is ``{"<problem_type>_metrics": {"<metric>": {"value": v, "standard_deviation": s}}}``
+(regression: rmse, mae, r2; binary_classification: auc, accuracy, f1), the challenger's (the model just trained).
+``standard_deviation`` is a bootstrap estimate over the test rows (``--bootstrap-rounds``, 0 gives 0.0).
+
+Champion vs challenger (``--champion-dir`` with ``--metric`` and ``--champion-margin``): the champion's model is
+scored on the same test rows, and evaluation.json gets a ``champion_challenger`` block with both figures:
+``{"metric", "higher_is_better", "challenger", "champion", "margin", "challenger_wins", "champion_package_arn",
+"champion_version", "champion_metrics", "reason", "summary"}``. ``challenger_wins`` is numeric (1 or 0, for the
+condition step): 1 when there is no champion (champion.json ``{"none": ...}``: the first model) or when the
+challenger is better by at least ``margin`` (``challenger >= champion + margin`` if higher is better, else
+``challenger <= champion - margin``), else 0. A champion that cannot score these rows (another target, problem type
+or feature encoding: the dataset changed) is reported as not comparable and does not block the challenger. A
+``--champion-dir`` that does not exist fails the step (the champion input is missing from the job).
 """
 from __future__ import annotations
 
@@ -35,6 +46,10 @@ SKLEARN_MODEL_FILE = "model.joblib"
 EVALUATION_FILE = "evaluation.json"
 PREDICTIONS_FILE = "predictions.csv"
 CLASSIFICATION_CUTOFF = 0.5  # docs/CONTRACTS.md: the label is P(positive) >= 0.5
+CHAMPION_FILE = "champion.json"
+CHAMPION_BLOCK = "champion_challenger"
+#: metric -> higher is better (sagemaker_steps.model_spec.METRICS; a test keeps the two equal).
+HIGHER_IS_BETTER = {"rmse": False, "mae": False, "r2": True, "auc": True, "accuracy": True, "f1": True}
 
 
 class EvaluateError(ValueError):
@@ -49,7 +64,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", default=os.path.join(PROCESSING_BASE, "evaluation"))
     parser.add_argument("--bootstrap-rounds", type=int, default=100)
     parser.add_argument("--seed", type=int, default=42)
-    return parser.parse_args(argv)
+    parser.add_argument("--champion-dir", default=None,
+                        help="ResolveChampion's output (champion.json, model.tar.gz); compare with the champion")
+    parser.add_argument("--metric", default=None, help="the metric of the comparison (with --champion-dir)")
+    parser.add_argument("--champion-margin", type=float, default=0.0,
+                        help="in the metric's units: the challenger must be better by at least this much")
+    args = parser.parse_args(argv)
+    if args.champion_dir is not None and args.metric not in HIGHER_IS_BETTER:
+        parser.error("--champion-dir needs --metric, one of {}".format(sorted(HIGHER_IS_BETTER)))
+    if not args.champion_margin >= 0:
+        parser.error("--champion-margin must be 0 or more, got {}".format(args.champion_margin))
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,6 +249,84 @@ def read_test(test_dir: str, metadata: Dict) -> Tuple[np.ndarray, np.ndarray]:
     return frame[target].to_numpy(dtype=np.float64), frame.iloc[:, 1:].to_numpy(dtype=np.float64)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Champion vs challenger
+# ---------------------------------------------------------------------------------------------------------------
+def challenger_wins(challenger: float, champion: Optional[float], margin: float, higher_is_better: bool) -> bool:
+    """Whether the challenger beats the champion by at least ``margin`` (no champion, or a champion figure that is
+    not finite: True; a challenger figure that is not finite: False)."""
+    if champion is None or not np.isfinite(champion):
+        return True
+    if challenger is None or not np.isfinite(challenger):
+        return False
+    if higher_is_better:
+        return challenger >= champion + margin
+    return challenger <= champion - margin
+
+
+def _figure(value: Optional[float]) -> str:
+    return "none" if value is None else "{:.4f}".format(value)
+
+
+def champion_block(metric: str, challenger: float, margin: float, champion: Optional[float] = None,
+                   record: Optional[Dict] = None, champion_metrics: Optional[Dict] = None,
+                   reason: Optional[str] = None) -> Dict:
+    """evaluation.json's ``champion_challenger`` block (see the module docstring)."""
+    record = record or {}
+    higher = HIGHER_IS_BETTER[metric]
+    wins = challenger_wins(challenger, champion, margin, higher)
+    verdict = "challenger wins" if wins else "rejected"
+    if champion is None:
+        summary = "challenger {} {}, no champion ({}): judged on the threshold only".format(
+            metric, _figure(challenger), reason or "none")
+    else:
+        summary = "challenger {m} {c} vs champion {m} {ch} (version {v}), margin {g:g}: {verdict}".format(
+            m=metric, c=_figure(challenger), ch=_figure(champion), v=record.get("version"), g=margin, verdict=verdict)
+    return {
+        "metric": metric, "higher_is_better": higher, "challenger": challenger, "champion": champion,
+        "margin": margin, "challenger_wins": 1 if wins else 0,
+        "champion_package_arn": record.get("package_arn"), "champion_version": record.get("version"),
+        "champion_metrics": champion_metrics, "reason": reason, "summary": summary,
+    }
+
+
+def read_champion(champion_dir: str) -> Dict:
+    """champion.json of ResolveChampion's output; EvaluateError when the dir or the file is missing."""
+    if not os.path.isdir(champion_dir):
+        raise EvaluateError("champion dir {!r} does not exist: the job has no champion input (ResolveChampion's "
+                            "output); not comparing would register a model the config asks to compare".format(
+                                champion_dir))
+    # Anywhere under the dir, as the test split and the model are found: an S3Prefix input without a trailing "/"
+    # may keep the prefix's last part as a sub-directory.
+    found = sorted(glob.glob(os.path.join(champion_dir, "**", CHAMPION_FILE), recursive=True))
+    if len(found) != 1:
+        raise EvaluateError("the champion input {!r} holds {} {} files, expected one (ResolveChampion's output)".format(
+            champion_dir, len(found), CHAMPION_FILE))
+    with open(found[0]) as handle:
+        return json.load(handle)
+
+
+def score_champion(champion_dir: str, test_dir: str, challenger_metadata: Dict, args: argparse.Namespace
+                   ) -> Tuple[Optional[Dict], Dict, Optional[str]]:
+    """(the champion's metrics report or None, champion.json, why there is no figure)."""
+    record = read_champion(champion_dir)
+    if "none" in record:
+        return None, record, str(record["none"])
+    with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
+        model_dir = locate_model_files(champion_dir, scratch)
+        metadata, predict = load_predictor(model_dir)
+        for key in ("target", "problem_type"):
+            if metadata.get(key) != challenger_metadata.get(key):
+                return None, record, "champion not comparable: its {} is {!r}, the challenger's {!r}".format(
+                    key, metadata.get(key), challenger_metadata.get(key))
+        try:
+            actual, x = read_test(test_dir, metadata)
+        except EvaluateError as exc:  # its encoded columns are not the test split's: the features changed
+            return None, record, "champion not comparable: {}".format(exc)
+        predicted = np.asarray(predict(x), dtype=np.float64)
+    return compute_report(metadata["problem_type"], actual, predicted, args.bootstrap_rounds, args.seed), record, None
+
+
 def run(args: argparse.Namespace) -> Dict:
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
         model_dir = locate_model_files(args.model_dir, scratch)
@@ -232,6 +335,16 @@ def run(args: argparse.Namespace) -> Dict:
         predicted = np.asarray(predict(x), dtype=np.float64)
     problem_type = metadata["problem_type"]
     report = compute_report(problem_type, actual, predicted, args.bootstrap_rounds, args.seed)
+    if args.champion_dir is not None:
+        key = "{}_metrics".format(problem_type)
+        if args.metric not in report[key]:
+            raise EvaluateError("--metric {} is not computed for {}".format(args.metric, problem_type))
+        champion_report, record, reason = score_champion(args.champion_dir, args.test_dir, metadata, args)
+        champion_metrics = champion_report[key] if champion_report else None
+        report[CHAMPION_BLOCK] = champion_block(
+            args.metric, report[key][args.metric]["value"], args.champion_margin,
+            champion_metrics[args.metric]["value"] if champion_metrics else None, record, champion_metrics, reason)
+        print("Champion vs challenger: {}".format(report[CHAMPION_BLOCK]["summary"]))
 
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, EVALUATION_FILE), "w") as handle:

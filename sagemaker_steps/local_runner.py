@@ -4,7 +4,9 @@ Each script step of ``pipeline_spec`` runs as ``sys.executable <script> <args>``
 ``<work_dir>/<Step>/<output>/`` and feed the inputs named by the spec; training channels arrive through the same
 ``SM_CHANNEL_*``/``SM_MODEL_DIR`` variables SageMaker sets; the model dir is packed into ``model.tar.gz`` as
 SageMaker does. The registration condition reads the metric from evaluation.json through ``metric_json_path`` and
-applies ``metric_passes``, like the CheckMetric step.
+applies ``metric_passes`` and, with the champion comparison on (``ModelSpec.champion``), ``challenger_wins``, like the
+CheckMetric step. ResolveChampion runs ``champion.py`` against the registry the process's AWS settings point at (the
+demo's moto stand-in) when a package group is given, else it records that there is no champion.
 
 CLI: ``python -m sagemaker_steps.local_runner --input data/abalone.csv --target rings --threshold 3.0``
 (a CSV whose headers are not snake_case, such as the raw abalone file, is curated first).
@@ -43,6 +45,8 @@ class LocalRunResult:
     fail_message: Optional[str]
     outputs: dict[str, Path] = field(default_factory=dict)  # output name -> dir ("input" too)
     durations: dict[str, float] = field(default_factory=dict)  # step name -> seconds
+    champion: Optional[dict] = None  # evaluation.json's champion_challenger block (None: the comparison is off)
+    meets_threshold: Optional[bool] = None  # the threshold half of the condition
 
 
 class StepFailedError(RuntimeError):
@@ -119,15 +123,18 @@ def _run_script(step: spec.StepSpec, argv: list[str], env: dict[str, str], cwd: 
 
 
 def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, seed: int = 42,
-                       training_source_dir: Optional[Path] = None) -> LocalRunResult:
-    """Run Preprocess -> Train -> Evaluate -> CheckMetric locally on curated data, for the model ``model``.
+                       training_source_dir: Optional[Path] = None,
+                       model_package_group: Optional[str] = None) -> LocalRunResult:
+    """Run [ResolveChampion] -> Preprocess -> Train -> Evaluate -> CheckMetric locally on curated data, for the model
+    ``model``.
 
     ``input_path``: a dir of curated Parquet (partitioned by ingest_date) and/or CSV, or one CSV file with
     snake_case columns. ``model``: the same spec the pipeline is built from (``ModelConfig.spec``; validated when
     created). ``training_source_dir``: the team's training code (``models[].training``: train.py and serve.py);
     default the shipped ones. The Train step runs train.py from a copy of the source dir (``Train/sourcedir/``), as
-    SageMaker runs it from /opt/ml/code. Raises StepFailedError when a script fails, ValueError for a source dir
-    without train.py or serve.py.
+    SageMaker runs it from /opt/ml/code. ``model_package_group``: where ResolveChampion looks for the champion (the
+    latest Approved package; boto3 with the process's AWS settings); None: no registry, so no champion. Raises
+    StepFailedError when a script fails, ValueError for a source dir without train.py or serve.py.
     """
     if not isinstance(model, ModelSpec):
         raise TypeError(f"run_local_pipeline model must be a sagemaker_steps.model_spec.ModelSpec, got {model!r}")
@@ -135,7 +142,7 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
     work_dir = Path(work_dir)
     if not input_path.exists():
         raise FileNotFoundError(f"input {input_path} does not exist")
-    steps = {s.name: s for s in spec.pipeline_steps(model.framework)}
+    steps = {s.name: s for s in spec.pipeline_steps(model.framework, model.champion)}
     training_source = spec.training_source(model.framework, training_source_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     log_dir = work_dir / "logs"
@@ -162,12 +169,13 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
                                                    seed=seed, input_data_url=input_path.resolve().as_uri()),
         spec.TRAIN: spec.hyperparameters_to_cli(
             spec.training_hyperparameters(model.framework, local_hyperparameters, seed=seed)),
-        spec.EVALUATE: spec.evaluate_arguments(seed=seed),
+        spec.EVALUATE: spec.evaluate_arguments(seed=seed, model=model),
+        spec.RESOLVE_CHAMPION: spec.champion_arguments(model_package_group),
     }
 
     durations: dict[str, float] = {}
     model_artifact: Optional[Path] = None
-    for name in spec.SCRIPT_STEPS:
+    for name in [n for n in spec.SCRIPT_STEPS if n in steps]:
         step = steps[name]
         step_dir = work_dir / step.name
         shutil.rmtree(step_dir, ignore_errors=True)  # no stale files from an earlier run
@@ -178,6 +186,8 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
             local = sources[channel.source]
             if step.step_type == "Training":
                 env[channel.env] = str(local)  # as SageMaker sets SM_CHANNEL_<NAME>
+            elif channel.flag in argv:  # the job arguments name the container path: point it at the local dir
+                argv[argv.index(channel.flag) + 1] = str(local)
             else:
                 argv += [channel.flag, str(local)]
         step_outputs: dict[str, Path] = {}
@@ -228,15 +238,25 @@ def run_local_pipeline(input_path: Path, work_dir: Path, model: ModelSpec, *, se
     report_file = evaluate.property_files[0]
     evaluation = json.loads((sources[f"{evaluate.name}.{report_file.output_name}"] / report_file.path).read_text())
     metric_value = float(spec.read_json_path(evaluation, model.metric_json_path))
-    passed = spec.metric_passes(metric_value, model.threshold, model.higher_is_better)
-    fail_message = None if passed else spec.format_fail_message(model.name, model.metric, metric_value,
-                                                                 model.threshold)
-    LOG.info("[%s] %s = %.4f (%s %s): %s", spec.CHECK_METRIC, model.metric_json_path, metric_value,
+    meets = spec.metric_passes(metric_value, model.threshold, model.higher_is_better)
+    champion = evaluation.get(spec.CHAMPION_BLOCK) if model.champion else None
+    wins = spec.challenger_wins(evaluation) if model.champion else True
+    passed = meets and wins
+    fail_message = None
+    if not meets:
+        fail_message = spec.format_fail_message(model.name, model.metric, metric_value, model.threshold)
+        if champion and champion.get("champion") is not None:  # name the champion's figure too
+            fail_message = fail_message.replace("; not registered.", f" ({champion['summary']}); not registered.")
+    elif not wins:
+        fail_message = (f"Model {model.name} {model.metric}={metric_value} meets the threshold {model.threshold} but "
+                        f"does not beat the champion ({champion['summary']}); not registered.")
+    LOG.info("[%s] %s = %.4f (%s %s)%s: %s", spec.CHECK_METRIC, model.metric_json_path, metric_value,
              "needs >=" if model.higher_is_better else "needs <=", model.threshold,
+             f"; {champion['summary']}" if champion else "",
              f"-> {spec.REGISTER}" if passed else f"-> {spec.FAIL}: {fail_message}")
     return LocalRunResult(model_artifact=model_artifact, model_dir=model_dir, evaluation=evaluation,
                           metric_value=metric_value, passed=passed, fail_message=fail_message, outputs=outputs,
-                          durations=durations)
+                          durations=durations, champion=champion, meets_threshold=meets)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -269,6 +289,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="your training code: a directory holding train.py and serve.py (models[].training); "
                              "default the shipped sagemaker_steps/train.py and serve.py")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model-package-group", default=None,
+                        help="compare with this group's latest Approved package (boto3's AWS settings); default: "
+                             "no registry, no champion")
+    parser.add_argument("--champion-margin", type=float, default=0.0,
+                        help="the challenger must beat the champion by at least this much (the metric's units)")
     parser.add_argument("--model-name", default="model")
     parser.add_argument("--work-dir", type=Path, default=Path("build/local-pipeline"))
     parser.add_argument("-v", "--verbose", action="store_true", help="also print each script's stdout")
@@ -279,7 +304,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         model = ModelSpec(name=args.model_name, target=args.target, metric=metric, threshold=args.threshold,
                           problem_type=args.problem_type, framework=args.framework,
                           positive_threshold=args.positive_threshold, positive_label=args.positive_label,
-                          exclude_columns=args.exclude_columns, hyperparameters=dict(args.hp))
+                          exclude_columns=args.exclude_columns, hyperparameters=dict(args.hp),
+                          champion_margin=args.champion_margin)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -289,7 +315,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         LOG.info("Curated %s -> %s (snake_case columns, Parquet by ingest_date)", args.input, input_path)
     try:
         result = run_local_pipeline(input_path, args.work_dir, model, seed=args.seed,
-                                    training_source_dir=args.training_dir)
+                                    training_source_dir=args.training_dir,
+                                    model_package_group=args.model_package_group)
     except (StepFailedError, ValueError) as exc:
         LOG.error("%s", exc)
         return 2

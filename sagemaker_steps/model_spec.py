@@ -71,6 +71,11 @@ class ModelSpec:
     :param max_run_seconds: the training job's time limit (MaxRuntimeInSeconds), spot or not. Default: 3600.
     :param max_wait_seconds: spot only, and then required: waiting for spot capacity plus running
         (MaxWaitTimeInSeconds); at least ``max_run_seconds``. Without spot it must be None.
+    :param champion: compare the challenger (the model just trained) with the champion (the latest Approved package
+        of the model's group) on the same test split, and register it only if it also beats the champion by
+        ``champion_margin`` (the first model, with no champion, only has to meet ``threshold``). Default: true.
+    :param champion_margin: in the metric's units, 0 or more: the challenger must be better than the champion by at
+        least this much (0: at least as good). Default: 0.
     """
 
     name: str
@@ -88,6 +93,8 @@ class ModelSpec:
     spot_training: bool = False
     max_run_seconds: int = DEFAULT_MAX_RUN_SECONDS
     max_wait_seconds: Optional[int] = None
+    champion: bool = True
+    champion_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.hyperparameters, Mapping):
@@ -114,6 +121,9 @@ class ModelSpec:
         if self.target in self.exclude_columns:
             raise ValueError(f"ModelSpec {self.name}: exclude_columns names the target {self.target!r}; remove it")
         self._check_time_limits()
+        if not self.champion_margin >= 0:  # also refuses NaN
+            raise ValueError(f"ModelSpec {self.name}: champion_margin {self.champion_margin} must be 0 or more, in "
+                             "the metric's units (the challenger must be better than the champion by at least it)")
 
     def _check_time_limits(self) -> None:
         if not 1 <= self.max_run_seconds <= MAX_TRAINING_SECONDS:

@@ -55,6 +55,29 @@ CONTAINER_IMAGES: dict[str, dict[str, str]] = {
 HIGHER_IS_BETTER: dict[str, bool] = {m: higher for ms in METRICS.values() for m, higher in ms.items()}
 METRICS_BY_PROBLEM_TYPE: dict[str, tuple[str, ...]] = {problem: tuple(ms) for problem, ms in METRICS.items()}
 FAIL_MESSAGE_TEMPLATE = "Model {model} {metric}={value} does not meet the threshold {threshold}; not registered."
+#: The FailStep's message when the champion comparison is on: the condition is "meets the threshold AND beats the
+#: champion", so the message names both figures (``champion``: the ``summary`` Evaluate writes, see below).
+CHAMPION_FAIL_MESSAGE_TEMPLATE = ("Model {model} {metric}={value} does not meet the threshold {threshold} or does "
+                                  "not beat the champion ({champion}); not registered.")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Champion vs challenger (models[].champion)
+# ---------------------------------------------------------------------------------------------------------------
+#: evaluation.json's block (next to ``<problem_type>_metrics``, which stays the challenger's, so the threshold
+#: condition and the package's ModelQuality statistics keep their paths) with both figures:
+#: ``{"metric", "higher_is_better", "challenger", "champion" (number or null), "margin", "challenger_wins" (1 or 0),
+#: "champion_package_arn", "champion_version", "reason", "summary"}``.
+CHAMPION_BLOCK = "champion_challenger"
+#: The numeric verdict the condition step reads: 1 when the challenger beats the champion by the margin, or when
+#: there is no champion (the first model), else 0.
+CHALLENGER_WINS_PATH = f"{CHAMPION_BLOCK}.challenger_wins"
+#: One line with both figures ("challenger rmse 2.1 vs champion rmse 2.0 (version 3), margin 0: rejected"), for the
+#: FailStep's message.
+CHAMPION_SUMMARY_PATH = f"{CHAMPION_BLOCK}.summary"
+#: ResolveChampion's output: ``champion.json`` (``{"package_arn", "version", "model_data_url"}`` or ``{"none":
+#: reason}``) and, with a champion, its ``model.tar.gz``.
+CHAMPION_FILE = "champion.json"
+CHAMPION_MODEL_FILE = "model.tar.gz"
 
 # Pipeline parameters the wiring refers to (name -> (type, default, meaning)); build-time choices such as the
 # problem type, framework and metric come from the model config and are not parameters (the condition's JSON
@@ -101,11 +124,19 @@ def format_fail_message(model: str, metric: str, value: float, threshold: float)
     return FAIL_MESSAGE_TEMPLATE.format(model=model, metric=metric, value=value, threshold=threshold)
 
 
+def challenger_wins(evaluation: Mapping[str, Any]) -> bool:
+    """The champion half of the registration condition, as CheckMetric reads it: ``challenger_wins >= 1`` in
+    evaluation.json (KeyError when Evaluate wrote no champion block)."""
+    value = read_json_path(evaluation, CHALLENGER_WINS_PATH)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1
+
+
 def fail_message_parts(template: str = FAIL_MESSAGE_TEMPLATE) -> list[tuple[str, str]]:
     """The template as ordered ("text", literal) / ("field", name) parts, for building a Std:Join.
 
     Fields: ``model``, ``metric`` (build-time strings), ``value`` (JsonGet of the metric from EvaluationReport),
-    ``threshold`` (the MetricThreshold parameter).
+    ``threshold`` (the MetricThreshold parameter), ``champion`` (JsonGet of :data:`CHAMPION_SUMMARY_PATH`, in
+    :data:`CHAMPION_FAIL_MESSAGE_TEMPLATE`).
     """
     parts: list[tuple[str, str]] = []
     for literal, field_name, _spec, _conversion in string.Formatter().parse(template):
@@ -226,28 +257,47 @@ def training_source_files(framework: str = "xgboost", source_dir: Optional[Path]
     return (members[TRAIN_SCRIPT], *(path for name, path in members.items() if name != TRAIN_SCRIPT))
 
 PREPROCESS = "Preprocess"
+RESOLVE_CHAMPION = "ResolveChampion"
 TRAIN = "Train"
 EVALUATE = "Evaluate"
 CHECK_METRIC = "CheckMetric"
 REGISTER = "Register"
 FAIL = "FailStep"
-STEP_ORDER: tuple[str, ...] = (PREPROCESS, TRAIN, EVALUATE, CHECK_METRIC, REGISTER, FAIL)
-# Steps that run a script (the local runner executes these; the rest are control flow / registry calls).
-SCRIPT_STEPS: tuple[str, ...] = (PREPROCESS, TRAIN, EVALUATE)
+STEP_ORDER: tuple[str, ...] = (RESOLVE_CHAMPION, PREPROCESS, TRAIN, EVALUATE, CHECK_METRIC, REGISTER, FAIL)
+# Steps that run a script (the local runner executes these, in this order, those the model has; the rest are control
+# flow / registry calls).
+SCRIPT_STEPS: tuple[str, ...] = (RESOLVE_CHAMPION, PREPROCESS, TRAIN, EVALUATE)
 
 
 def _p(name: str) -> str:
     return f"{PROCESSING_BASE}/{name}"
 
 
-def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
-    """All steps in execution order for a model of ``framework`` (only the Train/Evaluate containers differ)."""
+def pipeline_steps(framework: str = "xgboost", champion: bool = True) -> tuple[StepSpec, ...]:
+    """All steps in execution order for a model of ``framework`` (only the Train/Evaluate containers differ).
+
+    ``champion`` (``ModelSpec.champion``): add ResolveChampion, whose output is Evaluate's ``champion`` input (the
+    champion's model and champion.json); without it the steps are exactly those of a pipeline without the comparison.
+    """
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; use one of {list(FRAMEWORKS)}")
     training_container = XGBOOST_TRAINING if framework == "xgboost" else SKLEARN_TRAINING
     # A joblib model must be loaded by the scikit-learn that wrote it, so sklearn models evaluate in that image.
     evaluate_container = XGBOOST_PROCESSING if framework == "xgboost" else SKLEARN_PROCESSING
-    return (
+    resolve: tuple[StepSpec, ...] = ()
+    champion_input: tuple[Channel, ...] = ()
+    if champion:
+        resolve = (StepSpec(
+            name=RESOLVE_CHAMPION, step_type="Processing", script="champion.py", container=SKLEARN_PROCESSING,
+            outputs=(Channel("champion", _p("champion"), flag="--output-dir"),),
+            notes="arguments: champion_arguments(<the model's package group>); calls SageMaker ListModelPackages "
+                  "(Approved, newest first) and DescribeModelPackage, downloads the champion's model.tar.gz: the "
+                  "one job that reaches AWS APIs (no network isolation, still in the VPC); champion/ holds "
+                  "champion.json and, with a champion, model.tar.gz",
+        ),)
+        champion_input = (Channel("champion", _p("champion"), source=f"{RESOLVE_CHAMPION}.champion",
+                                  flag="--champion-dir"),)
+    return resolve + (
         StepSpec(
             name=PREPROCESS, step_type="Processing", script="preprocess.py", container=SKLEARN_PROCESSING,
             inputs=(Channel("input", _p("input"), source="param:InputDataUrl", flag="--input-dir"),),
@@ -281,16 +331,20 @@ def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
             inputs=(
                 Channel("model", _p("model"), source="Train.model", flag="--model-dir"),
                 Channel("test", _p("test"), source="Preprocess.test", flag="--test-dir"),
+                *champion_input,
             ),
             outputs=(Channel("evaluation", _p("evaluation"), flag="--output-dir"),),
             property_files=(EVALUATION_REPORT,),
-            notes="arguments: evaluate_arguments(); evaluation/ holds evaluation.json and predictions.csv",
+            notes="arguments: evaluate_arguments(); evaluation/ holds evaluation.json and predictions.csv; with the "
+                  "champion input, the champion is scored on the same test rows (evaluation.json's "
+                  f"{CHAMPION_BLOCK} block)",
         ),
         StepSpec(
             name=CHECK_METRIC, step_type="Condition",
             if_steps=(REGISTER,), else_steps=(FAIL,),
             notes="JsonGet(Evaluate, EvaluationReport, metric_json_path(problem_type, metric)) "
-                  "<condition_operator(metric)> MetricThreshold",
+                  "<condition_operator(metric)> MetricThreshold"
+                  + (f" AND JsonGet(..., {CHALLENGER_WINS_PATH}) >= 1" if champion else ""),
         ),
         StepSpec(
             name=REGISTER, step_type="RegisterModel",
@@ -304,7 +358,8 @@ def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
         ),
         StepSpec(
             name=FAIL, step_type="Fail",
-            notes="error message: Std:Join of fail_message_parts(FAIL_MESSAGE_TEMPLATE)",
+            notes="error message: Std:Join of fail_message_parts("
+                  + ("CHAMPION_FAIL_MESSAGE_TEMPLATE)" if champion else "FAIL_MESSAGE_TEMPLATE)"),
         ),
     )
 
@@ -312,8 +367,8 @@ def pipeline_steps(framework: str = "xgboost") -> tuple[StepSpec, ...]:
 STEPS: tuple[StepSpec, ...] = pipeline_steps("xgboost")
 
 
-def step_by_name(name: str, framework: str = "xgboost") -> StepSpec:
-    for step in pipeline_steps(framework):
+def step_by_name(name: str, framework: str = "xgboost", champion: bool = True) -> StepSpec:
+    for step in pipeline_steps(framework, champion):
         if step.name == name:
             return step
     raise KeyError(f"no step named {name!r}")
@@ -371,8 +426,25 @@ def training_hyperparameters(framework: str, hyperparameters: Mapping[str, Any] 
     return {str(k): str(v) for k, v in merged.items()}
 
 
-def evaluate_arguments(bootstrap_rounds: int = 100, seed: int = 42) -> list[str]:
-    return ["--bootstrap-rounds", str(bootstrap_rounds), "--seed", str(seed)]
+def evaluate_arguments(bootstrap_rounds: int = 100, seed: int = 42, *, model: Optional[ModelSpec] = None,
+                       champion_dir: Optional[str] = None) -> list[str]:
+    """Evaluate's job arguments. With ``model`` whose ``champion`` is on: the champion comparison (its metric and
+    margin, and ``champion_dir``, default the champion channel's container path, passed explicitly so a job whose
+    champion input is missing fails instead of registering without the comparison)."""
+    args = ["--bootstrap-rounds", str(bootstrap_rounds), "--seed", str(seed)]
+    if model is not None and model.champion:
+        if champion_dir is None:
+            champion_dir = next(c.container_path for c in step_by_name(EVALUATE, model.framework).inputs
+                                if c.name == "champion")
+        args += ["--champion-dir", champion_dir, "--metric", model.metric,
+                 "--champion-margin", repr(float(model.champion_margin))]
+    return args
+
+
+def champion_arguments(model_package_group: Optional[str] = None) -> list[str]:
+    """ResolveChampion's job arguments: the model's package group (its name, or its ARN, whose region the script
+    then calls). None (a local run without a registry): the script writes ``{"none": ...}``."""
+    return [] if model_package_group is None else ["--model-package-group", model_package_group]
 
 
 def hyperparameters_to_cli(hyperparameters: Mapping[str, str]) -> list[str]:
@@ -392,6 +464,8 @@ def as_dict(framework: str = "xgboost") -> dict[str, Any]:
         "metrics_by_problem_type": METRICS_BY_PROBLEM_TYPE,
         "parameters": PIPELINE_PARAMETERS,
         "fail_message_template": FAIL_MESSAGE_TEMPLATE,
+        "champion_fail_message_template": CHAMPION_FAIL_MESSAGE_TEMPLATE,
+        "champion_block": CHAMPION_BLOCK,
     }
 
 

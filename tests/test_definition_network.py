@@ -56,14 +56,29 @@ def test_placeholders_are_distinct_and_never_substrings_of_one_another():
 
 
 def test_every_job_joins_the_vpc_isolated_and_encrypted(in_vpc):
+    """Every job in the VPC and encrypted; every job isolated but ResolveChampion, which calls the SageMaker API
+    (ListModelPackages, DescribeModelPackage) and reads the champion's model.tar.gz: it touches no data, and Evaluate,
+    which scores the champion on the test split, stays isolated."""
     subnets, groups = sdk.placeholder_subnets(2), sdk.placeholder_security_groups(2)
     jobs = _jobs(in_vpc)
-    assert set(jobs) == {"Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
+    assert set(jobs) == {"ResolveChampion", "Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
     for name, step in jobs.items():
         network = _network(step)
         assert network["VpcConfig"] == {"Subnets": subnets, "SecurityGroupIds": groups}, name
-        assert network["EnableNetworkIsolation"] is True, name
+        assert network["EnableNetworkIsolation"] is (name != "ResolveChampion"), name
         assert network["EnableInterContainerTrafficEncryption"] is True, name
+    resolve = jobs["ResolveChampion"]["Arguments"]
+    assert "KmsKeyId" in json.dumps(resolve["ProcessingOutputConfig"])
+    assert resolve["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"]
+    assert not resolve.get("ProcessingInputs") or [i["InputName"] for i in resolve["ProcessingInputs"]] == ["code"]
+
+
+def test_without_the_champion_comparison_every_job_is_isolated():
+    off = sdk.build_definition(_inputs(spec=dataclasses.replace(_inputs().spec, champion=False), subnet_count=2,
+                                       security_group_count=2))
+    jobs = _jobs(off)
+    assert set(jobs) == {"Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
+    assert all(_network(step)["EnableNetworkIsolation"] is True for step in jobs.values())
 
 
 def test_isolated_training_reads_its_source_from_the_code_channel(in_vpc, plain):

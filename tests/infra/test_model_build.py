@@ -32,6 +32,7 @@ def test_every_step_is_a_valid_sagemaker_api_request(synthesized):
 def test_definition_has_every_step_kind(definition):
     kinds = {s["Name"]: s["Type"] for s in all_steps(definition)}
     assert kinds == {
+        "ResolveChampion": "Processing",
         "Preprocess": "Processing",
         "DataQualityBaseline": "QualityCheck",
         "Train": "Training",
@@ -57,7 +58,10 @@ def test_misspelled_or_mistyped_field_fails_the_api_check(definition):
 def test_condition_reads_the_metric_evaluate_writes(definition, dev):
     model = dev.config.models[0]
     (check,) = [s for s in definition["Steps"] if s["Type"] == "Condition"]
-    (condition,) = check["Arguments"]["Conditions"]
+    condition, champion = check["Arguments"]["Conditions"]  # all must hold: the threshold, then the champion
+    assert champion == {"Type": "GreaterThanOrEqualTo", "RightValue": 1, "LeftValue": {"Std:JsonGet": {
+        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+        "Path": "champion_challenger.challenger_wins"}}}
     assert condition["Type"] == spec.condition_operator(model.metric)
     left = condition["LeftValue"]["Std:JsonGet"]
     assert left["Path"] == spec.metric_json_path(model.problem_type, model.metric) == "regression_metrics.rmse.value"
@@ -144,7 +148,8 @@ def test_processing_entrypoint_runs_the_code_object_as_downloaded(dev, definitio
     """SageMaker downloads the code input (S3Prefix = the asset object) to LocalPath under the object's own name."""
     template = dev.template("model-abalone")
     body = json.dumps(template["Resources"])
-    for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py")):
+    for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py"),
+                         ("ResolveChampion", "champion.py")):
         (step,) = [s for s in definition["Steps"] if s["Name"] == name]
         (code,) = [i for i in step["Arguments"]["ProcessingInputs"] if i["InputName"] == "code"]
         s3_input = code["S3Input"]
@@ -162,7 +167,7 @@ def test_processing_entrypoint_runs_the_code_object_as_downloaded(dev, definitio
 def test_every_job_carries_the_environment_tags(dev, definition):
     expected = [{"Key": "environment", "Value": dev.config.environment}, {"Key": "project", "Value": dev.config.project}]
     jobs = [s for s in all_steps(definition) if s["Type"] in ("Processing", "Training", "QualityCheck")]
-    assert {s["Name"] for s in jobs} == {"Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
+    assert {s["Name"] for s in jobs} == {"ResolveChampion", "Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
     for step in jobs:
         assert step["Arguments"]["Tags"] == expected, step["Name"]
 
@@ -175,8 +180,11 @@ def test_fail_step_explains_the_miss(definition):
     (fail,) = [s for s in all_steps(definition) if s["Type"] == "Fail"]
     values = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     text = "".join(v if isinstance(v, str) else "<{}>".format(next(iter(v))) for v in values)
-    assert text == "Model abalone rmse=<Std:JsonGet> does not meet the threshold <Get>; not registered."
+    assert text == ("Model abalone rmse=<Std:JsonGet> does not meet the threshold <Get> or does not beat the champion "
+                    "(<Std:JsonGet>); not registered.")
     assert {"Get": "Parameters.MetricThreshold"} in values
+    summary = values[-2]["Std:JsonGet"]
+    assert summary["Path"] == "champion_challenger.summary"  # both figures and the margin, written by Evaluate
 
 
 def test_no_caching_retries_and_encryption_on_job_steps(definition):
@@ -195,14 +203,15 @@ def test_scripts_are_assets_and_images_come_from_the_region_mapping(dev):
     body = json.dumps(template["Resources"])
     assert "cdk-hnb659fds-assets" in body
     assert "Fn::FindInMap" in body and "sagemaker-xgboost:1.7-1" in body and "sagemaker-scikit-learn:1.2-1-cpu-py3" in body
-    (mapping,) = template["Mappings"].values()
+    (mapping,) = [m for name, m in template["Mappings"].items() if name.startswith("BuildPipeline")]
     assert mapping["us-east-1"] == {"sklearn": "683313688378", "xgboost": "683313688378", "monitor": "156813124566"}
     assert "eu-west-1" in mapping
 
 
 def test_pipeline_starts_after_glue_job_succeeds(dev):
     rules = dev.resources("model-abalone", "AWS::Events::Rule")
-    (rule,) = [r for r in rules.values() if "SUCCEEDED" in json.dumps(r["Properties"].get("EventPattern"))]
+    (rule,) = [r for r in rules.values() if "SUCCEEDED" in json.dumps(r["Properties"].get("EventPattern"))
+               and "SageMakerPipelineParameters" in json.dumps(r["Properties"].get("Targets"))]  # not batch's
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.glue"],
         "detail-type": ["Glue Job State Change"],
@@ -258,11 +267,53 @@ def test_execution_role_can_encrypt_job_volumes_and_write_job_logs(dev):
         "/aws/sagemaker/ProcessingJobs:log-stream:pipelines-*", "/aws/sagemaker/TrainingJobs:log-stream:pipelines-*"]
 
 
-def test_execution_role_has_no_list_or_experiment_actions(dev):
-    text = json.dumps(_statements(dev))
-    assert "sagemaker:ListModelPackages" not in text  # a List action takes no resource ARN; nothing lists here
+def test_execution_role_has_no_list_or_experiment_actions_but_the_champion_lookup(dev):
+    statements = _statements(dev)
+    # ResolveChampion's ListModelPackages has no IAM resource type: "*" in a statement of its own, nothing else listed
+    assert statements["ChampionLookup"]["Action"] == "sagemaker:ListModelPackages"
+    assert statements["ChampionLookup"]["Resource"] == "*"
+    text = json.dumps({sid: s for sid, s in statements.items() if sid != "ChampionLookup"})
+    assert "sagemaker:List" not in text
     for action in ("CreateExperiment", "CreateTrial", "AssociateTrialComponent"):
         assert action not in text
+    registry = statements["Registry"]  # describes the champion: a version of this model's group
+    assert "sagemaker:DescribeModelPackage" in registry["Action"]
+    assert any(_resource_text(r).endswith(":model-package/mlops-dev-abalone/*") for r in registry["Resource"])
+
+
+def test_resolve_champion_feeds_evaluate_and_calls_the_models_group(dev, definition):
+    """ResolveChampion: no dependency (runs with Preprocess), its output is Evaluate's champion input, it names the
+    model's own group by ARN (so its region); Evaluate compares on the configured metric and margin."""
+    steps = {s["Name"]: s for s in definition["Steps"]}
+    resolve, evaluate = steps["ResolveChampion"], steps["Evaluate"]
+    assert not resolve.get("DependsOn")
+    app = resolve["Arguments"]["AppSpecification"]
+    group = app["ContainerArguments"][app["ContainerArguments"].index("--model-package-group") + 1]
+    assert _resource_text(group).endswith(":model-package-group/mlops-dev-abalone")
+    assert group.startswith("arn:") or "Fn::Join" in json.dumps(group) or "token" in _resource_text(group)
+    (output,) = resolve["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert output["OutputName"] == "champion" and output["S3Output"]["LocalPath"] == "/opt/ml/processing/champion"
+    (champion_input,) = [i for i in evaluate["Arguments"]["ProcessingInputs"] if i["InputName"] == "champion"]
+    assert champion_input["S3Input"]["S3Uri"] == {
+        "Get": "Steps.ResolveChampion.ProcessingOutputConfig.ProcessingOutputs['champion'].S3Output.S3Uri"} or \
+        "ResolveChampion" in json.dumps(champion_input["S3Input"]["S3Uri"])
+    assert champion_input["S3Input"]["LocalPath"] == "/opt/ml/processing/champion"
+    args = evaluate["Arguments"]["AppSpecification"]["ContainerArguments"]
+    model = dev.config.models[0]
+    assert args[args.index("--champion-dir") + 1] == "/opt/ml/processing/champion"
+    assert args[args.index("--metric") + 1] == model.metric
+    assert float(args[args.index("--champion-margin") + 1]) == model.champion.margin
+
+
+def test_champion_off_builds_the_definition_without_the_comparison(fresh_definition):
+    from mlops_constructs import sagemaker_definition as sdk
+
+    off = sdk.build_definition(_inputs(spec=dataclasses.replace(_inputs().spec, champion=False)))
+    assert [s["Name"] for s in off["Steps"]] == [s["Name"] for s in fresh_definition["Steps"]][1:]
+    text = json.dumps(off)
+    assert "champion" not in text.lower()
+    (check,) = [s for s in off["Steps"] if s["Type"] == "Condition"]
+    assert len(check["Arguments"]["Conditions"]) == 1
 
 
 def test_baseline_step_computes_this_packages_data_quality_baseline(definition, dev):
@@ -303,7 +354,8 @@ def test_definition_is_built_without_any_network_call(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     definition = sdk.build_definition(_inputs())
     assert attempts == []
-    assert [s["Name"] for s in definition["Steps"]][:3] == ["Preprocess", "DataQualityBaseline", "Train"]
+    assert [s["Name"] for s in definition["Steps"]][:4] == ["ResolveChampion", "Preprocess", "DataQualityBaseline",
+                                                             "Train"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -322,7 +374,7 @@ def _inputs(**changes):
 SPEC_CHANGES = {
     "name": "other", "target": "age", "metric": "mae", "threshold": 2.0, "framework": "sklearn",
     "hyperparameters": {"max_depth": 6}, "processing_instance_type": "ml.c5.large",
-    "training_instance_type": "ml.c5.xlarge", "exclude_columns": ("sex",),
+    "training_instance_type": "ml.c5.xlarge", "exclude_columns": ("sex",), "champion": False, "champion_margin": 0.5,
 }
 INPUT_CHANGES = {
     "pipeline_name": "p2", "model_package_group_name": "g2", "artifacts_prefix": "models/n/", "baseline": False,

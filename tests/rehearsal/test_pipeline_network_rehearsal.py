@@ -18,18 +18,21 @@ GROUPS = ["sg-0123456789abcdef0"]
 
 
 def isolate(submit: Optional[Callable[[str, str], str]] = None, code_channel: bool = True,
-            vpc: Optional[dict] = None) -> Callable[[dict], None]:
-    """An edit that puts every job step in a VPC with network isolation, and the training source tarball in the
-    ``code`` channel. ``submit(object name, S3 URI)`` gives the training job's sagemaker_submit_directory (default: the
-    channel's file, as the construct writes it); ``vpc`` replaces the VpcConfig."""
+            vpc: Optional[dict] = None, champion_isolated: bool = False) -> Callable[[dict], None]:
+    """An edit that puts every job step in a VPC with network isolation (ResolveChampion in the VPC without it, as
+    the construct writes it: it calls the SageMaker API), and the training source tarball in the ``code`` channel.
+    ``submit(object name, S3 URI)`` gives the training job's sagemaker_submit_directory (default: the channel's file,
+    as the construct writes it); ``vpc`` replaces the VpcConfig; ``champion_isolated`` isolates ResolveChampion too
+    (a defect)."""
     vpc_config = vpc or {"Subnets": SUBNETS, "SecurityGroupIds": GROUPS}
 
     def edit(definition: dict) -> None:
         for step in job_steps(definition):
             args = step["Arguments"]
             if step["Type"] != "Training":
-                args["NetworkConfig"] = {"EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True,
-                                         "VpcConfig": vpc_config}
+                isolated = champion_isolated or step["Name"] != "ResolveChampion"
+                args["NetworkConfig"] = {"EnableNetworkIsolation": isolated,
+                                         "EnableInterContainerTrafficEncryption": True, "VpcConfig": vpc_config}
                 continue
             args.update(VpcConfig=vpc_config, EnableNetworkIsolation=True, EnableInterContainerTrafficEncryption=True)
             source = args["HyperParameters"]["sagemaker_submit_directory"]
@@ -57,6 +60,14 @@ def test_isolated_pipeline_trains_from_the_code_channel_and_registers(stage_for,
     run.check()
     jobs = stage.rh.facts["pipeline"][-1]["jobs"]
     assert all(jobs[name]["network_isolation"] is True for name in ("Preprocess", "Train", "Evaluate"))
+    assert jobs["ResolveChampion"]["network_isolation"] is False  # it calls the registry; Evaluate gets its output
+
+
+def test_isolated_resolve_champion_cannot_reach_the_registry(stage_for, assembly_copy):
+    """ResolveChampion with network isolation gets no credentials and no endpoint: it cannot list the packages."""
+    _, run = run_isolated(stage_for, assembly_copy, champion_isolated=True)
+    assert run.status == "Failed" and run.failed_step == "ResolveChampion"
+    assert "ResolveChampion failed" in run.fail_message
 
 
 # --- regression tests: each reintroduces a network defect -------------------------------------------------------------
@@ -88,5 +99,5 @@ def test_isolated_training_naming_sourcedir_tar_gz_instead_of_the_asset_fails(st
 ])
 def test_vpc_config_naming_no_deployed_subnet_or_group_fails(stage_for, assembly_copy, vpc, expected):
     _, run = run_isolated(stage_for, assembly_copy, vpc=vpc)
-    assert run.status == "Failed" and run.failed_step == "Preprocess"
+    assert run.status == "Failed" and run.failed_step == "ResolveChampion"  # the first job step
     assert expected in run.fail_message

@@ -118,7 +118,107 @@ def test_too_strict_threshold_takes_the_fail_step(stage_for, dev_assembly_dir):
     assert run.status == "Failed" and run.failed_step == "FailStep"
     assert run.model_package_arn is None
     assert f"rmse={run.metric}" in run.fail_message and "does not meet the threshold 0.001" in run.fail_message
+    assert "or does not beat the champion (challenger rmse" in run.fail_message and "no champion" in run.fail_message
     assert run.steps["Register-RegisterModel"]["status"] == "NotExecuted"
+    assert not run.rejected_by_champion  # the threshold failed: check() reports it
+    with pytest.raises(RehearsalError, match="does not meet the threshold"):
+        run.check()
+
+
+# --- champion vs challenger -------------------------------------------------------------------------------------------
+def _approve(stage, arn: str) -> None:
+    stage.cloud.admin("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+
+
+def _statistics(stage, run) -> dict:
+    uri = run.register_arguments["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    bucket, key = split_s3_uri(uri)
+    return json.loads(stage.cloud.admin("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_second_run_scores_the_approved_champion_on_the_same_split(stage_for, dev_assembly_dir):
+    """First run: no champion, judged on the threshold. After approval, ResolveChampion (not isolated, under the
+    pipeline role: ListModelPackages, DescribeModelPackage, the artifact) hands the champion to Evaluate, both
+    figures land in the package's model metrics; an equal challenger passes with dev's margin 0."""
+    stage = stage_for(dev_assembly_dir)
+    first = run_pipeline(stage.rh, stage.model).check()
+    assert first.champion["champion"] is None and first.champion["challenger_wins"] == 1
+    assert first.champion["reason"].startswith("no Approved package in arn:aws:sagemaker:")
+    assert first.champion["reason"].endswith(":model-package-group/mlops-dev-abalone yet")
+    _approve(stage, first.model_package_arn)
+    second = run_pipeline(stage.rh, stage.model).check()
+    block = second.champion
+    assert block["champion_package_arn"] == first.model_package_arn and block["champion_version"] == 1
+    assert block["champion"] == pytest.approx(first.metric)  # the champion rescored on this run's test split
+    assert block["challenger"] == second.metric and block["margin"] == 0.0 and block["challenger_wins"] == 1
+    assert second.model_package_arn and not second.denials
+    statistics = _statistics(stage, second)  # the package's ModelQuality statistics: both figures
+    assert statistics["champion_challenger"] == block and "regression_metrics" in statistics
+    assert stage.rh.facts["pipeline"][-1]["champion"]["summary"] == block["summary"]
+    assert stage.rh.facts["pipeline"][-1]["jobs"]["ResolveChampion"]["network_isolation"] is False
+
+
+def test_challenger_not_beating_the_champion_by_the_margin_is_rejected(stage_for, assembly_copy):
+    """A margin no challenger can beat (rmse 5.0, edited into Evaluate's arguments): the second run stops at the Fail
+    step, whose message names both figures; no package; the rehearsal accepts it as an outcome."""
+    def edit(definition):
+        for step in definition["Steps"]:
+            if step["Name"] == "Evaluate":
+                args = step["Arguments"]["AppSpecification"]["ContainerArguments"]
+                args[args.index("--champion-margin") + 1] = "5.0"
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    first = run_pipeline(stage.rh, stage.model).check()  # no champion: the margin does not apply
+    _approve(stage, first.model_package_arn)
+    second = run_pipeline(stage.rh, stage.model)
+    assert second.status == "Failed" and second.failed_step == "FailStep" and second.model_package_arn is None
+    assert second.rejected_by_champion
+    block = second.champion
+    assert block["challenger_wins"] == 0 and block["margin"] == 5.0
+    assert (f"vs champion rmse {block['champion']:.4f} (version 1), margin 5: rejected") in second.fail_message
+    assert f"rmse={second.metric}" in second.fail_message
+    second.check()  # rejected by the comparison: the pipeline working, not a defect
+    check_new_data_retrains(first, second)  # the rejected challenger was trained anew
+
+
+def test_role_without_list_model_packages_fails_resolve_champion(stage_for, assembly_copy):
+    path = next(assembly_copy.glob(f"*{MODEL_STACK}.template.json"))
+    template = json.loads(path.read_text())
+    removed = 0
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::IAM::Policy" or "BuildPipeline" not in json.dumps(res["Properties"]["Roles"]):
+            continue
+        statements = res["Properties"]["PolicyDocument"]["Statement"]
+        kept = [s for s in statements if s.get("Sid") != "ChampionLookup"]
+        removed += len(statements) - len(kept)
+        res["Properties"]["PolicyDocument"]["Statement"] = kept
+    assert removed == 1
+    path.write_text(json.dumps(template))
+    stage = stage_for(assembly_copy)
+    run = run_pipeline(stage.rh, stage.model)
+    assert run.status == "Failed" and run.failed_step == "ResolveChampion"
+    assert "ListModelPackages" in run.fail_message and "AccessDenied" in run.fail_message
+    assert any("sagemaker:ListModelPackages" in d for d in run.denials)
+    with pytest.raises(RehearsalError, match="ListModelPackages"):
+        run.check()
+
+
+def test_evaluate_without_the_champion_input_fails(stage_for, assembly_copy):
+    """The defect of an Evaluate that ignores ResolveChampion (its champion input dropped): the job fails rather
+    than register a model the config asks to compare."""
+    def edit(definition):
+        for step in definition["Steps"]:
+            if step["Name"] == "Evaluate":
+                inputs = step["Arguments"]["ProcessingInputs"]
+                step["Arguments"]["ProcessingInputs"] = [i for i in inputs if i["InputName"] != "champion"]
+                assert len(step["Arguments"]["ProcessingInputs"]) == len(inputs) - 1
+
+    edit_definition(assembly_copy, edit)
+    stage = stage_for(assembly_copy)
+    run = run_pipeline(stage.rh, stage.model)
+    assert run.status == "Failed" and run.failed_step == "Evaluate"
+    assert "the job has no champion input" in run.fail_message
 
 
 def test_unknown_parameter_is_refused(stage_for, dev_assembly_dir):

@@ -105,7 +105,11 @@ def test_condition_json_path_reads_the_evaluation_value(regression):
 def test_evaluation_json_has_exactly_the_contract_shape(regression):
     on_disk = json.loads((regression.outputs["evaluation"] / "evaluation.json").read_text())
     assert on_disk == regression.evaluation
-    assert set(on_disk) == {"regression_metrics"}
+    # the challenger's metrics, and the champion comparison (no registry in a plain local run: no champion)
+    assert set(on_disk) == {"regression_metrics", "champion_challenger"}
+    block = on_disk["champion_challenger"]
+    assert (block["champion"], block["challenger_wins"], block["metric"]) == (None, 1, "rmse")
+    assert block["challenger"] == on_disk["regression_metrics"]["rmse"]["value"]
     assert set(on_disk["regression_metrics"]) == {"rmse", "mae", "r2"}
     for entry in on_disk["regression_metrics"].values():
         assert set(entry) == {"value", "standard_deviation"}
@@ -275,7 +279,7 @@ def test_unmeetable_threshold_fails_with_message(regression):
 # ---------------------------------------------------------------------------------------------------------------
 def test_binary_classification_run(binary):
     metrics = binary.evaluation["binary_classification_metrics"]
-    assert set(binary.evaluation) == {"binary_classification_metrics"}
+    assert set(binary.evaluation) == {"binary_classification_metrics", "champion_challenger"}
     assert set(metrics) == {"auc", "accuracy", "f1"}
     # rings >= 10 from shell measurements: AUC ~0.87, accuracy ~0.77.
     assert 0.82 < metrics["auc"]["value"] < 0.95
@@ -434,7 +438,10 @@ def test_model_spec_needs_neither_cdk_nor_pydantic():
 def test_spec_step_order_and_wiring():
     for framework in spec.FRAMEWORKS:
         steps = spec.pipeline_steps(framework)
-        assert [s.name for s in steps] == ["Preprocess", "Train", "Evaluate", "CheckMetric", "Register", "FailStep"]
+        assert [s.name for s in steps] == ["ResolveChampion", "Preprocess", "Train", "Evaluate", "CheckMetric",
+                                           "Register", "FailStep"]
+        assert [s.name for s in spec.pipeline_steps(framework, champion=False)] == [
+            "Preprocess", "Train", "Evaluate", "CheckMetric", "Register", "FailStep"]
         seen: dict[str, set[str]] = {}
         for step in steps:
             for channel in step.inputs:
@@ -453,7 +460,9 @@ def test_spec_step_order_and_wiring():
         assert by_name["Preprocess"].container == "sklearn-processing"
         assert by_name["CheckMetric"].if_steps == ("Register",)
         assert by_name["CheckMetric"].else_steps == ("FailStep",)
-        assert by_name["Evaluate"].upstream_steps() == ("Train", "Preprocess")
+        assert by_name["Evaluate"].upstream_steps() == ("Train", "Preprocess", "ResolveChampion")
+        assert by_name["ResolveChampion"].upstream_steps() == ()  # runs while Preprocess and Train do
+        assert by_name["ResolveChampion"].container == "sklearn-processing"
     report = spec.step_by_name("Evaluate").property_files[0]
     assert (report.name, report.output_name, report.path) == ("EvaluationReport", "evaluation", "evaluation.json")
     assert spec.step_by_name("Evaluate").output(report.output_name).container_path == "/opt/ml/processing/evaluation"
