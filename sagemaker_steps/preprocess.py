@@ -28,7 +28,6 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 PROCESSING_BASE = "/opt/ml/processing"
 PROBLEM_TYPES = ("regression", "binary_classification")
@@ -263,25 +262,35 @@ def derive_target(raw_target: pd.Series, problem_type: str, positive_threshold: 
 # ---------------------------------------------------------------------------------------------------------------
 # Split
 # ---------------------------------------------------------------------------------------------------------------
-def split_indices(index: pd.Index, y: pd.Series, validation_fraction: float, test_fraction: float, seed: int,
-                  stratify: bool):
+def row_fractions(rows: pd.DataFrame, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row, from a SHA-256 of the seed and the row's values (as text, in column order): the same
+    row gets the same number in every run, whatever other rows the data holds."""
+    text = rows.astype(str).agg("\x1f".join, axis=1)
+    salt = "{}\x1e".format(seed)
+    return np.array([int(hashlib.sha256((salt + t).encode("utf-8")).hexdigest()[:13], 16) / float(16 ** 13)
+                     for t in text], dtype=np.float64)
+
+
+def split_indices(rows: pd.DataFrame, validation_fraction: float, test_fraction: float, seed: int):
+    """(train, validation, test) indices of ``rows``, each row placed by a hash of its values (:func:`row_fractions`).
+
+    A row stays in its split across runs: a model retrained on more data is tested on rows neither it nor the
+    approved champion trained on, so the champion vs challenger comparison is fair (a random split of the grown data
+    would put rows the champion trained on into the test split and favour it). Identical rows share a split.
+    """
     if not 0.0 < validation_fraction < 1.0 or not 0.0 < test_fraction < 1.0:
         raise PreprocessError("--validation-fraction and --test-fraction must be in (0, 1)")
     if validation_fraction + test_fraction >= 1.0:
         raise PreprocessError("--validation-fraction + --test-fraction must leave rows for training")
-    positions = np.arange(len(index))
-    try:
-        rest, test = train_test_split(positions, test_size=test_fraction, random_state=seed, shuffle=True,
-                                      stratify=y.values if stratify else None)
-        relative_validation = validation_fraction / (1.0 - test_fraction)
-        train, validation = train_test_split(rest, test_size=relative_validation, random_state=seed, shuffle=True,
-                                             stratify=y.values[rest] if stratify else None)
-    except ValueError as exc:
-        raise PreprocessError("cannot split {} rows into train/validation/test: {}".format(len(index), exc))
+    fractions = row_fractions(rows, seed)
+    test = fractions < test_fraction
+    validation = ~test & (fractions < test_fraction + validation_fraction)
+    train = ~test & ~validation
+    index = rows.index
     for name, part in (("train", train), ("validation", validation), ("test", test)):
-        if len(part) == 0:
+        if not part.any():
             raise PreprocessError("the {} split is empty; give more rows or larger fractions".format(name))
-    return index[np.sort(train)], index[np.sort(validation)], index[np.sort(test)]
+    return index[train], index[validation], index[test]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -316,9 +325,9 @@ def run(args: argparse.Namespace) -> Dict:
     if raw_features.shape[1] == 0:
         raise PreprocessError("no feature columns left besides the target {!r}".format(target))
     y = derive_target(data[target], args.problem_type, args.positive_threshold, args.positive_label)
-    train_idx, validation_idx, test_idx = split_indices(
-        data.index, y, args.validation_fraction, args.test_fraction, args.seed,
-        stratify=args.problem_type == "binary_classification")
+    train_idx, validation_idx, test_idx = split_indices(data, args.validation_fraction, args.test_fraction, args.seed)
+    if args.problem_type == "binary_classification" and y.loc[test_idx].nunique() < 2:
+        raise PreprocessError("the test split holds one class only; give more rows of each class")
 
     # Categories come from the whole curated dataset so that every split encodes to the same columns.
     features = build_feature_spec(raw_features)

@@ -76,8 +76,12 @@ def test_prod_budget_and_champion_margin():
     assert config.models[0].champion.margin == 0.05
 
 
-def test_defaults_of_a_model_without_the_new_sections():
-    abalone = load_config("dev").models[0]
+def test_defaults_of_a_model_without_the_new_sections(tmp_path):
+    def without_them(data):
+        for section in ("batch", "retraining", "champion", "model_quality", "spot_training"):
+            _abalone(data).pop(section, None)
+
+    abalone = _load(tmp_path, without_them).models[0]
     assert not abalone.batch.enabled
     assert abalone.retraining.cooldown_hours == 24
     assert (abalone.champion.enabled, abalone.champion.margin) == (True, 0.0)

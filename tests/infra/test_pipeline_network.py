@@ -60,11 +60,13 @@ def test_every_prod_job_step_joins_the_imported_subnets_and_groups_isolated(prod
     subnets, groups = _expected_placement(prod.config)
     for model in prod.config.models:
         steps = [s for s in all_steps(_definition(prod, model.name)) if s["Type"] in JOB_TYPES]
-        assert {s["Name"] for s in steps} == {"Preprocess", "DataQualityBaseline", "Train", "Evaluate"}
+        assert {s["Name"] for s in steps} == {"Preprocess", "DataQualityBaseline", "Train", "ResolveChampion",
+                                              "Evaluate"}
         for step in steps:
             network = _network(step)
             assert network["VpcConfig"] == {"Subnets": subnets, "SecurityGroupIds": groups}, step["Name"]
-            assert network["EnableNetworkIsolation"] is True, step["Name"]
+            # ResolveChampion calls SageMaker through the VPC's endpoint (the approved package): not isolated.
+            assert network["EnableNetworkIsolation"] is (step["Name"] != "ResolveChampion"), step["Name"]
             assert network["EnableInterContainerTrafficEncryption"] is True, step["Name"]
         text = json.dumps(_definition(prod, model.name))
         assert "placeholder" not in text

@@ -116,7 +116,7 @@ def test_metric_meets_the_config_threshold(demo, config):
         assert result.passed is True and result.fail_message is None
         assert result.evaluation[f"{model.problem_type}_metrics"][model.metric]["value"] == pytest.approx(
             result.metric_value)
-        assert set(result.step_seconds) == {"Preprocess", "Train", "Evaluate"}
+        assert set(result.step_seconds) == {"Preprocess", "Train", "ResolveChampion", "Evaluate"}
     abalone, breast_cancer = demo.models
     assert abalone.metric == "rmse" and not abalone.higher_is_better and 0 < abalone.metric_value <= 3.0
     assert breast_cancer.metric == "auc" and breast_cancer.higher_is_better and 0.9 <= breast_cancer.metric_value <= 1
