@@ -250,7 +250,9 @@ def drift_retrains_once(rh: Rehearsal, model: str, stage: str, *, run_execution:
             PipelineExecutionArn=result["pipeline_execution_arn"])
         params = {p["Name"]: p["Value"] for p in started.get("PipelineParameters") or []}
         run = pipeline_runner.run_pipeline(rh, model_stack, params).check()
-        facts["retrained_package"] = run.model_package_arn
+        facts["retrained_package"] = run.model_package_arn or (
+            "none: the challenger lost the champion comparison" if getattr(run, "rejected_by_champion", False)
+            else None)
     return facts
 
 
@@ -314,39 +316,49 @@ def ground_truth_and_model_quality(rh: Rehearsal, model: str, stage: str, deploy
                              f"{env.get('CAPTURE_PREFIX')}, the endpoint captures to {capture_uri}")
 
     # Requests with inference IDs: through the endpoint_proxy function (curated rows as its instances), else rows the
-    # endpoint already accepted (the smoke test's captured requests) with InvokeEndpoint's InferenceId.
+    # endpoint already accepted (the smoke test's captured requests) with InvokeEndpoint's InferenceId. Data capture
+    # samples (InitialSamplingPercentage): requests go on until ``requests`` of them are captured (at most 25 times
+    # as many); Model Monitor joins the captured ones only.
     proxy = deployment.function is not None and deployment.function.environment.get("INFERENCE_MODE") == \
         "endpoint_proxy"
     via = "the endpoint_proxy function" if proxy else "InvokeEndpoint with InferenceId"
-    rows = _instances(rh, endpoint, model, requests) if proxy else _captured_rows(endpoint)[:requests]
+    limit = requests * 25
+    rows = _instances(rh, endpoint, model, limit) if proxy else _captured_rows(endpoint)
     if not rows:
         raise RehearsalError(f"{stack.name}: no request rows for {endpoint.name} ({via})")
-    ids = [f"rehearsal-{stage}-{i:03d}-{secrets.token_hex(3)}" for i in range(len(rows))]
-    for inference_id, row in zip(ids, rows):
+    sampling = float((endpoint.data_capture or {}).get("InitialSamplingPercentage", 0))
+    column = int(mq_input["EndpointInput"].get("InferenceAttribute") or 0)
+    answered: dict[str, float] = {}  # inference ID -> the prediction the caller received
+    captured: dict[str, dict] = {}
+    for n in range(limit):
+        inference_id = f"rehearsal-{stage}-{n:03d}-{secrets.token_hex(3)}"
+        row = rows[n % len(rows)]
         if proxy:
-            _invoke_proxy(deployment.function, row, inference_id, stack.name)
+            answered[inference_id] = _invoke_proxy(deployment.function, row, inference_id, stack.name)
         else:
             response = endpoint.invoke(row, "text/csv", "text/csv", inference_id=inference_id)
             if response.status != 200:
                 raise RehearsalError(f"{endpoint.name}: InvokeEndpoint failed ({response.status}): {response.text()}")
-    captured = {r["eventMetadata"].get("inferenceId"): r for r in endpoint.captured_records()
-                if r.get("eventMetadata", {}).get("inferenceId") in ids}
-    if set(captured) != set(ids):
+            answered[inference_id] = float(next(csv.reader([response.text().strip().splitlines()[0]]))[column])
+        if n + 1 >= requests and (sampling >= 100 or n % requests == requests - 1 or n + 1 == limit):
+            captured = {r["eventMetadata"].get("inferenceId"): r for r in endpoint.captured_records()
+                        if r.get("eventMetadata", {}).get("inferenceId") in answered}
+            if len(captured) >= requests or sampling >= 100:
+                break
+    ids = list(answered)
+    if not captured or (sampling >= 100 and set(captured) != set(ids)):
         raise RehearsalError(f"{endpoint.name}: the capture carries {len(captured)} of the {len(ids)} inference IDs "
-                             f"sent ({via}): eventMetadata.inferenceId is missing")
-    column = int(mq_input["EndpointInput"].get("InferenceAttribute") or 0)
+                             f"sent ({via}, capture sampling {sampling:g}%): eventMetadata.inferenceId is missing")
     predictions = {i: float(next(csv.reader([captured[i]["captureData"]["endpointOutput"]["data"]
-                                             .strip().splitlines()[0]]))[column]) for i in ids}
+                                             .strip().splitlines()[0]]))[column]) for i in captured}
     problem = mq["ModelQualityAppSpecification"]["ProblemType"]
 
-    # The labels: each good one at a known distance from the prediction; then rows the function must reject.
+    # The labels of every answered request (what a user uploads), each good one at a known distance from the
+    # prediction the caller received; then rows the function must reject.
     labels = {}
     lines = ["inference_id,label"]
     for i in ids:
-        if problem == "Regression":
-            labels[i] = round(predictions[i] + 1.0, 6)
-        else:
-            labels[i] = 1 if predictions[i] >= 0.5 else 0
+        labels[i] = round(answered[i] + 1.0, 6) if problem == "Regression" else int(answered[i] >= 0.5)
         lines.append(f"{i},{labels[i]}")
     bad = [f"{ids[0]},{labels[ids[0]]}",  # duplicate
            ",3.0",  # missing inference ID
@@ -369,9 +381,12 @@ def ground_truth_and_model_quality(rh: Rehearsal, model: str, stage: str, deploy
         raise RehearsalError(f"{stack.name}: expected {len(ids)} rows written and {len(bad)} rejected, the report "
                              f"says {counts}: {json.dumps(report)[:1500]}")
     captures = report.get("captures") or {}
-    if env.get("CAPTURE_PREFIX") and (not captures.get("checked") or captures.get("unmatched_inference_id")):
-        raise RehearsalError(f"{stack.name}: the function's capture check did not match every inference ID to the "
-                             f"endpoint's capture: {captures}")
+    unmatched = len(ids) - len(captured)
+    if env.get("CAPTURE_PREFIX") and (not captures.get("checked")
+                                      or captures.get("unmatched_inference_id") != unmatched):
+        raise RehearsalError(f"{stack.name}: the function's capture check should find {len(captured)} of the "
+                             f"{len(ids)} inference IDs in the endpoint's capture ({unmatched} not sampled): "
+                             f"{captures}")
     hour = event["time"][:13].replace("-", "/").replace("T", "/")
     truth = _objects(s3, env["OUTPUT_BUCKET"], f"{env['GROUND_TRUTH_PREFIX']}{hour}/")
     quarantine = _objects(s3, env["OUTPUT_BUCKET"], f"{env['QUARANTINE_PREFIX']}{hour}/")
@@ -394,8 +409,8 @@ def ground_truth_and_model_quality(rh: Rehearsal, model: str, stage: str, deploy
         raise RehearsalError(f"{stack.name}: the model-quality role cannot read {truth_files[0]}: {exc}") from None
     joined = [(predictions[g["eventMetadata"]["eventId"]], float(g["groundTruthData"]["data"]))
               for g in ground_truth if g["eventMetadata"]["eventId"] in predictions]
-    if len(joined) != len(ids):
-        raise RehearsalError(f"{stack.name}: {len(joined)} of {len(ids)} ground-truth records join a captured "
+    if len(joined) != len(captured):
+        raise RehearsalError(f"{stack.name}: {len(joined)} of {len(captured)} ground-truth records join a captured "
                              "inference (eventMetadata.eventId vs the capture's eventMetadata.inferenceId)")
     if problem == "Regression":
         metric, value, expected = "rmse", math.sqrt(sum((p - y) ** 2 for p, y in joined) / len(joined)), 1.0
@@ -405,7 +420,8 @@ def ground_truth_and_model_quality(rh: Rehearsal, model: str, stage: str, deploy
     if abs(value - expected) > 1e-3:
         raise RehearsalError(f"{stack.name}: the joined {metric} is {value}, expected {expected}: predictions and "
                              "labels do not line up")
-    return {"rule": rule["rule"], "upload": f"s3://{raw_bucket}/{key}", "requests": via, "counts": counts,
+    return {"rule": rule["rule"], "upload": f"s3://{raw_bucket}/{key}", "requests": via, "sent": len(ids),
+            "captured": len(captured), "counts": counts,
             "ground_truth": f"s3://{env['OUTPUT_BUCKET']}/{truth_files[0]}", "quarantine": sorted(quarantine),
             "messages": len(messages), "joined": len(joined), "metric": {"name": metric, "value": round(value, 6)}}
 
@@ -469,8 +485,9 @@ def _instances(rh: Rehearsal, endpoint: Any, model: str, count: int) -> list[dic
     return []
 
 
-def _invoke_proxy(function: Any, row: dict, inference_id: str, where: str) -> None:
-    """One request through the endpoint_proxy function (a Function URL event), naming its inference ID."""
+def _invoke_proxy(function: Any, row: dict, inference_id: str, where: str) -> float:
+    """One request through the endpoint_proxy function (a Function URL event), naming its inference ID; returns the
+    prediction the caller received."""
     from rehearsal.serving import _url_event
 
     body = json.dumps({"instances": [row], "inference_id": inference_id}, default=str).encode()
@@ -483,6 +500,14 @@ def _invoke_proxy(function: Any, row: dict, inference_id: str, where: str) -> No
     if (payload or {}).get("inference_id") != inference_id:
         raise RehearsalError(f"{where}: the endpoint_proxy function returned inference_id "
                              f"{(payload or {}).get('inference_id')!r}, not {inference_id!r}")
+    prediction = (payload.get("predictions") or [None])[0]
+    if isinstance(prediction, dict):  # a classifier's {"label", "probability"}-like answer
+        prediction = next((v for k, v in prediction.items() if "prob" in k or "score" in k), None)
+    try:
+        return float(prediction)
+    except (TypeError, ValueError):
+        raise RehearsalError(f"{where}: the endpoint_proxy function's prediction {prediction!r} is not a number") \
+            from None
 
 
 # --- 8. batch inference -----------------------------------------------------------------------------------------------
@@ -1014,7 +1039,7 @@ def after_deploy(rh: Rehearsal, report: Any, log: Any, *, serve: bool = True, ru
         if _function_of(rh, stack, GROUND_TRUTH_HANDLER) is not None:
             with report.stage(f"10. {name}: ground truth and model quality", log) as st:
                 st.update(ground_truth_and_model_quality(rh, model, stage, deployments[name]))
-                results.setdefault("ground_truth", {})[name] = {k: st.get(k) for k in ("counts", "joined",
+                results.setdefault("ground_truth", {})[name] = {k: st.get(k) for k in ("counts", "joined", "sent",
                                                                                         "metric", "requests")}
 
 
@@ -1029,10 +1054,10 @@ def summary_lines(closing: dict[str, Any]) -> list[str]:
                          f"rows, package version {batch.get('package_version')}, table {batch.get('table')}")
     for name, drift in (closing.get("drift") or {}).items():
         lines.append(f"- drift {name}: {drift.get('first')}, then {drift.get('second')} (drifted "
-                     f"{drift.get('features')}; the started execution registered {drift.get('retrained_package')})")
+                     f"{drift.get('features')}; the started execution ran, registered: {drift.get('retrained_package')})")
     for name, truth in (closing.get("ground_truth") or {}).items():
         counts, metric = truth.get("counts") or {}, truth.get("metric") or {}
         lines.append(f"- ground truth {name}: {counts.get('written')} labels written, {counts.get('rejected')} "
-                     f"rejected, {truth.get('joined')} joined to captured inferences ({truth.get('requests')}), "
-                     f"{metric.get('name')} {metric.get('value')}")
+                     f"rejected, {truth.get('joined')} of {truth.get('sent')} requests captured and joined "
+                     f"({truth.get('requests')}), {metric.get('name')} {metric.get('value')}")
     return lines
