@@ -66,6 +66,10 @@ def test_every_model_of_the_config_runs_in_config_order(demo, config):
     assert demo.passed is True and demo.exit_code == 0
 
 
+# The demo's deliberately worse challenger per model (demo/challenger.py), rejected by the champion comparison.
+CHALLENGER = {"abalone": "max_depth=1", "breast-cancer": "max_depth=1, num_round=1"}
+
+
 def test_progress_output_names_every_stage_with_seconds(demo):
     lines = demo.console.splitlines()
     headings = [line for line in lines if line.startswith("[")]
@@ -74,6 +78,8 @@ def test_progress_output_names_every_stage_with_seconds(demo):
                             f"[2/7] Raw upload [{model}]", f"[3/7] Glue ETL (local PySpark) [{model}]",
                             f"[4/7] Model build (SageMaker pipeline steps) [{model}]",
                             f"[5/7] Approve and resolve [{model}]",
+                            f"[5b. Challenger vs champion] [{model}] a worse challenger ({CHALLENGER[model]}) against "
+                            "the approved champion, same data and split",
                             f"[6/7] Serve (the inference Lambda over HTTP; the endpoint's handlers where enabled) "
                             f"[{model}]")]
                         + ["[7/7] Report"])
@@ -81,7 +87,8 @@ def test_progress_output_names_every_stage_with_seconds(demo):
         "== model abalone: dataset abalone, regression on rings, rmse <= 3, served from endpoint and Lambda",
         "== model breast-cancer: dataset breast_cancer, binary_classification on diagnosis, auc >= 0.9, served from "
         "Lambda"]
-    assert sum(1 for line in lines if line.startswith("      (") and line.endswith(" s)")) == 1 + 5 * 2 + 1
+    # one timing line per stage: the shared two, five per model and the challenger stage (5b) per model
+    assert sum(1 for line in lines if line.startswith("      (") and line.endswith(" s)")) == 1 + 6 * 2 + 1
     assert list(demo.stage_seconds) == ["1. Stand-in AWS (moto)", "7. Report"]
     for result in demo.models:
         assert [k.split(".")[0] for k in result.stage_seconds] == ["2", "3", "4", "5", "6"]
