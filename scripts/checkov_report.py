@@ -20,7 +20,7 @@ from pathlib import Path
 
 def run_checkov(checkov: str, cdk_out: Path) -> list[dict]:
     proc = subprocess.run(
-        [checkov, "-d", str(cdk_out), "--framework", "cloudformation", "--quiet", "--compact", "-o", "json"],
+        [checkov, "-d", str(cdk_out), "--framework", "cloudformation", "--compact", "-o", "json"],
         capture_output=True, text=True,
     )
     if not proc.stdout.strip():
