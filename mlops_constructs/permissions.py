@@ -28,11 +28,12 @@ from mlops_constructs import compliance
 #: Services whose actions the boundary allows (any action: the roles' own policies grant the least privilege; the
 #: boundary caps them). What the platform's roles use: storage and keys, SageMaker, Glue, logs and metrics, alarms and
 #: events, inference functions and their deployments, images, the CI/CD projects and pipelines, CDK deploys (STS to
-#: the bootstrap roles, CloudFormation, SSM for the bootstrap version and Session Manager on the workstation).
+#: the bootstrap roles, CloudFormation, SSM for the bootstrap version and Session Manager on the workstation), the
+#: batch-inference state machines (states) and the dead-letter queues of the event functions (sqs).
 PLATFORM_SERVICES = (
     "s3", "kms", "sagemaker", "glue", "logs", "cloudwatch", "events", "sns", "lambda", "codedeploy", "ecr", "xray",
     "sts", "codebuild", "codepipeline", "codeconnections", "codestar-connections", "cloudformation", "ssm",
-    "ssmmessages", "application-autoscaling",
+    "ssmmessages", "application-autoscaling", "states", "sqs",
 )
 #: EC2 actions the boundary allows: the network interfaces jobs, functions and Glue jobs create in a VPC.
 EC2_NETWORK_ACTIONS = (
